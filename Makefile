@@ -1,0 +1,55 @@
+# One entry point for people and CI. `make demo` and `make check` do all set-up themselves.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo check lint typecheck test test-unit test-integration format schemas broker-start broker-stop clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## the demo: broker, topics, traffic, a summary
+demo: $(STAMP)
+	$(BIN)/scorestream demo
+
+## every check: lint, format, types, schemas, tests (starts the broker if needed)
+check: lint typecheck test
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: $(STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: $(STAMP)
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: $(STAMP)
+	$(BIN)/pytest tests/integration tests/e2e $(PYTEST_ARGS)
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+schemas: $(STAMP)
+	$(BIN)/scorestream schemas generate
+
+broker-start: $(STAMP)
+	$(BIN)/scorestream broker start
+
+broker-stop: $(STAMP)
+	$(BIN)/scorestream broker stop
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

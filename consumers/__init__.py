@@ -1,0 +1,1 @@
+"""Consumers: enricher, decision, notifier, audit and monitor services."""

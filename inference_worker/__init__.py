@@ -1,0 +1,1 @@
+"""The inference worker: consume, build a tensor, score with ONNX Runtime, produce."""

@@ -1,0 +1,1 @@
+"""Training pipelines (Kubeflow Pipelines), ONNX export and the model repository."""

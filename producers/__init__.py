@@ -1,0 +1,1 @@
+"""Producers: the gateway, the traffic simulator, the label feed and the publisher library."""

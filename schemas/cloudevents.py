@@ -1,0 +1,229 @@
+"""CloudEvents 1.0 binary content mode over Kafka, written once.
+
+The payload is the contract as JSON; the event's attributes travel in headers
+(``ce_specversion``, ``ce_id``, ``ce_type``, ``ce_source``, ``ce_time``, ``content-type``),
+as the CloudEvents Kafka protocol binding specifies. W3C ``traceparent`` / ``tracestate``
+headers are passed through untouched. The Kafka key is the contract's partition key.
+
+The ``cloudevents`` SDK's Kafka binding was not used: it adds a dependency for a mapping of a
+dozen lines, works on its own event class rather than on our pydantic contracts, and its
+decode errors do not keep the raw record, which our DLQs need.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Generic, TypeVar
+
+from pydantic import TypeAdapter, ValidationError
+
+from schemas.catalog import BY_CE_TYPE
+from schemas.errors import (
+    DecodeError,
+    FieldError,
+    Headers,
+    InvalidHeaderError,
+    MalformedPayloadError,
+    MissingHeaderError,
+    RawRecord,
+    SchemaViolationError,
+    UnknownEventTypeError,
+)
+from schemas.events import Contract
+
+SPEC_VERSION = "1.0"
+CONTENT_TYPE = "application/json"
+TRACE_HEADERS = ("traceparent", "tracestate")
+REQUIRED_HEADERS = ("ce_specversion", "ce_id", "ce_type", "ce_source")
+
+C = TypeVar("C", bound=Contract)
+
+_TIME = TypeAdapter(datetime)
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaMessage:
+    """What a producer sends: key, value and headers, all bytes."""
+
+    key: bytes
+    value: bytes
+    headers: Headers
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope(Generic[C]):
+    """A decoded event: the contract plus its CloudEvents attributes and trace headers."""
+
+    event: C
+    id: str
+    source: str
+    time: datetime
+    type: str
+    trace: dict[str, str] = field(default_factory=dict)
+    extensions: dict[str, str] = field(default_factory=dict)
+    raw: RawRecord | None = None
+
+
+def encode(
+    event: Contract,
+    *,
+    source: str,
+    event_id: str | None = None,
+    time: datetime | None = None,
+    trace: Mapping[str, str] | None = None,
+    extensions: Mapping[str, str] | None = None,
+) -> KafkaMessage:
+    """Encode ``event`` as a binary-mode CloudEvent. ``extensions`` become ``ce_<name>`` headers."""
+    if not source:
+        raise ValueError("source must be a non-empty URI-reference, e.g. 'scorestream/gateway'")
+    when = (time or datetime.now(UTC)).astimezone(UTC)
+    headers: Headers = [
+        ("ce_specversion", SPEC_VERSION.encode()),
+        ("ce_id", (event_id or str(uuid.uuid4())).encode()),
+        ("ce_source", source.encode()),
+        ("ce_type", event.ce_type.encode()),
+        ("ce_time", when.isoformat().replace("+00:00", "Z").encode()),
+        ("content-type", CONTENT_TYPE.encode()),
+    ]
+    for name, value in (extensions or {}).items():
+        if not name.isalnum() or not name.islower():
+            raise ValueError(f"CloudEvents extension names are lower-case alphanumeric: {name!r}")
+        headers.append((f"ce_{name}", value.encode()))
+    for name in TRACE_HEADERS:
+        if trace and trace.get(name):
+            headers.append((name, trace[name].encode()))
+    return KafkaMessage(
+        key=event.partition_key().encode(),
+        value=event.model_dump_json().encode(),
+        headers=headers,
+    )
+
+
+def _header_map(headers: Sequence[tuple[str, bytes | str | None]] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in headers or ():
+        if value is None:
+            continue
+        text = value if isinstance(value, str) else value.decode("utf-8", errors="replace")
+        out[name] = text  # the last occurrence wins, as in most Kafka header readers
+    return out
+
+
+def _field_errors(exc: ValidationError) -> tuple[FieldError, ...]:
+    return tuple(
+        FieldError(
+            path=".".join(str(p) for p in err["loc"]) or "<root>",
+            code=err["type"],
+            message=err["msg"],
+        )
+        for err in exc.errors(include_url=False)
+    )
+
+
+def decode(
+    raw: RawRecord,
+    accept: Iterable[type[C]] | None = None,
+) -> Envelope[C]:
+    """Decode a raw Kafka record. Raises a :class:`~schemas.errors.DecodeError` subclass.
+
+    ``accept`` limits which contracts this consumer handles; an event of another known type is
+    an :class:`UnknownEventTypeError` for this consumer. Every error carries ``raw`` unchanged.
+    """
+    headers = _header_map(raw.headers)
+    missing = [h for h in REQUIRED_HEADERS if not headers.get(h)]
+    if missing:
+        raise MissingHeaderError(
+            "missing CloudEvents headers",
+            raw,
+            tuple(FieldError(f"headers.{h}", "missing", "header is required") for h in missing),
+        )
+    if headers["ce_specversion"] != SPEC_VERSION:
+        raise InvalidHeaderError(
+            "unsupported CloudEvents spec version",
+            raw,
+            (
+                FieldError(
+                    "headers.ce_specversion",
+                    "unsupported",
+                    f"expected {SPEC_VERSION!r}, got {headers['ce_specversion']!r}",
+                ),
+            ),
+        )
+    content_type = headers.get("content-type", CONTENT_TYPE).split(";")[0].strip().lower()
+    if content_type != CONTENT_TYPE:
+        raise InvalidHeaderError(
+            "unsupported content type",
+            raw,
+            (
+                FieldError(
+                    "headers.content-type",
+                    "unsupported",
+                    f"expected {CONTENT_TYPE!r}, got {content_type!r}",
+                ),
+            ),
+        )
+    ce_type = headers["ce_type"]
+    allowed = {c.ce_type: c for c in accept} if accept is not None else BY_CE_TYPE
+    contract = allowed.get(ce_type)
+    if contract is None:
+        raise UnknownEventTypeError(
+            "event type not handled here",
+            raw,
+            (
+                FieldError(
+                    "headers.ce_type", "unknown", f"{ce_type!r} is not one of {sorted(allowed)}"
+                ),
+            ),
+        )
+    try:
+        time = _TIME.validate_python(headers["ce_time"]) if "ce_time" in headers else None
+    except ValidationError as exc:
+        raise InvalidHeaderError(
+            "invalid ce_time", raw, (FieldError("headers.ce_time", "datetime", str(exc)),)
+        ) from exc
+    if time is not None and time.tzinfo is None:
+        raise InvalidHeaderError(
+            "invalid ce_time",
+            raw,
+            (FieldError("headers.ce_time", "timezone_aware", "ce_time needs a UTC offset"),),
+        )
+    if not raw.value:
+        raise MalformedPayloadError(
+            "empty payload", raw, (FieldError("<root>", "empty", "record has no value"),)
+        )
+    try:
+        event = contract.model_validate_json(raw.value)
+    except ValidationError as exc:
+        errors = _field_errors(exc)
+        if any(e.code == "json_invalid" for e in errors):
+            raise MalformedPayloadError("payload is not valid JSON", raw, errors) from exc
+        raise SchemaViolationError(f"payload violates {ce_type}", raw, errors) from exc
+    extensions = {
+        k[3:]: v for k, v in headers.items() if k.startswith("ce_") and k[3:] not in _CORE_ATTRS
+    }
+    return Envelope(
+        event=event,  # type: ignore[arg-type]  # narrowed by the ce_type lookup above
+        id=headers["ce_id"],
+        source=headers["ce_source"],
+        time=(time or datetime.now(UTC)).astimezone(UTC),
+        type=ce_type,
+        trace={h: headers[h] for h in TRACE_HEADERS if h in headers},
+        extensions=extensions,
+        raw=raw,
+    )
+
+
+_CORE_ATTRS = frozenset({"specversion", "id", "type", "source", "time"})
+
+__all__ = [
+    "CONTENT_TYPE",
+    "SPEC_VERSION",
+    "DecodeError",
+    "Envelope",
+    "KafkaMessage",
+    "decode",
+    "encode",
+]

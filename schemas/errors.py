@@ -1,0 +1,90 @@
+"""Typed decode errors. Each keeps the raw record so a dead-letter queue can store it as is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from scorestream.errors import ScorestreamError
+
+Headers = list[tuple[str, bytes | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """A Kafka record exactly as received: what a DLQ entry must carry."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = field(default_factory=list)
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One validation failure: the dotted field path, a machine code and a message."""
+
+    path: str
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message} [{self.code}]"
+
+
+class DecodeError(ScorestreamError):
+    """A record could not be turned into a contract object. ``raw`` is the untouched record."""
+
+    reason: str = "decode_error"
+
+    def __init__(self, message: str, raw: RawRecord, errors: tuple[FieldError, ...] = ()) -> None:
+        self.raw = raw
+        self.errors = errors
+        detail = "; ".join(str(e) for e in errors)
+        super().__init__(f"{message}: {detail}" if detail else message)
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The dotted paths of the offending fields."""
+        return tuple(e.path for e in self.errors)
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-friendly description for DLQ headers and logs (never the payload itself)."""
+        return {
+            "reason": self.reason,
+            "error": type(self).__name__,
+            "message": str(self),
+            "fields": list(self.fields),
+        }
+
+
+class MissingHeaderError(DecodeError):
+    """A required CloudEvents header is absent or empty."""
+
+    reason = "missing_header"
+
+
+class InvalidHeaderError(DecodeError):
+    """A header is present but its value is not acceptable (spec version, content type, time)."""
+
+    reason = "invalid_header"
+
+
+class UnknownEventTypeError(DecodeError):
+    """``ce_type`` names no contract this consumer knows."""
+
+    reason = "unknown_event_type"
+
+
+class MalformedPayloadError(DecodeError):
+    """The value is not valid UTF-8 JSON (or is empty)."""
+
+    reason = "malformed_payload"
+
+
+class SchemaViolationError(DecodeError):
+    """The JSON is well formed but breaks the contract: wrong type, missing field, bad value."""
+
+    reason = "schema_violation"

@@ -1,0 +1,278 @@
+"""Event contracts: the payloads that travel on scorestream's topics.
+
+Rules every contract follows:
+
+* strict types on the wire (a JSON string is never coerced into a number), frozen objects;
+* unknown fields are ignored so that a consumer of version ``vN`` keeps reading events written
+  by a producer that added optional fields (schemas evolve additively, see ``schemas.compat``);
+* money is integer minor units plus an ISO 4217 code; timestamps are timezone-aware UTC.
+
+Each class states its CloudEvents ``ce_type`` and the key it is partitioned by.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from enum import StrEnum
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.types import (
+    AmountMinor,
+    Country,
+    Currency,
+    Identifier,
+    Mcc,
+    ModelName,
+    ModelVersion,
+    Probability,
+    Sha256Hex,
+    TenantId,
+    UtcDatetime,
+)
+
+
+class Contract(BaseModel):
+    """Base of every event payload."""
+
+    model_config = ConfigDict(strict=True, frozen=True, extra="ignore")
+
+    ce_type: ClassVar[str]
+    """CloudEvents type, with the contract's major version (``scorestream.transaction.v1``)."""
+
+    @abstractmethod
+    def partition_key(self) -> str:
+        """The Kafka key: events of one key keep their order."""
+
+
+class Channel(StrEnum):
+    CARD_PRESENT = "card_present"
+    CONTACTLESS = "contactless"
+    ECOMMERCE = "ecommerce"
+    MOBILE_WALLET = "mobile_wallet"
+    ATM = "atm"
+
+
+class TransactionEvent(Contract):
+    """A payment as published by an upstream service. Key: ``account_id``."""
+
+    ce_type: ClassVar[str] = "scorestream.transaction.v1"
+
+    transaction_id: Identifier
+    tenant_id: TenantId
+    account_id: Identifier
+    merchant_id: Identifier
+    amount_minor: AmountMinor
+    currency: Currency
+    timestamp: UtcDatetime
+    channel: Channel
+    country: Country
+    mcc: Mcc
+    card_country: Country | None = None
+    """Issuing country of the card; differs from ``country`` for cross-border payments."""
+
+    def partition_key(self) -> str:
+        return self.account_id
+
+
+FeatureValue = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class EnrichedTransaction(Contract):
+    """A transaction with its served features. Key: ``account_id``."""
+
+    ce_type: ClassVar[str] = "scorestream.transaction.enriched.v1"
+
+    transaction: TransactionEvent
+    features: dict[str, FeatureValue]
+    """Feature name → value, in the order of the feature spec."""
+    feature_spec_hash: Annotated[str, Field(min_length=8, max_length=64)]
+    enriched_at: UtcDatetime
+
+    def partition_key(self) -> str:
+        return self.transaction.account_id
+
+
+class ModelAlias(StrEnum):
+    CHAMPION = "champion"
+    CHALLENGER = "challenger"
+
+
+class PredictionTimings(BaseModel):
+    """Milliseconds spent per step of scoring one batch, as seen by this event."""
+
+    model_config = ConfigDict(strict=True, frozen=True, extra="ignore")
+
+    queue_ms: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    inference_ms: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    batch_size: Annotated[int, Field(ge=1)]
+
+
+class PredictionEvent(Contract):
+    """A model score for one transaction. Key: ``account_id``."""
+
+    ce_type: ClassVar[str] = "scorestream.prediction.v1"
+
+    transaction_id: Identifier
+    tenant_id: TenantId
+    account_id: Identifier
+    score: Probability
+    model_name: ModelName
+    model_version: ModelVersion
+    model_sha256: Sha256Hex
+    feature_spec_hash: Annotated[str, Field(min_length=8, max_length=64)]
+    alias: ModelAlias = ModelAlias.CHAMPION
+    event_time: UtcDatetime
+    """The transaction's own timestamp, to measure event-to-prediction latency."""
+    predicted_at: UtcDatetime
+    timings: PredictionTimings
+
+    def partition_key(self) -> str:
+        return self.account_id
+
+
+class Outcome(StrEnum):
+    APPROVE = "approve"
+    REVIEW = "review"
+    DECLINE = "decline"
+
+
+class DecisionEvent(Contract):
+    """What the tenant's policy decided for one transaction. Key: ``account_id``."""
+
+    ce_type: ClassVar[str] = "scorestream.decision.v1"
+
+    transaction_id: Identifier
+    tenant_id: TenantId
+    account_id: Identifier
+    outcome: Outcome
+    score: Probability
+    model_name: ModelName
+    model_version: ModelVersion
+    policy_version: Annotated[str, Field(min_length=1, max_length=64)]
+    reasons: tuple[str, ...] = ()
+    event_time: UtcDatetime
+    decided_at: UtcDatetime
+
+    def partition_key(self) -> str:
+        return self.account_id
+
+
+class LabelSource(StrEnum):
+    CHARGEBACK = "chargeback"
+    CUSTOMER_CONFIRMED = "customer_confirmed"
+    ANALYST = "analyst"
+
+
+class LabelEvent(Contract):
+    """Ground truth for a transaction, arriving later. Key: ``account_id``."""
+
+    ce_type: ClassVar[str] = "scorestream.label.v1"
+
+    transaction_id: Identifier
+    tenant_id: TenantId
+    account_id: Identifier
+    merchant_id: Identifier
+    is_fraud: bool
+    source: LabelSource
+    transaction_time: UtcDatetime
+    labelled_at: UtcDatetime
+
+    def partition_key(self) -> str:
+        return self.account_id
+
+
+class ModelPublished(Contract):
+    """A new immutable model version exists in the repository. Key: ``<name>/<version>``."""
+
+    ce_type: ClassVar[str] = "scorestream.model.published.v1"
+
+    kind: Literal["published"] = "published"
+    model_name: ModelName
+    model_version: ModelVersion
+    sha256: Sha256Hex
+    uri: Annotated[str, Field(min_length=1)]
+    feature_spec_hash: Annotated[str, Field(min_length=8, max_length=64)]
+    metrics: dict[str, Annotated[float, Field(allow_inf_nan=False)]] = Field(default_factory=dict)
+    published_at: UtcDatetime
+
+    def partition_key(self) -> str:
+        return f"{self.model_name}/{self.model_version}"
+
+
+class ModelPromoted(Contract):
+    """``version`` now serves as ``alias`` for ``tenant_id``. Key: ``<tenant>/<name>/<alias>``.
+
+    The key makes the compacted ``model-events`` topic keep exactly the latest promotion per
+    tenant, model and alias: that is the source of truth for what serves.
+    """
+
+    ce_type: ClassVar[str] = "scorestream.model.promoted.v1"
+
+    kind: Literal["promoted"] = "promoted"
+    tenant_id: TenantId
+    model_name: ModelName
+    model_version: ModelVersion
+    alias: ModelAlias
+    promoted_at: UtcDatetime
+    reason: str = ""
+
+    def partition_key(self) -> str:
+        return f"{self.tenant_id}/{self.model_name}/{self.alias.value}"
+
+
+class ModelRejected(Contract):
+    """A service refused to load a promoted version. Key: ``<tenant>/<name>/<version>/rejected``."""
+
+    ce_type: ClassVar[str] = "scorestream.model.rejected.v1"
+
+    kind: Literal["rejected"] = "rejected"
+    tenant_id: TenantId
+    model_name: ModelName
+    model_version: ModelVersion
+    reason: Annotated[str, Field(min_length=1)]
+    service: Annotated[str, Field(min_length=1)]
+    instance: Annotated[str, Field(min_length=1)]
+    rejected_at: UtcDatetime
+
+    def partition_key(self) -> str:
+        return f"{self.tenant_id}/{self.model_name}/{self.model_version}/rejected"
+
+
+ModelEvent = Annotated[ModelPublished | ModelPromoted | ModelRejected, Field(discriminator="kind")]
+
+
+class AuditStatus(StrEnum):
+    COMPLETE = "complete"
+    INCOMPLETE = "incomplete"
+
+
+class AuditRecord(Contract):
+    """Everything known about one transaction's journey, kept forever. Key: ``account_id``."""
+
+    ce_type: ClassVar[str] = "scorestream.audit.v1"
+
+    transaction_id: Identifier
+    tenant_id: TenantId
+    account_id: Identifier
+    status: AuditStatus
+    missing: tuple[Literal["transaction", "prediction", "decision"], ...] = ()
+    transaction: TransactionEvent | None = None
+    features: dict[str, FeatureValue] | None = None
+    feature_spec_hash: str | None = None
+    model_name: ModelName | None = None
+    model_version: ModelVersion | None = None
+    model_sha256: Sha256Hex | None = None
+    score: Probability | None = None
+    outcome: Outcome | None = None
+    policy_version: str | None = None
+    trace_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")] | None = None
+    hop_ms: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
+        default_factory=dict
+    )
+    """Milliseconds per hop, e.g. ``{"enrich": 1.2, "score": 3.4, "decide": 0.7}``."""
+    recorded_at: UtcDatetime
+
+    def partition_key(self) -> str:
+        return self.account_id

@@ -1,0 +1,57 @@
+"""Reusable constrained field types of the event contracts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import pycountry
+from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def _iso4217(code: str) -> str:
+    if pycountry.currencies.get(alpha_3=code) is None:
+        raise ValueError(f"unknown ISO 4217 currency code {code!r}")
+    return code
+
+
+def _iso3166(code: str) -> str:
+    if pycountry.countries.get(alpha_2=code) is None:
+        raise ValueError(f"unknown ISO 3166-1 alpha-2 country code {code!r}")
+    return code
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+"""A timezone-aware timestamp, normalised to UTC. Naive timestamps are rejected."""
+
+Identifier = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")
+]
+"""An opaque identifier: letters, digits and ``_ . : -``, 1-128 characters."""
+
+TenantId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")]
+"""A tenant id; it prefixes topic names, so it is lower case, digits and dashes."""
+
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$"), AfterValidator(_iso4217)]
+"""An ISO 4217 alphabetic currency code (``EUR``)."""
+
+Country = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$"), AfterValidator(_iso3166)]
+"""An ISO 3166-1 alpha-2 country code (``DE``)."""
+
+Mcc = Annotated[str, StringConstraints(pattern=r"^[0-9]{4}$")]
+"""An ISO 18245 merchant category code, four digits as a string (``5411``)."""
+
+AmountMinor = Annotated[int, Field(ge=0, le=10**15)]
+"""Money in integer minor units (cents); never a float."""
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+
+Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+ModelName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+
+ModelVersion = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]

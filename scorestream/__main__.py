@@ -1,0 +1,5 @@
+import sys
+
+from scorestream.cli import main
+
+sys.exit(main())

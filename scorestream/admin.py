@@ -1,0 +1,153 @@
+"""Idempotent topic management with the confluent-kafka AdminClient."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+    ResourceType,
+)
+
+from scorestream.errors import TopicError
+from scorestream.kafka_config import admin_config
+from scorestream.settings import KafkaSettings, TopicSettings
+from scorestream.topics import REGISTRY, StreamSpec, TopicRegistry
+
+TIMEOUT_S = 30.0
+
+
+class Action(StrEnum):
+    CREATED = "created"
+    UNCHANGED = "unchanged"
+    UPDATED = "updated"
+
+
+@dataclass(frozen=True, slots=True)
+class TopicResult:
+    topic: str
+    action: Action
+    partitions: int
+    detail: str = ""
+
+
+def _partitions(spec: StreamSpec, topics: TopicSettings) -> int:
+    return max(1, math.ceil(spec.partitions * topics.partitions_scale))
+
+
+def ensure_topics(
+    wanted: dict[str, StreamSpec],
+    *,
+    kafka: KafkaSettings | None = None,
+    topics: TopicSettings | None = None,
+    progress: Callable[[TopicResult], None] = lambda _: None,
+) -> list[TopicResult]:
+    """Create missing topics; bring configs and partition counts of existing ones up to date.
+
+    Idempotent: running it twice changes nothing the second time. Partitions only ever grow
+    (shrinking would break key ordering and is refused by Kafka anyway).
+    """
+    kafka = kafka or KafkaSettings()
+    topics = topics or TopicSettings()
+    admin = AdminClient(admin_config(kafka, client_id="scorestream-admin"))
+    try:
+        existing = admin.list_topics(timeout=TIMEOUT_S).topics
+    except KafkaException as exc:
+        raise TopicError(f"cannot list topics: {exc}") from exc
+    results: list[TopicResult] = []
+    to_create = [
+        NewTopic(
+            name,
+            num_partitions=_partitions(spec, topics),
+            replication_factor=topics.replication_factor,
+            config=spec.topic_config(min_insync_replicas=topics.min_insync_replicas),
+        )
+        for name, spec in wanted.items()
+        if name not in existing
+    ]
+    if to_create:
+        for name, future in admin.create_topics(to_create, request_timeout=TIMEOUT_S).items():
+            try:
+                future.result()
+            except KafkaException as exc:
+                err = exc.args[0]
+                if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                    continue  # created concurrently by someone else: reconciled below next run
+                raise TopicError(f"cannot create topic {name}: {exc}") from exc
+            result = TopicResult(name, Action.CREATED, _partitions(wanted[name], topics))
+            results.append(result)
+            progress(result)
+    for name, spec in wanted.items():
+        if name not in existing:
+            continue
+        result = _reconcile(admin, name, spec, len(existing[name].partitions), topics)
+        results.append(result)
+        progress(result)
+    return results
+
+
+def _reconcile(
+    admin: AdminClient, name: str, spec: StreamSpec, have_partitions: int, topics: TopicSettings
+) -> TopicResult:
+    changes: list[str] = []
+    want_partitions = _partitions(spec, topics)
+    if have_partitions < want_partitions:
+        fut = admin.create_partitions([NewPartitions(name, want_partitions)])[name]
+        try:
+            fut.result()
+        except KafkaException as exc:
+            raise TopicError(f"cannot grow {name} to {want_partitions} partitions: {exc}") from exc
+        changes.append(f"partitions {have_partitions}->{want_partitions}")
+    current = describe_topic_config(admin, name)
+    wanted = spec.topic_config(min_insync_replicas=topics.min_insync_replicas)
+    drift = {k: v for k, v in wanted.items() if current.get(k) != v}
+    if drift:
+        resource = ConfigResource(
+            ResourceType.TOPIC,
+            name,
+            incremental_configs=[
+                ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+                for k, v in drift.items()
+            ],
+        )
+        try:
+            admin.incremental_alter_configs([resource])[resource].result()
+        except KafkaException as exc:
+            raise TopicError(f"cannot update config of {name}: {exc}") from exc
+        changes.extend(f"{k}={v}" for k, v in drift.items())
+    partitions = max(have_partitions, want_partitions)
+    if changes:
+        return TopicResult(name, Action.UPDATED, partitions, ", ".join(changes))
+    return TopicResult(name, Action.UNCHANGED, partitions)
+
+
+def describe_topic_config(admin: AdminClient, topic: str) -> dict[str, str]:
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+    try:
+        entries = admin.describe_configs([resource])[resource].result(timeout=TIMEOUT_S)
+    except KafkaException as exc:
+        raise TopicError(f"cannot describe {topic}: {exc}") from exc
+    return {k: str(v.value) for k, v in entries.items()}
+
+
+def ensure_tenant_topics(
+    tenant: str,
+    *,
+    registry: TopicRegistry = REGISTRY,
+    kafka: KafkaSettings | None = None,
+    topics: TopicSettings | None = None,
+    progress: Callable[[TopicResult], None] = lambda _: None,
+) -> list[TopicResult]:
+    """Create every topic of ``tenant`` plus the global ones, idempotently."""
+    return ensure_topics(
+        registry.topics_for_tenant(tenant), kafka=kafka, topics=topics, progress=progress
+    )

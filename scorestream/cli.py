@@ -1,0 +1,168 @@
+"""The ``scorestream`` command line. Subcommands grow with the services."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+from scorestream import __version__
+from scorestream.errors import ScorestreamError
+
+
+def _progress(message: str) -> None:
+    print(message, flush=True)
+
+
+def _cmd_broker(args: argparse.Namespace) -> int:
+    from scorestream.broker import LocalBroker  # noqa: PLC0415  (keep `--help` fast)
+
+    broker = LocalBroker()
+    if args.action == "start":
+        t0 = time.monotonic()
+        state = broker.start(clean=args.clean, progress=_progress)
+        print(f"bootstrap: {state.bootstrap}  (took {time.monotonic() - t0:.1f}s)")
+        return 0
+    if args.action == "stop":
+        broker.stop(progress=_progress)
+        if args.clean:
+            import shutil  # noqa: PLC0415
+
+            for sub in ("data", "logs", "config"):
+                shutil.rmtree(broker.home / sub, ignore_errors=True)
+            (broker.home / "ports.json").unlink(missing_ok=True)
+            print(f"wiped broker data in {broker.home}")
+        return 0
+    if args.action == "status":
+        status = broker.status()
+        print(status.describe())
+        return 0 if status.running else 3
+    if args.action == "logs":
+        print(broker.logs(args.lines))
+        return 0
+    raise AssertionError(args.action)
+
+
+def _cmd_kafka(args: argparse.Namespace) -> int:
+    from scorestream.broker.tools import run_tool  # noqa: PLC0415
+    from scorestream.kafka_config import resolve_bootstrap  # noqa: PLC0415
+    from scorestream.settings import KafkaSettings  # noqa: PLC0415
+
+    return run_tool(args.tool, args.args, bootstrap=resolve_bootstrap(KafkaSettings()))
+
+
+def _cmd_topics(args: argparse.Namespace) -> int:
+    from scorestream.admin import ensure_tenant_topics  # noqa: PLC0415
+    from scorestream.topics import REGISTRY  # noqa: PLC0415
+
+    if args.action == "create":
+        for result in ensure_tenant_topics(args.tenant):
+            detail = f" ({result.detail})" if result.detail else ""
+            print(f"{result.action.value:9} {result.topic} [{result.partitions}]{detail}")
+        return 0
+    if args.action == "list":
+        for spec in REGISTRY.streams:
+            name = spec.topic(args.tenant) if args.tenant else spec.name
+            retention = (
+                "forever" if spec.retention_ms < 0 else f"{spec.retention_ms // 86_400_000}d"
+            )
+            print(
+                f"{name:40} partitions={spec.partitions:<2} {spec.cleanup_policy.value:7} "
+                f"retention={retention:8} writers={','.join(spec.producers) or '-'} "
+                f"readers={','.join(spec.consumers) or '-'}"
+            )
+        return 0
+    raise AssertionError(args.action)
+
+
+def _cmd_schemas(args: argparse.Namespace) -> int:
+    from schemas import compat  # noqa: PLC0415
+
+    if args.action == "generate":
+        for path in compat.generate_all():
+            print(f"wrote {path}")
+        return 0
+    if args.action == "publish":
+        written = compat.publish_missing()
+        for path in written:
+            print(f"published {path}")
+        if not written:
+            print("every contract version is already published")
+        return 0
+    if args.action == "check":
+        stale = compat.stale_files()
+        problems = compat.check_published()
+        for name in stale:
+            print(f"stale: schemas/json/{name} (run 'scorestream schemas generate')")
+        for ce_type, found in problems.items():
+            for problem in found:
+                print(f"breaking change in {ce_type}: {problem}")
+        return 1 if stale or problems else 0
+    raise AssertionError(args.action)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from scorestream.demo import run_demo  # noqa: PLC0415
+
+    return run_demo(tenant=args.tenant, count=args.count, seed=args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scorestream",
+        description="Real-time transactional model inference over Apache Kafka.",
+    )
+    parser.add_argument("--version", action="version", version=f"scorestream {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    broker = sub.add_parser("broker", help="the local Apache Kafka broker (KRaft, from Maven jars)")
+    broker.add_argument("action", choices=("start", "stop", "status", "logs"))
+    broker.add_argument("--clean", action="store_true", help="wipe the broker's data")
+    broker.add_argument("-n", "--lines", type=int, default=50, help="log lines to show")
+    broker.set_defaults(func=_cmd_broker)
+
+    kafka = sub.add_parser(
+        "kafka",
+        help="run a genuine Kafka CLI tool (kafka-topics, kafka-console-consumer, ...)",
+        description="Runs Kafka's own tools from the local jars; --bootstrap-server is filled in"
+        " from KAFKA_BOOTSTRAP_SERVERS or the local broker when not given.",
+    )
+    kafka.add_argument("tool", help="e.g. kafka-topics, kafka-console-consumer, kafka-acls")
+    kafka.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the tool")
+    kafka.set_defaults(func=_cmd_kafka)
+
+    topics = sub.add_parser("topics", help="the topic registry")
+    topics.add_argument("action", choices=("create", "list"))
+    topics.add_argument("--tenant", help="tenant id (required for create)")
+    topics.set_defaults(func=_cmd_topics)
+
+    schemas = sub.add_parser("schemas", help="JSON Schemas of the event contracts")
+    schemas.add_argument("action", choices=("generate", "publish", "check"))
+    schemas.set_defaults(func=_cmd_schemas)
+
+    demo = sub.add_parser("demo", help="run the demo against the local broker")
+    demo.add_argument("--tenant", default="demo")
+    demo.add_argument("--count", type=int, default=300)
+    demo.add_argument("--seed", type=int, default=None)
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "topics" and args.action == "create" and not args.tenant:
+        parser.error("topics create needs --tenant")
+    try:
+        code: int = args.func(args)
+    except ScorestreamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""The one exception hierarchy of scorestream.
+
+Every error raised on purpose by scorestream code derives from :class:`ScorestreamError`, so
+callers can catch the root, a family (``ConfigError``, ``BrokerError``, ``KafkaClientError``,
+``DecodeError``) or one precise class. Modelled on httpx: small classes, a message that says
+what to do, and the context needed to act on the failure kept as attributes.
+
+This module imports nothing from the rest of the project so every package can depend on it.
+"""
+
+from __future__ import annotations
+
+
+class ScorestreamError(Exception):
+    """Root of every scorestream error."""
+
+
+class ConfigError(ScorestreamError):
+    """Settings or inputs are invalid; the message names what to change."""
+
+
+class BrokerError(ScorestreamError):
+    """The local development broker cannot be prepared, started or stopped."""
+
+
+class ToolMissingError(BrokerError):
+    """A required external program (java, mvn) is not installed."""
+
+
+class PortUnavailableError(BrokerError):
+    """A requested listener port cannot be bound."""
+
+
+class BrokerStartError(BrokerError):
+    """The broker process exited or did not become ready in time."""
+
+
+class KafkaClientError(ScorestreamError):
+    """A Kafka operation (admin, produce, consume) failed."""
+
+
+class TopicError(KafkaClientError):
+    """Creating, altering or describing topics failed."""
+
+
+class DeliveryError(KafkaClientError):
+    """A produced record was not acknowledged by the broker."""

@@ -1,0 +1,112 @@
+"""Typed serializers: contracts ⇄ Kafka records, on top of the CloudEvents codec.
+
+The services never touch header lists or JSON themselves; they hand a contract to
+:class:`EventProducer` and get an :class:`~schemas.cloudevents.Envelope` (or a typed
+:class:`~schemas.errors.DecodeError` keeping the raw record) from :func:`decode_message`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from schemas.cloudevents import Envelope, decode, encode
+from schemas.errors import RawRecord
+from schemas.events import Contract
+from scorestream.errors import DeliveryError
+from scorestream.kafka_config import ClientConfig
+
+C = TypeVar("C", bound=Contract)
+
+
+def raw_from_message(msg: Message) -> RawRecord:
+    """Copy a consumed message into a :class:`RawRecord` (bytes and headers untouched)."""
+    raw_headers = msg.headers() or []
+    items = raw_headers.items() if isinstance(raw_headers, dict) else raw_headers
+    headers: list[tuple[str, bytes | None]] = [
+        (k, v.encode() if isinstance(v, str) else v) for k, v in items
+    ]
+    return RawRecord(
+        key=msg.key(),
+        value=msg.value(),
+        headers=headers,
+        topic=msg.topic(),
+        partition=msg.partition(),
+        offset=msg.offset(),
+    )
+
+
+def decode_message(msg: Message, accept: Iterable[type[C]] | None = None) -> Envelope[C]:
+    """Decode a consumed message; raises a :class:`~schemas.errors.DecodeError` subclass."""
+    return decode(raw_from_message(msg), accept)
+
+
+class EventProducer:
+    """Publishes contracts as CloudEvents with delivery confirmation.
+
+    ``send`` queues (blocking briefly when librdkafka's bounded queue is full); ``flush`` waits
+    for every acknowledgement and raises :class:`DeliveryError` listing any record the broker
+    did not accept, so no failure is only logged.
+    """
+
+    def __init__(self, config: ClientConfig, *, source: str) -> None:
+        self._producer = Producer(config)
+        self._source = source
+        self._lock = threading.Lock()
+        self._failures: list[str] = []
+        self.delivered = 0
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        with self._lock:
+            if err is not None:
+                self._failures.append(f"{msg.topic()} key={msg.key()!r}: {err.str()}")
+            else:
+                self.delivered += 1
+
+    def send(
+        self,
+        topic: str,
+        event: Contract,
+        *,
+        trace: Mapping[str, str] | None = None,
+        event_id: str | None = None,
+        extensions: Mapping[str, str] | None = None,
+    ) -> None:
+        message = encode(
+            event, source=self._source, event_id=event_id, trace=trace, extensions=extensions
+        )
+        headers: list[tuple[str, str | bytes | None]] = list(message.headers)
+        while True:
+            try:
+                self._producer.produce(
+                    topic,
+                    value=message.value,
+                    key=message.key,
+                    headers=headers,
+                    on_delivery=self._on_delivery,
+                )
+                break
+            except BufferError:
+                self._producer.poll(0.1)  # queue full: serve delivery reports, then retry
+        self._producer.poll(0)
+
+    def flush(self, timeout: float = 30.0) -> int:
+        """Wait for all acknowledgements; returns how many were delivered in total."""
+        remaining = self._producer.flush(timeout)
+        with self._lock:
+            failures, self._failures = self._failures, []
+        if remaining:
+            failures.append(f"{remaining} record(s) still unacknowledged after {timeout}s")
+        if failures:
+            raise DeliveryError("; ".join(failures[:10]) + (" ..." if len(failures) > 10 else ""))
+        return self.delivered
+
+    def __enter__(self) -> EventProducer:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if exc[0] is None:
+            self.flush()

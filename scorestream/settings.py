@@ -1,0 +1,101 @@
+"""Settings: frozen pydantic-settings classes read from ``SCORESTREAM_*`` environment variables.
+
+Configuration lives outside the code (12-factor): the same image runs everywhere and a
+Kubernetes ConfigMap/Secret supplies these variables. ``KAFKA_BOOTSTRAP_SERVERS`` is honoured as
+well, so a test run or a tool can be pointed at any existing cluster.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _xdg(var: str, fallback: str) -> Path:
+    value = os.environ.get(var)
+    return Path(value) if value else Path.home() / fallback
+
+
+def default_cache_dir() -> Path:
+    return _xdg("XDG_CACHE_HOME", ".cache") / "scorestream"
+
+
+def default_data_dir() -> Path:
+    return _xdg("XDG_DATA_HOME", ".local/share") / "scorestream"
+
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
+
+
+class KafkaSettings(BaseSettings):
+    """How to reach Kafka. Env: ``SCORESTREAM_KAFKA_*`` (and ``KAFKA_BOOTSTRAP_SERVERS``)."""
+
+    model_config = SettingsConfigDict(env_prefix="SCORESTREAM_KAFKA_", frozen=True, extra="ignore")
+
+    bootstrap_servers: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "SCORESTREAM_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS", "bootstrap_servers"
+        ),
+        description="host:port[,host:port]; unset means the local development broker",
+    )
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: Path | None = Field(default=None, description="PEM bundle of trusted CAs")
+    ssl_certificate_location: Path | None = None
+    ssl_key_location: Path | None = None
+    ssl_key_password: SecretStr | None = None
+    ssl_endpoint_identification: bool = True
+    client_id: str = "scorestream"
+
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL") and not (
+            self.sasl_username and self.sasl_password
+        ):
+            raise ValueError(
+                f"security_protocol={self.security_protocol} needs SCORESTREAM_KAFKA_SASL_USERNAME"
+                " and SCORESTREAM_KAFKA_SASL_PASSWORD"
+            )
+        return self
+
+
+class BrokerSettings(BaseSettings):
+    """The local development broker. Env: ``SCORESTREAM_BROKER_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="SCORESTREAM_BROKER_", frozen=True, extra="ignore")
+
+    home: Path = Field(
+        default_factory=lambda: default_data_dir() / "broker",
+        description="data, logs and the state file of the local broker",
+    )
+    cache_dir: Path = Field(
+        default_factory=default_cache_dir, description="where the Kafka jars are cached"
+    )
+    plaintext_port: int = Field(default=9092, ge=0, le=65535)
+    sasl_port: int = Field(default=9094, ge=0, le=65535)
+    controller_port: int = Field(default=9093, ge=0, le=65535)
+    heap: str = Field(default="768m", pattern=r"^[0-9]+[mMgG]$")
+    admin_user: str = "admin"
+    admin_password: SecretStr = SecretStr("admin-secret")
+    ready_timeout_s: float = Field(default=90.0, gt=0)
+    num_partitions: int = Field(default=3, ge=1)
+
+
+class TopicSettings(BaseSettings):
+    """Topic layout. Env: ``SCORESTREAM_TOPICS_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="SCORESTREAM_TOPICS_", frozen=True, extra="ignore")
+
+    replication_factor: int = Field(default=1, ge=1)
+    min_insync_replicas: int = Field(default=1, ge=1)
+    partitions_scale: float = Field(
+        default=1.0, gt=0, description="multiply the registry's partition counts (e.g. 0.5 in dev)"
+    )

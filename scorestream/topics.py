@@ -1,0 +1,227 @@
+"""The topic registry: the one declaration of every stream of scorestream, as data.
+
+Everything that needs a topic name, partition count, retention or an ACL reads it from here: the
+services, ``scorestream topics create``, and (in a later issue) the generated Strimzi
+``KafkaTopic`` and ``KafkaUser`` manifests. Per-tenant streams are named ``<tenant>.<stream>``;
+global streams (``model-events``) carry no prefix. Every consumed stream has a ``.dlq`` companion
+written by its consumers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from scorestream.errors import ConfigError
+
+DAY_MS = 24 * 60 * 60 * 1000
+FOREVER = -1
+
+TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
+
+
+class Scope(StrEnum):
+    TENANT = "tenant"
+    GLOBAL = "global"
+
+
+class CleanupPolicy(StrEnum):
+    DELETE = "delete"
+    COMPACT = "compact"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSpec:
+    """One logical stream. ``name`` is the suffix after the tenant prefix."""
+
+    name: str
+    description: str
+    partitions: int
+    retention_ms: int
+    cleanup_policy: CleanupPolicy = CleanupPolicy.DELETE
+    scope: Scope = Scope.TENANT
+    producers: tuple[str, ...] = ()
+    consumers: tuple[str, ...] = ()
+    contracts: tuple[str, ...] = ()
+    """CloudEvents types carried on the stream."""
+    extra_config: tuple[tuple[str, str], ...] = ()
+    is_dlq: bool = False
+
+    def topic(self, tenant: str | None = None) -> str:
+        if self.scope is Scope.GLOBAL:
+            return self.name
+        return f"{validate_tenant(tenant)}.{self.name}"
+
+    def topic_config(self, *, min_insync_replicas: int = 1) -> dict[str, str]:
+        conf = {
+            "cleanup.policy": self.cleanup_policy.value,
+            "retention.ms": str(self.retention_ms),
+            "min.insync.replicas": str(min_insync_replicas),
+        }
+        if self.retention_ms == FOREVER:
+            conf["retention.bytes"] = "-1"
+        conf.update(dict(self.extra_config))
+        return conf
+
+
+def validate_tenant(tenant: str | None) -> str:
+    if tenant is None or not TENANT_RE.match(tenant):
+        raise ConfigError(
+            f"invalid tenant id {tenant!r}: use 1-31 lower-case letters, digits or '-', "
+            "starting with a letter or digit (it becomes a topic prefix)"
+        )
+    return tenant
+
+
+def _dlq(spec: StreamSpec) -> StreamSpec:
+    return StreamSpec(
+        name=f"{spec.name}.dlq",
+        description=f"records of {spec.name} that its consumers could not process, with reasons",
+        partitions=1,
+        retention_ms=30 * DAY_MS,
+        scope=spec.scope,
+        producers=spec.consumers,
+        consumers=("operator",),
+        is_dlq=True,
+    )
+
+
+_BASE: tuple[StreamSpec, ...] = (
+    StreamSpec(
+        name="transactions",
+        description="transaction events published by upstream services and the gateway",
+        partitions=6,
+        retention_ms=7 * DAY_MS,
+        producers=("gateway", "simulator", "publisher"),
+        consumers=("enricher", "audit"),
+        contracts=("scorestream.transaction.v1",),
+    ),
+    StreamSpec(
+        name="transactions.enriched",
+        description="transactions with their served features",
+        partitions=6,
+        retention_ms=7 * DAY_MS,
+        producers=("enricher",),
+        consumers=("worker",),
+        contracts=("scorestream.transaction.enriched.v1",),
+    ),
+    StreamSpec(
+        name="predictions",
+        description="champion model scores",
+        partitions=6,
+        retention_ms=7 * DAY_MS,
+        producers=("worker",),
+        consumers=("decision", "audit", "monitor"),
+        contracts=("scorestream.prediction.v1",),
+    ),
+    StreamSpec(
+        name="predictions.shadow",
+        description="challenger model scores; never used for decisions",
+        partitions=6,
+        retention_ms=7 * DAY_MS,
+        producers=("worker",),
+        consumers=("monitor",),
+        contracts=("scorestream.prediction.v1",),
+    ),
+    StreamSpec(
+        name="decisions",
+        description="approve / review / decline per transaction",
+        partitions=6,
+        retention_ms=7 * DAY_MS,
+        producers=("decision",),
+        consumers=("notifier", "audit", "gateway"),
+        contracts=("scorestream.decision.v1",),
+    ),
+    StreamSpec(
+        name="labels",
+        description="fraud ground truth (chargebacks, confirmations), arriving late",
+        partitions=3,
+        retention_ms=90 * DAY_MS,
+        producers=("labels-feed", "simulator"),
+        consumers=("monitor", "retrain"),
+        contracts=("scorestream.label.v1",),
+    ),
+    StreamSpec(
+        name="audit",
+        description="one record per transaction: features, model, score, decision; kept forever",
+        partitions=6,
+        retention_ms=FOREVER,
+        producers=("audit",),
+        consumers=("retrain", "operator"),
+        contracts=("scorestream.audit.v1",),
+    ),
+    StreamSpec(
+        name="alerts",
+        description="review / decline notifications for analysts and webhooks",
+        partitions=3,
+        retention_ms=30 * DAY_MS,
+        producers=("notifier",),
+        consumers=("operator",),
+        contracts=("scorestream.decision.v1",),
+    ),
+    StreamSpec(
+        name="model-events",
+        description="model published / promoted / rejected; compacted source of truth for serving",
+        partitions=1,
+        retention_ms=FOREVER,
+        cleanup_policy=CleanupPolicy.COMPACT,
+        scope=Scope.GLOBAL,
+        producers=("models-cli", "retrain", "worker"),
+        consumers=("worker", "monitor", "gateway"),
+        contracts=(
+            "scorestream.model.published.v1",
+            "scorestream.model.promoted.v1",
+            "scorestream.model.rejected.v1",
+        ),
+        extra_config=(("min.compaction.lag.ms", "0"), ("segment.ms", str(DAY_MS))),
+    ),
+)
+
+
+def _with_dlqs(base: Iterable[StreamSpec]) -> tuple[StreamSpec, ...]:
+    out: list[StreamSpec] = []
+    for spec in base:
+        out.append(spec)
+    for spec in base:
+        if spec.consumers and spec.consumers != ("operator",):
+            out.append(_dlq(spec))
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicRegistry:
+    streams: tuple[StreamSpec, ...] = field(default_factory=lambda: _with_dlqs(_BASE))
+
+    def get(self, name: str) -> StreamSpec:
+        for spec in self.streams:
+            if spec.name == name:
+                return spec
+        raise ConfigError(f"no stream named {name!r} in the topic registry")
+
+    def topic(self, name: str, tenant: str | None = None) -> str:
+        return self.get(name).topic(tenant)
+
+    def dlq_topic(self, name: str, tenant: str | None = None) -> str:
+        return self.get(f"{name}.dlq").topic(tenant)
+
+    def tenant_streams(self) -> tuple[StreamSpec, ...]:
+        return tuple(s for s in self.streams if s.scope is Scope.TENANT)
+
+    def global_streams(self) -> tuple[StreamSpec, ...]:
+        return tuple(s for s in self.streams if s.scope is Scope.GLOBAL)
+
+    def topics_for_tenant(self, tenant: str) -> dict[str, StreamSpec]:
+        """All topics a tenant needs (its own streams plus the global ones), by topic name."""
+        validate_tenant(tenant)
+        return {s.topic(tenant): s for s in self.streams}
+
+    def read_by(self, service: str) -> tuple[StreamSpec, ...]:
+        return tuple(s for s in self.streams if service in s.consumers)
+
+    def written_by(self, service: str) -> tuple[StreamSpec, ...]:
+        return tuple(s for s in self.streams if service in s.producers)
+
+
+REGISTRY = TopicRegistry()

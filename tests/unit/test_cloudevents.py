@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from schemas import (
+    InvalidHeaderError,
+    MissingHeaderError,
+    PredictionEvent,
+    RawRecord,
+    TransactionEvent,
+    UnknownEventTypeError,
+    decode,
+    encode,
+)
+from tests.factories import transaction
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def _raw(headers: list[tuple[str, bytes | None]], value: bytes) -> RawRecord:
+    return RawRecord(key=b"acc-42", value=value, headers=headers)
+
+
+def test_binary_mode_headers_and_key() -> None:
+    when = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+    msg = encode(
+        transaction(),
+        source="scorestream/gateway",
+        event_id="evt-1",
+        time=when,
+        trace={"traceparent": TRACEPARENT, "tracestate": "vendor=1"},
+        extensions={"tenant": "acme"},
+    )
+    headers = dict(msg.headers)
+    assert headers == {
+        "ce_specversion": b"1.0",
+        "ce_id": b"evt-1",
+        "ce_source": b"scorestream/gateway",
+        "ce_type": b"scorestream.transaction.v1",
+        "ce_time": b"2026-11-24T10:00:00Z",
+        "content-type": b"application/json",
+        "ce_tenant": b"acme",
+        "traceparent": TRACEPARENT.encode(),
+        "tracestate": b"vendor=1",
+    }
+    assert msg.key == b"acc-42"  # key = account_id: per-account ordering
+    env = decode(_raw(msg.headers, msg.value))
+    assert env.event == transaction()
+    assert (env.id, env.source, env.time, env.type) == (
+        "evt-1",
+        "scorestream/gateway",
+        when,
+        "scorestream.transaction.v1",
+    )
+    assert env.trace == {"traceparent": TRACEPARENT, "tracestate": "vendor=1"}
+    assert env.extensions == {"tenant": "acme"}
+
+
+def test_event_ids_are_unique_by_default() -> None:
+    a = dict(encode(transaction(), source="s").headers)["ce_id"]
+    b = dict(encode(transaction(), source="s").headers)["ce_id"]
+    assert a != b
+
+
+@pytest.mark.parametrize("header", ["ce_specversion", "ce_id", "ce_type", "ce_source"])
+def test_missing_required_header(header: str) -> None:
+    msg = encode(transaction(), source="s")
+    headers = [(k, v) for k, v in msg.headers if k != header]
+    with pytest.raises(MissingHeaderError) as info:
+        decode(_raw(headers, msg.value))
+    assert info.value.fields == (f"headers.{header}",)
+    assert info.value.raw.headers == headers
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("ce_specversion", b"0.3"),
+        ("content-type", b"text/plain"),
+        ("ce_time", b"yesterday"),
+        ("ce_time", b"2026-11-24T10:00:00"),
+    ],
+)
+def test_invalid_header_values(header: str, value: bytes) -> None:
+    msg = encode(transaction(), source="s")
+    headers = [(k, v) for k, v in msg.headers if k != header] + [(header, value)]
+    with pytest.raises(InvalidHeaderError) as info:
+        decode(_raw(headers, msg.value))
+    assert info.value.fields == (f"headers.{header}",)
+
+
+def test_content_type_parameters_are_accepted() -> None:
+    msg = encode(transaction(), source="s")
+    headers = [(k, v) for k, v in msg.headers if k != "content-type"]
+    headers.append(("content-type", b"application/json; charset=utf-8"))
+    assert decode(_raw(headers, msg.value)).event == transaction()
+
+
+def test_unknown_and_unaccepted_types() -> None:
+    msg = encode(transaction(), source="s")
+    headers = [(k, v) for k, v in msg.headers if k != "ce_type"] + [
+        ("ce_type", b"com.example.unknown.v1")
+    ]
+    with pytest.raises(UnknownEventTypeError):
+        decode(_raw(headers, msg.value))
+    with pytest.raises(UnknownEventTypeError):
+        decode(_raw(msg.headers, msg.value), accept=[PredictionEvent])
+    assert decode(_raw(msg.headers, msg.value), accept=[TransactionEvent]).event == transaction()
+
+
+def test_empty_value_is_malformed() -> None:
+    from schemas import MalformedPayloadError  # noqa: PLC0415
+
+    msg = encode(transaction(), source="s")
+    with pytest.raises(MalformedPayloadError):
+        decode(_raw(msg.headers, b""))
+
+
+def test_bad_extension_name_and_source() -> None:
+    with pytest.raises(ValueError, match="lower-case"):
+        encode(transaction(), source="s", extensions={"Bad-Name": "x"})
+    with pytest.raises(ValueError, match="source"):
+        encode(transaction(), source="")
