@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -86,6 +87,8 @@ def ensure_topics(
             result = TopicResult(name, Action.CREATED, _partitions(wanted[name], topics))
             results.append(result)
             progress(result)
+    if to_create:
+        _wait_until_visible(admin, [t.topic for t in to_create])
     for name, spec in wanted.items():
         if name not in existing:
             continue
@@ -130,13 +133,45 @@ def _reconcile(
     return TopicResult(name, Action.UNCHANGED, partitions)
 
 
+def _wait_until_visible(admin: AdminClient, names: list[str], timeout: float = TIMEOUT_S) -> None:
+    """Creation is acknowledged by the controller before every broker's metadata has the new
+    topics; wait until they are listed with a leader for every partition, so callers can
+    produce, consume and describe right away."""
+    deadline = time.monotonic() + timeout
+    pending = set(names)
+    while pending:
+        try:
+            topics = admin.list_topics(timeout=5).topics
+        except KafkaException:
+            topics = {}
+        pending = {
+            n
+            for n in pending
+            if n not in topics
+            or topics[n].error is not None
+            or any(p.leader < 0 for p in topics[n].partitions.values())
+        }
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise TopicError(f"topics not visible {timeout:.0f}s after creation: {sorted(pending)}")
+        time.sleep(0.1)
+
+
 def describe_topic_config(admin: AdminClient, topic: str) -> dict[str, str]:
     resource = ConfigResource(ResourceType.TOPIC, topic)
-    try:
-        entries = admin.describe_configs([resource])[resource].result(timeout=TIMEOUT_S)
-    except KafkaException as exc:
-        raise TopicError(f"cannot describe {topic}: {exc}") from exc
-    return {k: str(v.value) for k, v in entries.items()}
+    for attempt in range(20):
+        try:
+            entries = admin.describe_configs([resource])[resource].result(timeout=TIMEOUT_S)
+        except KafkaException as exc:
+            err = exc.args[0]
+            unknown = isinstance(err, KafkaError) and err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+            if unknown and attempt < 19:
+                time.sleep(0.1 * (attempt + 1))  # metadata of a new topic still propagating
+                continue
+            raise TopicError(f"cannot describe {topic}: {exc}") from exc
+        return {k: str(v.value) for k, v in entries.items()}
+    raise AssertionError("unreachable")
 
 
 def ensure_tenant_topics(

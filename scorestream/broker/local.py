@@ -289,6 +289,7 @@ class LocalBroker:
                 start_new_session=True,
                 cwd=self.home,
             )
+        _CHILDREN[proc.pid] = proc  # keep the handle: reaped in stop(), no zombie, no warning
         state = BrokerState(
             pid=proc.pid,
             plaintext_port=ports.plaintext,
@@ -365,7 +366,17 @@ class LocalBroker:
         return "\n".join(chunks) if chunks else f"no logs yet in {self.log_dir}"
 
 
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+"""Brokers started by this process. The broker outlives a CLI invocation on purpose; within a
+long-lived process (the test session) the handle is kept so ``stop`` can reap it."""
+
+
 def _reap(pid: int) -> None:
     """Collect the exit status if the broker is our own child (avoids a zombie)."""
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        if child.poll() is not None:
+            del _CHILDREN[pid]
+        return
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)

@@ -1,0 +1,98 @@
+"""A second, private broker: restart keeps data, start is idempotent, SCRAM admin works."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from scorestream.broker import LocalBroker
+from scorestream.broker.state import pid_is_broker
+from scorestream.settings import BrokerSettings
+from tests.kafka_helpers import read_messages
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture
+def private_broker(tmp_path: Path) -> Iterator[LocalBroker]:
+    broker = LocalBroker(
+        BrokerSettings(
+            home=tmp_path / "broker",
+            plaintext_port=0,
+            sasl_port=0,
+            controller_port=0,
+            heap="384m",
+        )
+    )
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def test_restart_keeps_data_and_start_is_idempotent(private_broker: LocalBroker) -> None:
+    messages: list[str] = []
+    state = private_broker.start(progress=messages.append)
+    again = private_broker.start(progress=messages.append)
+    assert again.pid == state.pid
+    assert any("already running" in m for m in messages)
+    assert private_broker.status().ready
+
+    admin = AdminClient({"bootstrap.servers": state.bootstrap})
+    admin.create_topics([NewTopic("kept", num_partitions=2, replication_factor=1)])["kept"].result(
+        30
+    )
+    producer = Producer({"bootstrap.servers": state.bootstrap, "enable.idempotence": True})
+    for i in range(50):
+        producer.produce("kept", key=str(i % 5).encode(), value=f"v{i}".encode())
+    assert producer.flush(30) == 0
+    del producer, admin  # no client left to log reconnect attempts while the broker is down
+
+    assert private_broker.stop()
+    assert not pid_is_broker(state.pid)
+    assert not private_broker.status().running
+
+    restarted = private_broker.start()
+    assert restarted.pid != state.pid
+    assert restarted.bootstrap == state.bootstrap  # recorded ports are reused
+    assert restarted.cluster_id == state.cluster_id
+    values = sorted(m.value() or b"" for m in read_messages(restarted.bootstrap, "kept", 50))
+    assert values == sorted(f"v{i}".encode() for i in range(50))
+
+
+def test_scram_listener_accepts_admin_and_rejects_a_wrong_password(
+    private_broker: LocalBroker,
+) -> None:
+    state = private_broker.start()
+    base = {
+        "bootstrap.servers": state.sasl_bootstrap,
+        "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "admin",
+    }
+    good = AdminClient(base | {"sasl.password": "admin-secret"})
+    assert good.list_topics(timeout=15).brokers
+    errors: list[KafkaError] = []
+    bad = AdminClient(
+        base | {"sasl.password": "wrong", "logger": _quiet(), "error_cb": errors.append}
+    )
+    with pytest.raises(KafkaException):
+        bad.list_topics(timeout=3)
+    for _ in range(50):  # error callbacks are served by poll()
+        bad.poll(0.1)
+        if errors:
+            break
+    assert any(e.code() == KafkaError._AUTHENTICATION for e in errors), errors
+
+
+def _quiet() -> object:
+    import logging  # noqa: PLC0415
+
+    log = logging.getLogger("tests.quiet")
+    log.propagate = False
+    log.addHandler(logging.NullHandler())
+    return log
