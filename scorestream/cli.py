@@ -146,6 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--count", type=int, default=300)
     demo.add_argument("--seed", type=int, default=None)
     demo.set_defaults(func=_cmd_demo)
+
+    from pipelines.cli import register as register_models  # noqa: PLC0415
+
+    register_models(sub)
     return parser
 
 

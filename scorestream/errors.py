@@ -45,3 +45,27 @@ class TopicError(KafkaClientError):
 
 class DeliveryError(KafkaClientError):
     """A produced record was not acknowledged by the broker."""
+
+
+class ModelError(ScorestreamError):
+    """A model artifact cannot be stored, loaded or served."""
+
+
+class ModelNotFoundError(ModelError):
+    """No such model name, version or alias."""
+
+
+class VersionExistsError(ModelError):
+    """Model versions are immutable: this one is already in the repository."""
+
+
+class ModelIntegrityError(ModelError):
+    """The artifact's sha256 differs from its metadata (corrupt or tampered)."""
+
+
+class ModelFormatError(ModelError):
+    """``model.json`` is missing or invalid, or the ONNX graph does not load or match it."""
+
+
+class FeatureSpecMismatchError(ModelError):
+    """The model was trained on another feature spec than the running code computes."""

@@ -99,3 +99,34 @@ class TopicSettings(BaseSettings):
     partitions_scale: float = Field(
         default=1.0, gt=0, description="multiply the registry's partition counts (e.g. 0.5 in dev)"
     )
+
+
+class ModelRepoSettings(BaseSettings):
+    """Where model versions live. Env: ``SCORESTREAM_MODELS_*``.
+
+    ``url`` is a local directory (default ``var/models``) or ``s3://bucket/prefix``; for S3 the
+    credentials come from the standard AWS chain or the fields below (a k8s Secret).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SCORESTREAM_MODELS_", frozen=True, extra="ignore")
+
+    url: str = "var/models"
+    name: str = Field(default="fraud-gbt", pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    s3_endpoint_url: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_region: str = "us-east-1"
+
+    def storage_options(self) -> dict[str, object]:
+        if not self.url.startswith("s3://"):
+            return {}
+        options: dict[str, object] = {"client_kwargs": {"region_name": self.s3_region}}
+        if self.s3_endpoint_url:
+            options["client_kwargs"] = {
+                "region_name": self.s3_region,
+                "endpoint_url": self.s3_endpoint_url,
+            }
+        if self.s3_access_key and self.s3_secret_key:
+            options["key"] = self.s3_access_key
+            options["secret"] = self.s3_secret_key.get_secret_value()
+        return options

@@ -1,0 +1,241 @@
+"""The one feature module: training, the enricher and the worker all compute features here.
+
+Features are computed by :class:`FeatureState`, an incremental state machine over two kinds of
+events: transactions (which get features and then update the state) and labels (which update the
+per-merchant fraud counts once they are *known*). Training replays history through the very same
+class (:func:`compute_offline`), so served and trained features are identical by construction —
+no train/serve skew. The ordered :data:`FEATURE_SPEC` and its hash go into every model's
+metadata; a model trained against another spec is refused.
+
+Windows are event-time windows ``(t - w, t]`` and include the current transaction, as in the
+"Reproducible Machine Learning for Credit Card Fraud Detection" handbook. Merchant (terminal)
+risk only counts frauds whose label has arrived by the transaction's time (the label delay is
+respected, never peeked at).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import numpy.typing as npt
+
+from schemas.events import Channel, LabelEvent, TransactionEvent
+
+FEATURE_LOGIC_VERSION = "1"
+"""Bump when the meaning of a feature changes without its name changing."""
+
+HOUR_S = 3600.0
+DAY_S = 86400.0
+ACCOUNT_WINDOWS_D = (1, 7, 30)
+MERCHANT_WINDOWS_D = (1, 7, 30)
+MAX_WINDOW_S = 30 * DAY_S
+
+_CHANNELS = tuple(Channel)
+
+_MCC_BUCKETS: tuple[tuple[str, Sequence[tuple[int, int]]], ...] = (
+    ("grocery", ((5411, 5411), (5422, 5499))),
+    ("restaurant", ((5811, 5814),)),
+    ("travel", ((3000, 3999), (4111, 4131), (4511, 4511), (4722, 4722), (7011, 7012))),
+    ("fuel", ((5541, 5542),)),
+    ("cash", ((6010, 6012),)),
+    ("electronics_digital", ((5732, 5734), (5815, 5818), (4814, 4816))),
+    ("gambling", ((7995, 7995),)),
+    ("retail", ((5300, 5399), (5600, 5699), (5900, 5999))),
+)
+MCC_BUCKET_NAMES = (*(name for name, _ in _MCC_BUCKETS), "other")
+
+
+def mcc_bucket(mcc: str) -> int:
+    """Index into :data:`MCC_BUCKET_NAMES`."""
+    code = int(mcc)
+    for i, (_, ranges) in enumerate(_MCC_BUCKETS):
+        if any(lo <= code <= hi for lo, hi in ranges):
+            return i
+    return len(_MCC_BUCKETS)
+
+
+def _names() -> tuple[str, ...]:
+    names = [
+        "amount",
+        "log_amount",
+        "hour",
+        "is_night",
+        "is_weekend",
+        *(f"channel_{c.value}" for c in _CHANNELS),
+        "mcc_bucket",
+        "cross_border",
+        "acc_count_1h",
+    ]
+    for d in ACCOUNT_WINDOWS_D:
+        names += [f"acc_count_{d}d", f"acc_mean_amount_{d}d"]
+    names.append("acc_amount_ratio_30d")
+    for d in MERCHANT_WINDOWS_D:
+        names += [f"merchant_count_{d}d", f"merchant_frauds_{d}d"]
+    names.append("merchant_risk_30d")
+    return tuple(names)
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureSpec:
+    names: tuple[str, ...]
+    dtype: str = "float32"
+    logic_version: str = FEATURE_LOGIC_VERSION
+
+    @property
+    def hash(self) -> str:
+        """Stable across processes and machines: sha256 of the ordered spec, 16 hex chars."""
+        payload = json.dumps(
+            {"names": self.names, "dtype": self.dtype, "logic": self.logic_version},
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+FEATURE_SPEC = FeatureSpec(_names())
+FEATURE_NAMES = FEATURE_SPEC.names
+
+
+def _ts(when: datetime) -> float:
+    return when.timestamp()
+
+
+def stateless_features(tx: TransactionEvent) -> dict[str, float]:
+    amount = tx.amount_minor / 100.0
+    hour = tx.timestamp.hour + tx.timestamp.minute / 60.0
+    out = {
+        "amount": amount,
+        "log_amount": math.log1p(amount),
+        "hour": hour,
+        "is_night": 1.0 if (hour < 6.0 or hour >= 22.0) else 0.0,
+        "is_weekend": 1.0 if tx.timestamp.weekday() >= 5 else 0.0,
+    }
+    for c in _CHANNELS:
+        out[f"channel_{c.value}"] = 1.0 if tx.channel is c else 0.0
+    out["mcc_bucket"] = float(mcc_bucket(tx.mcc))
+    out["cross_border"] = 1.0 if tx.card_country and tx.card_country != tx.country else 0.0
+    return out
+
+
+@dataclass(slots=True)
+class _Series:
+    """Timestamps (ascending) and amounts of one key within the largest window."""
+
+    ts: list[float] = field(default_factory=list)
+    amounts: list[float] = field(default_factory=list)
+
+    def add(self, t: float, amount: float) -> None:
+        if self.ts and t < self.ts[-1]:
+            # late event for this key: keep the list sorted (rare; order is per key upstream)
+            i = bisect_right(self.ts, t)
+            self.ts.insert(i, t)
+            self.amounts.insert(i, amount)
+        else:
+            self.ts.append(t)
+            self.amounts.append(amount)
+
+    def prune(self, now: float) -> None:
+        cut = bisect_right(self.ts, now - MAX_WINDOW_S)
+        if cut:
+            del self.ts[:cut]
+            del self.amounts[:cut]
+
+    def window(self, now: float, seconds: float) -> tuple[int, float]:
+        """Count and sum of amounts with ``now - seconds < t <= now``."""
+        lo = bisect_right(self.ts, now - seconds)
+        hi = bisect_right(self.ts, now)
+        return hi - lo, math.fsum(self.amounts[lo:hi])
+
+
+@dataclass(slots=True)
+class FeatureState:
+    """Per-account and per-merchant windows. Feed it events in event-time order."""
+
+    accounts: dict[str, _Series] = field(default_factory=dict)
+    merchants: dict[str, _Series] = field(default_factory=dict)
+    merchant_frauds: dict[str, _Series] = field(default_factory=dict)
+    """Per merchant: transaction times of frauds whose label has arrived."""
+    _labelled: set[str] = field(default_factory=set)
+
+    def observe_label(self, label: LabelEvent) -> None:
+        """A label became known. Fraud labels count towards their merchant's risk from now on."""
+        if not label.is_fraud or label.transaction_id in self._labelled:
+            return  # idempotent: a redelivered label is counted once
+        self._labelled.add(label.transaction_id)
+        series = self.merchant_frauds.setdefault(label.merchant_id, _Series())
+        series.add(_ts(label.transaction_time), 1.0)
+
+    def features_for(self, tx: TransactionEvent) -> dict[str, float]:
+        """Features of ``tx`` (windows include it), then the state includes ``tx``."""
+        now = _ts(tx.timestamp)
+        amount = tx.amount_minor / 100.0
+        out = stateless_features(tx)
+
+        acc = self.accounts.setdefault(tx.account_id, _Series())
+        acc.add(now, amount)
+        acc.prune(now)
+        out["acc_count_1h"] = float(acc.window(now, HOUR_S)[0])
+        for d in ACCOUNT_WINDOWS_D:
+            n, total = acc.window(now, d * DAY_S)
+            out[f"acc_count_{d}d"] = float(n)
+            out[f"acc_mean_amount_{d}d"] = total / n if n else 0.0
+        mean30 = out["acc_mean_amount_30d"]
+        out["acc_amount_ratio_30d"] = amount / mean30 if mean30 > 0 else 1.0
+
+        mer = self.merchants.setdefault(tx.merchant_id, _Series())
+        mer.add(now, 1.0)
+        mer.prune(now)
+        frauds = self.merchant_frauds.get(tx.merchant_id)
+        if frauds is not None:
+            frauds.prune(now)
+        for d in MERCHANT_WINDOWS_D:
+            out[f"merchant_count_{d}d"] = float(mer.window(now, d * DAY_S)[0])
+            known = frauds.window(now, d * DAY_S)[0] if frauds is not None else 0
+            out[f"merchant_frauds_{d}d"] = float(known)
+        count30 = out["merchant_count_30d"]
+        out["merchant_risk_30d"] = out["merchant_frauds_30d"] / count30 if count30 else 0.0
+        return out
+
+
+def to_vector(features: Mapping[str, float], spec: FeatureSpec = FEATURE_SPEC) -> list[float]:
+    """Values in spec order; a missing feature is an error, not a silent zero."""
+    try:
+        return [features[name] for name in spec.names]
+    except KeyError as exc:
+        raise ValueError(f"feature {exc.args[0]!r} of spec {spec.hash} is missing") from exc
+
+
+def compute_offline(
+    transactions: Iterable[TransactionEvent],
+    labels: Iterable[LabelEvent] = (),
+    *,
+    state: FeatureState | None = None,
+) -> npt.NDArray[np.float32]:
+    """Feature matrix for ``transactions`` (in the given order of rows), replaying history.
+
+    Events are replayed in event-time order: a label is applied before a transaction when its
+    ``labelled_at`` is at or before the transaction's timestamp — exactly what a live enricher
+    that consumes both streams knows at that moment.
+    """
+    txs = list(transactions)
+    order = sorted(range(len(txs)), key=lambda i: txs[i].timestamp)
+    pending = sorted(labels, key=lambda label: label.labelled_at)
+    st = state or FeatureState()
+    rows = np.empty((len(txs), len(FEATURE_SPEC)), dtype=np.float32)
+    j = 0
+    for i in order:
+        tx = txs[i]
+        while j < len(pending) and pending[j].labelled_at <= tx.timestamp:
+            st.observe_label(pending[j])
+            j += 1
+        rows[i] = to_vector(st.features_for(tx))
+    return rows

@@ -1,0 +1,49 @@
+"""Read a topic from its beginning to its current end, without joining a consumer group."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from confluent_kafka import Consumer, Message, TopicPartition
+
+from scorestream.errors import KafkaClientError
+from scorestream.kafka_config import ClientConfig
+
+
+def read_to_end(conf: ClientConfig, topic: str, *, timeout: float = 30.0) -> Iterator[Message]:
+    """Yield every record of ``topic`` present now (all partitions), then stop.
+
+    Uses ``assign`` (no group membership, nothing committed). With ``read_committed`` the reader
+    may stop short of the high watermark (transaction markers, aborted records); the position,
+    not the last record seen, decides when a partition is done.
+    """
+    consumer = Consumer(conf | {"enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    try:
+        md = consumer.list_topics(topic, timeout=timeout)
+        meta = md.topics.get(topic)
+        if meta is None or meta.error is not None:
+            raise KafkaClientError(f"topic {topic} does not exist")
+        ends: dict[int, int] = {}
+        assignment = []
+        for p in meta.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            if high > low:
+                ends[p] = high
+                assignment.append(TopicPartition(topic, p, low))
+        if not assignment:
+            return
+        consumer.assign(assignment)
+        deadline = time.monotonic() + timeout
+        while ends:
+            if time.monotonic() > deadline:
+                raise KafkaClientError(f"reading {topic} to its end took longer than {timeout}s")
+            for msg in consumer.consume(num_messages=1000, timeout=0.5):
+                if msg.error():
+                    raise KafkaClientError(f"reading {topic}: {msg.error()}")
+                yield msg
+            for tp in consumer.position([TopicPartition(topic, p) for p in ends]):
+                if tp.offset >= ends[tp.partition]:
+                    ends.pop(tp.partition)
+    finally:
+        consumer.close()
