@@ -7,18 +7,23 @@ import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
 from schemas.events import ModelAlias
 
+if TYPE_CHECKING:
+    from pipelines.sources import TrainingData
+
 console = Console()
 
 HANDBOOK_BASELINES = (
-    "handbook baselines on its simulated data (test week, delay 7 days): decision tree depth 2 "
-    "AUC 0.763 / AP 0.496 / CP@100 0.241; random forest AUC 0.867 / AP 0.673 / CP@100 0.287; "
-    "XGBoost AUC 0.864 / AP 0.682 / CP@100 0.280"
+    "The handbook's baseline chapter reports decision-tree, logistic-regression, random-forest and "
+    "XGBoost baselines with the same three metrics on its own simulated data (5,000 customers). "
+    "Our simulator has 2,000 customers and two extra scenarios, so compare trends, not digits; "
+    "CP@100 is bounded by the ~40-60 compromised cards per day this population produces."
 )
 
 
@@ -39,25 +44,31 @@ def _metrics_table(metrics: dict[str, float]) -> Table:
     return table
 
 
+def _load_data(args: argparse.Namespace) -> TrainingData:
+    from pipelines.sources import TrainingData, from_simulator  # noqa: PLC0415
+
+    if args.data:
+        from producers.simulator import read_jsonl  # noqa: PLC0415
+
+        txs, labels = read_jsonl(Path(args.data))
+        return TrainingData(txs, labels, None, f"files in {args.data}")
+    _progress(f"simulating {args.days} days of traffic (seed {args.seed}) ...")
+    return from_simulator(tenant=args.tenant, seed=args.seed, days=args.days)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from pipelines import steps, training  # noqa: PLC0415
-    from pipelines.sources import TrainingData, from_simulator  # noqa: PLC0415
 
     if args.compile_kfp:
         from pipelines.kfp_pipeline import compile_pipeline  # noqa: PLC0415
 
         console.print(f"compiled {compile_pipeline()}")
         return 0
+    if args.kfp_local:
+        return _train_with_kfp_local(args)
     started = time.perf_counter()
     config = training.TrainConfig(model_name=args.model, n_estimators=args.n_estimators)
-    if args.data:
-        from producers.simulator import read_jsonl  # noqa: PLC0415
-
-        txs, labels = read_jsonl(Path(args.data))
-        data = TrainingData(txs, labels, None, f"files in {args.data}")
-    else:
-        _progress(f"simulating {args.days} days of traffic (seed {args.seed}) ...")
-        data = from_simulator(tenant=args.tenant, seed=args.seed, days=args.days)
+    data = _load_data(args)
     _progress(f"data: {data.source}")
     run_dir = Path(args.run_dir) / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     dataset_dir, model_file = run_dir / "dataset", run_dir / "model.lgb.txt"
@@ -109,6 +120,29 @@ def cmd_train(args: argparse.Namespace) -> int:
         "step times: "
         + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())
         + f"; total {time.perf_counter() - started:.1f}s"
+    )
+    return 0
+
+
+def _train_with_kfp_local(args: argparse.Namespace) -> int:
+    """Run the compiled pipeline's components with ``kfp.local`` in this environment."""
+    from kfp import local  # noqa: PLC0415
+
+    from pipelines.kfp_pipeline import training_pipeline  # noqa: PLC0415
+
+    root = Path(args.run_dir).resolve() / "kfp"
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
+    started = time.perf_counter()
+    training_pipeline(
+        tenant=args.tenant,
+        seed=args.seed,
+        days=args.days,
+        source="simulator",
+        n_estimators=args.n_estimators,
+        promote_if_first=not args.no_promote,
+    )
+    console.print(
+        f"kfp.local pipeline finished in {time.perf_counter() - started:.1f}s; artifacts in {root}"
     )
     return 0
 
@@ -220,6 +254,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     train.add_argument(
         "--compile-kfp", action="store_true", help="only compile the Kubeflow pipeline YAML"
+    )
+    train.add_argument(
+        "--kfp-local",
+        action="store_true",
+        help="run the Kubeflow pipeline's components with kfp.local (no cluster needed)",
     )
     train.set_defaults(func=cmd_train)
 

@@ -1,13 +1,13 @@
 """The Kubeflow Pipelines (v2) training pipeline.
 
+(No ``from __future__ import annotations`` here: kfp reads the real annotation objects.)
+
 build_dataset → train → evaluate → export_onnx → publish, each a lightweight component whose body
 calls the same step functions ``scorestream train`` runs locally (:mod:`pipelines.steps`). The
 components run in the scorestream image, which has this package installed. Compiled to
 ``k8s/kubeflow/training-pipeline.yaml`` by ``scorestream train --compile-kfp``; a test keeps the
 committed YAML current.
 """
-
-from __future__ import annotations
 
 from pathlib import Path
 

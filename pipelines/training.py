@@ -22,6 +22,7 @@ import onnxruntime as ort
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from pipelines.metadata import ModelMetadata, TensorSpec, TrainingWindow
+from pipelines.onnx_exact import patch_thresholds
 from pipelines.repository import sha256_hex
 from schemas.events import LabelEvent, TransactionEvent
 from scorestream.errors import ConfigError
@@ -194,13 +195,15 @@ def export_onnx(model: lgb.LGBMClassifier | lgb.Booster) -> bytes:
     from onnxmltools import convert_lightgbm  # noqa: PLC0415  (heavy import, only here)
     from onnxmltools.convert.common.data_types import FloatTensorType  # noqa: PLC0415
 
+    booster = model if isinstance(model, lgb.Booster) else model.booster_
     onx = convert_lightgbm(
-        model,
+        booster,
         name="scorestream-fraud",
         initial_types=[(INPUT_NAME, FloatTensorType([None, len(FEATURE_SPEC)]))],
         target_opset=ONNX_OPSET,
         zipmap=False,
     )
+    patch_thresholds(onx, booster.dump_model())
     buf = io.BytesIO()
     buf.write(onx.SerializeToString())
     return buf.getvalue()
@@ -215,9 +218,9 @@ def onnx_scores(onnx_bytes: bytes, X: Matrix) -> Vector:
 
 
 def native_scores(model: lgb.LGBMClassifier | lgb.Booster, X: Matrix) -> Vector:
-    if isinstance(model, lgb.Booster):
-        return np.asarray(model.predict(X), dtype=np.float64)  # binary objective: P(fraud)
-    return np.asarray(model.predict_proba(X), dtype=np.float64)[:, 1]
+    """LightGBM's own probabilities (binary objective: ``predict`` returns P(fraud))."""
+    booster = model if isinstance(model, lgb.Booster) else model.booster_
+    return np.asarray(booster.predict(X), dtype=np.float64)
 
 
 def score_deciles(scores: Vector) -> tuple[float, ...]:

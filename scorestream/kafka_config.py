@@ -30,6 +30,7 @@ def common_config(settings: KafkaSettings, *, client_id: str | None = None) -> C
         "bootstrap.servers": resolve_bootstrap(settings),
         "client.id": client_id or settings.client_id,
         "security.protocol": settings.security_protocol,
+        "log_level": 4,  # librdkafka: warnings and worse (its info lines are noise in CLIs)
     }
     if settings.security_protocol.startswith("SASL"):
         password = settings.sasl_password.get_secret_value() if settings.sasl_password else ""
