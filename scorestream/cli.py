@@ -150,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     from pipelines.cli import register as register_models  # noqa: PLC0415
 
     register_models(sub)
+
+    from producers.simulate_cli import register as register_simulate  # noqa: PLC0415
+
+    register_simulate(sub)
     return parser
 
 
