@@ -102,6 +102,12 @@ def _cmd_schemas(args: argparse.Namespace) -> int:
     raise AssertionError(args.action)
 
 
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from inference_worker.worker import main as worker_main  # noqa: PLC0415
+
+    return worker_main(args.args)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from scorestream.demo import run_demo  # noqa: PLC0415
 
@@ -154,14 +160,37 @@ def build_parser() -> argparse.ArgumentParser:
     from producers.simulate_cli import register as register_simulate  # noqa: PLC0415
 
     register_simulate(sub)
+
+    worker = sub.add_parser(
+        "worker",
+        help="run an inference worker for a tenant",
+        description="Settings come from SCORESTREAM_WORKER_* / SCORESTREAM_KAFKA_* env; flags "
+        "override: --tenant, --instance-id, --delivery, --max-batch, --max-wait-ms, --health-port",
+    )
+    worker.add_argument("args", nargs=argparse.REMAINDER)
+    worker.set_defaults(func=_cmd_worker)
     return parser
 
 
+PASSTHROUGH = {"worker"}
+"""Subcommands whose flags are parsed by the service's own ``main`` (argparse's REMAINDER cannot
+capture leading ``--options`` after a subcommand)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in PASSTHROUGH and not ({"-h", "--help"} & set(argv[1:2])):
+        from argparse import Namespace  # noqa: PLC0415
+
+        return _run(Namespace(func=_cmd_worker, args=argv[1:]))
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "topics" and args.action == "create" and not args.tenant:
         parser.error("topics create needs --tenant")
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         code: int = args.func(args)
     except ScorestreamError as exc:

@@ -74,6 +74,7 @@ def transactional_producer_config(
     return producer_config(settings, client_id=client_id) | {
         "transactional.id": transactional_id,
         "transaction.timeout.ms": 60_000,
+        "delivery.timeout.ms": 60_000,  # must not exceed the transaction timeout
     }
 
 

@@ -1,0 +1,194 @@
+"""The worker's pure logic: a batch of enriched transactions in, predictions and dead letters out.
+
+No Kafka here: the loop decodes records, calls :func:`score_batch` and produces what it returns.
+Unit tests drive it with plain objects.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+from inference_worker.model import ServingModel
+from schemas.cloudevents import Envelope
+from schemas.errors import RawRecord
+from schemas.events import EnrichedTransaction, PredictionEvent, PredictionTimings
+from scorestream.dlq import DeadLetter
+
+F32_MAX = float(np.finfo(np.float32).max)
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    envelope: Envelope[EnrichedTransaction]
+    prediction: PredictionEvent
+
+
+@dataclass(slots=True)
+class BatchOutput:
+    predictions: list[Scored] = field(default_factory=list)
+    shadow: list[Scored] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    inference_s: dict[str, float] = field(default_factory=dict)
+
+
+def _dead(env: Envelope[EnrichedTransaction], reason: str, error: str, message: str) -> DeadLetter:
+    raw = env.raw
+    if raw is None:  # built in-process rather than decoded: the payload is the event itself
+        event = env.event
+        raw = RawRecord(key=event.partition_key().encode(), value=event.model_dump_json().encode())
+    return DeadLetter(raw, reason, error, message)
+
+
+def _rows(
+    batch: list[Envelope[EnrichedTransaction]],
+    tenant: str,
+    model: ServingModel,
+    out: BatchOutput,
+) -> tuple[list[Envelope[EnrichedTransaction]], np.ndarray]:
+    names = model.metadata.feature_names
+    spec = model.metadata.feature_spec_hash
+    accepted: list[Envelope[EnrichedTransaction]] = []
+    rows: list[list[float]] = []
+    for env in batch:
+        event = env.event
+        if event.transaction.tenant_id != tenant:
+            out.dead_letters.append(
+                _dead(
+                    env,
+                    "unknown_tenant",
+                    "TenantMismatch",
+                    f"tenant {event.transaction.tenant_id!r} on a topic of tenant {tenant!r}",
+                )
+            )
+            continue
+        if event.feature_spec_hash != spec:
+            out.dead_letters.append(
+                _dead(
+                    env,
+                    "feature_spec_mismatch",
+                    "FeatureSpecMismatch",
+                    f"features computed with spec {event.feature_spec_hash}, model "
+                    f"{model.name}/{model.version} needs {spec}",
+                )
+            )
+            continue
+        try:
+            row = [event.features[n] for n in names]
+        except KeyError as exc:
+            out.dead_letters.append(
+                _dead(env, "missing_feature", "MissingFeature", f"feature {exc.args[0]!r} missing")
+            )
+            continue
+        if not all(abs(v) <= F32_MAX for v in row):  # also catches NaN (comparison is False)
+            out.dead_letters.append(
+                _dead(
+                    env,
+                    "non_finite_features",
+                    "NonFiniteFeature",
+                    "a feature is NaN, infinite or beyond float32 range",
+                )
+            )
+            continue
+        accepted.append(env)
+        rows.append(row)
+    X = np.array(rows, dtype=np.float32).reshape(len(rows), len(names))
+    return accepted, X
+
+
+def _score(
+    model: ServingModel,
+    X: np.ndarray,
+    accepted: list[Envelope[EnrichedTransaction]],
+    out: BatchOutput,
+) -> tuple[list[Envelope[EnrichedTransaction]], np.ndarray]:
+    """One call per batch; if the model fails, isolate the offending rows one by one."""
+    try:
+        return accepted, model.score(X)
+    except Exception:  # noqa: BLE001  (ORT raises untyped errors)
+        kept: list[Envelope[EnrichedTransaction]] = []
+        scores: list[float] = []
+        for env, row in zip(accepted, X, strict=True):
+            try:
+                scores.append(float(model.score(row.reshape(1, -1))[0]))
+                kept.append(env)
+            except Exception as exc:  # noqa: BLE001
+                out.dead_letters.append(_dead(env, "model_error", type(exc).__name__, str(exc)))
+        return kept, np.array(scores, dtype=np.float64)
+
+
+def _predictions(
+    model: ServingModel,
+    accepted: list[Envelope[EnrichedTransaction]],
+    scores: np.ndarray,
+    inference_s: float,
+    batch_start: datetime,
+) -> list[Scored]:
+    now = datetime.now(UTC)
+    timings_cache: dict[float, PredictionTimings] = {}
+    scored = []
+    for env, score in zip(accepted, scores, strict=True):
+        event = env.event
+        tx = event.transaction
+        queue_ms = max(0.0, (batch_start - event.enriched_at).total_seconds() * 1000)
+        key = round(queue_ms, 3)
+        timings = timings_cache.get(key)
+        if timings is None:
+            timings = PredictionTimings(
+                queue_ms=key, inference_ms=round(inference_s * 1000, 3), batch_size=len(accepted)
+            )
+            timings_cache[key] = timings
+        prediction = PredictionEvent.model_construct(
+            transaction_id=tx.transaction_id,
+            tenant_id=tx.tenant_id,
+            account_id=tx.account_id,
+            score=min(1.0, max(0.0, float(score))),
+            model_name=model.name,
+            model_version=model.version,
+            model_sha256=model.metadata.sha256,
+            feature_spec_hash=event.feature_spec_hash,
+            alias=model.alias,
+            event_time=tx.timestamp,
+            predicted_at=now,
+            timings=timings,
+        )
+        scored.append(Scored(env, prediction))
+    return scored
+
+
+def score_batch(
+    batch: list[Envelope[EnrichedTransaction]],
+    *,
+    tenant: str,
+    champion: ServingModel,
+    challenger: ServingModel | None = None,
+    batch_start: datetime | None = None,
+) -> BatchOutput:
+    """Validate, build one float32 tensor, score it once per model, build the events."""
+    start = batch_start or datetime.now(UTC)
+    out = BatchOutput()
+    accepted, X = _rows(batch, tenant, champion, out)
+    if not accepted:
+        return out
+    t = time.perf_counter()
+    kept, scores = _score(champion, X, accepted, out)
+    out.inference_s["champion"] = time.perf_counter() - t
+    out.predictions = _predictions(champion, kept, scores, out.inference_s["champion"], start)
+    if challenger is not None and kept:
+        same_spec = challenger.metadata.feature_spec_hash == champion.metadata.feature_spec_hash
+        if same_spec:
+            rows = X if len(kept) == len(accepted) else X[[accepted.index(e) for e in kept]]
+            t = time.perf_counter()
+            try:
+                shadow_scores = challenger.score(rows)
+            except Exception:  # noqa: BLE001  (a failing challenger never affects serving)
+                shadow_scores = None
+            out.inference_s["challenger"] = time.perf_counter() - t
+            if shadow_scores is not None:
+                out.shadow = _predictions(
+                    challenger, kept, shadow_scores, out.inference_s["challenger"], start
+                )
+    return out

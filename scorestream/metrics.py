@@ -1,0 +1,73 @@
+"""Shared Prometheus metrics: one place for names, units and labels.
+
+Names follow Prometheus conventions: ``scorestream_`` prefix, base units (seconds, bytes),
+``_total`` for counters, low-cardinality labels only (service, tenant, model, version, outcome,
+reason) — never ids.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, Info
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+
+EVENTS_IN = Counter(
+    "scorestream_events_in_total", "Records consumed from the input topic", ["service", "tenant"]
+)
+EVENTS_OUT = Counter(
+    "scorestream_events_out_total",
+    "Records produced to output topics",
+    ["service", "tenant", "stream"],
+)
+DLQ = Counter(
+    "scorestream_dlq_total",
+    "Records sent to a dead-letter topic, by reason",
+    ["service", "tenant", "reason"],
+)
+PREDICTIONS = Counter(
+    "scorestream_predictions_total",
+    "Predictions produced, by model version and alias",
+    ["tenant", "model", "version", "alias"],
+)
+BATCH_SIZE = Histogram(
+    "scorestream_batch_size", "Records per processed batch", ["service"], buckets=BATCH_BUCKETS
+)
+INFERENCE_SECONDS = Histogram(
+    "scorestream_inference_seconds",
+    "ONNX Runtime time per batch",
+    ["tenant", "model", "alias"],
+    buckets=LATENCY_BUCKETS,
+)
+BATCH_SECONDS = Histogram(
+    "scorestream_batch_seconds",
+    "Wall time to process and commit one batch",
+    ["service"],
+    buckets=LATENCY_BUCKETS,
+)
+EVENT_TO_PREDICTION_SECONDS = Histogram(
+    "scorestream_event_to_prediction_seconds",
+    "From the enriched event's creation to its prediction being produced",
+    ["tenant"],
+    buckets=LATENCY_BUCKETS,
+)
+TRANSACTIONS = Counter(
+    "scorestream_transactions_total",
+    "Kafka transactions by outcome (committed, aborted)",
+    ["service", "outcome"],
+)
+MODEL_INFO = Info("scorestream_model", "The model serving per alias")
+MODEL_LOADED = Gauge(
+    "scorestream_model_loaded",
+    "1 when a model version serves this alias",
+    ["tenant", "model", "version", "alias"],
+)
+MODEL_REJECTED = Counter(
+    "scorestream_model_rejected_total", "Promotions this service refused", ["tenant", "model"]
+)
+CONSUMER_LAG = Gauge(
+    "scorestream_consumer_lag_records",
+    "High watermark minus position, per assigned partition",
+    ["service", "topic", "partition"],
+)
+READY = Gauge("scorestream_ready", "1 when the service reports ready", ["service"])
