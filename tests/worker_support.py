@@ -154,3 +154,46 @@ def read_predictions(
 ) -> list[tuple[Message, PredictionEvent]]:
     messages = read_messages(bootstrap, tenant.topic(stream), expected, timeout=timeout)
     return [(m, decode_message(m, accept=[PredictionEvent]).event) for m in messages]
+
+
+def free_port() -> int:
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    import urllib.error  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def wait_until(predicate: object, timeout: float, what: str, interval: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def exactly_once(
+    predictions: list[tuple[Message, PredictionEvent]], ids: set[str]
+) -> tuple[int, int, int]:
+    """(missing, duplicated, unexpected) counts of transaction ids."""
+    from collections import Counter  # noqa: PLC0415
+
+    seen = Counter(p.transaction_id for _, p in predictions)
+    missing = len(ids - set(seen))
+    duplicated = sum(1 for n in seen.values() if n > 1)
+    unexpected = len(set(seen) - ids)
+    return missing, duplicated, unexpected
