@@ -9,16 +9,21 @@ from confluent_kafka import Consumer, Message, Producer
 
 
 def read_messages(
-    bootstrap: str, topic: str, expected: int, timeout: float = 30.0
+    bootstrap: str,
+    topic: str,
+    expected: int,
+    timeout: float = 30.0,
+    *,
+    isolation: str = "read_committed",
 ) -> list[Message]:
-    """Read ``expected`` messages from the beginning of ``topic`` with read_committed."""
+    """Read ``expected`` messages (or until ``timeout``) from the beginning of ``topic``."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
             "group.id": f"test-reader-{uuid.uuid4().hex[:8]}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
-            "isolation.level": "read_committed",
+            "isolation.level": isolation,
         }
     )
     consumer.subscribe([topic])

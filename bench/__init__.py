@@ -1,0 +1,1 @@
+"""Benchmarks of scorestream components against a real local broker (not part of the package)."""
