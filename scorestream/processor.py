@@ -1,0 +1,407 @@
+"""Consume → handle → produce, exactly once: the Kafka loop every consuming service shares.
+
+A service supplies a *handler* — a function from a batch of decoded envelopes to a
+:class:`Result` (events to emit, dead letters) — and the processor does the rest, as in
+confluent-kafka's ``eos_transactions.py``: batch consume with cooperative-sticky rebalancing and
+``read_committed``; one Kafka transaction per batch holding the outputs, the dead letters and
+the consumer offsets; abort and rewind on abortable errors; recreate the producer when fenced.
+At-least-once is a setting (idempotent producer, offsets committed after delivery).
+
+Exactly one batch is in flight, so the producer queue is bounded by one batch; should it fill
+anyway, the assigned partitions are paused until it drains. Records that cannot be decoded never
+reach the handler: they go to the input's DLQ with the reason. ``/livez``, ``/readyz`` and
+``/metrics`` are served when a health port is set. SIGTERM finishes and commits the current
+batch, leaves the group and returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from schemas.cloudevents import Envelope, encode
+from schemas.errors import DecodeError
+from schemas.events import Contract
+from scorestream import metrics
+from scorestream.dlq import DeadLetter
+from scorestream.errors import KafkaClientError
+from scorestream.health import HealthServer
+from scorestream.kafka_config import consumer_config, producer_config, transactional_producer_config
+from scorestream.serde import decode_message
+from scorestream.settings import KafkaSettings
+
+log = logging.getLogger("scorestream.processor")
+
+Delivery = Literal["exactly_once", "at_least_once"]
+Check = Callable[[], tuple[bool, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """One event to produce; ``trace`` carries the W3C context of the event it derives from."""
+
+    topic: str
+    event: Contract
+    trace: Mapping[str, str] | None = None
+    extensions: Mapping[str, str] | None = None
+
+
+@dataclass(slots=True)
+class Result:
+    emits: list[Emit] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    on_commit: Callable[[], None] | None = None
+    """Called once the batch's transaction committed (count metrics here, not before)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessorConfig:
+    service: str
+    tenant: str
+    group_id: str
+    instance_id: str
+    inputs: tuple[str, ...]
+    accept: tuple[type[Contract], ...]
+    dlq_topics: Mapping[str, str]
+    """Input topic → its dead-letter topic."""
+    delivery: Delivery = "exactly_once"
+    max_batch: int = 500
+    max_wait_ms: int = 20
+    transaction_timeout_s: float = 30.0
+    session_timeout_ms: int = 10_000
+    max_poll_interval_ms: int = 120_000
+    health_port: int = 0
+    live_after_s: float = 60.0
+
+    @property
+    def transactional_id(self) -> str:
+        return f"{self.tenant}.{self.service}.{self.instance_id}"
+
+    @property
+    def source(self) -> str:
+        return f"scorestream/{self.service}"
+
+
+Handler = Callable[[list[Envelope[Any]]], Result]
+
+
+class Processor:
+    def __init__(
+        self,
+        config: ProcessorConfig,
+        handle: Handler,
+        *,
+        kafka: KafkaSettings | None = None,
+        before_batch: Callable[[], None] | None = None,
+        ready: Check | None = None,
+        live: Check | None = None,
+        wait_until_ready: Callable[[threading.Event], bool] | None = None,
+    ) -> None:
+        self.config = config
+        self.kafka = kafka or KafkaSettings()
+        self.handle = handle
+        self.before_batch = before_batch
+        self.extra_ready = ready
+        self.extra_live = live
+        self.wait_until_ready = wait_until_ready
+        self.stopping = threading.Event()
+        self.last_poll = time.monotonic()
+        self.assigned: set[tuple[str, int]] = set()
+        self.joined = False
+        """Set by the assignment callback; /readyz reads it without touching the client (the
+        consumer must not be called from the health thread while the loop polls)."""
+        self.consumer: Consumer | None = None
+        self.producer: Producer | None = None
+        self.batches = 0
+        self._delivery_errors: list[str] = []
+
+    # -- health ----------------------------------------------------------------------------------
+    def live(self) -> tuple[bool, str]:
+        idle = time.monotonic() - self.last_poll
+        if idle >= self.config.live_after_s:
+            return False, f"no poll for {idle:.1f}s"
+        if self.extra_live is not None:
+            return self.extra_live()
+        return True, f"last poll {idle:.1f}s ago"
+
+    def ready(self) -> tuple[bool, str]:
+        if self.extra_ready is not None:
+            ok, detail = self.extra_ready()
+            if not ok:
+                return ok, detail
+        else:
+            detail = ""
+        if not self.joined:
+            return False, f"{detail}; not in the consumer group yet".lstrip("; ")
+        parts = sorted(f"{t}[{p}]" for t, p in self.assigned)
+        # a member without partitions is ready too: more replicas than partitions is legal
+        return True, f"{detail}; assigned {', '.join(parts) or 'nothing (idle)'}".lstrip("; ")
+
+    def stop(self, *_: Any) -> None:
+        self.stopping.set()
+
+    # -- clients ---------------------------------------------------------------------------------
+    def _p(self) -> Producer:
+        if self.producer is None:
+            raise KafkaClientError("the producer is not started")
+        return self.producer
+
+    def _c(self) -> Consumer:
+        if self.consumer is None:
+            raise KafkaClientError("the consumer is not started")
+        return self.consumer
+
+    def _make_producer(self) -> Producer:
+        c = self.config
+        if c.delivery == "exactly_once":
+            conf = transactional_producer_config(
+                self.kafka, transactional_id=c.transactional_id, client_id=c.instance_id
+            )
+            conf["transaction.timeout.ms"] = int(c.transaction_timeout_s * 1000)
+            conf["delivery.timeout.ms"] = int(c.transaction_timeout_s * 1000)
+            producer = Producer(conf)
+            producer.init_transactions(c.transaction_timeout_s)
+            return producer
+        return Producer(producer_config(self.kafka, client_id=c.instance_id))
+
+    def _make_consumer(self) -> Consumer:
+        c = self.config
+        conf = consumer_config(self.kafka, group_id=c.group_id, client_id=c.instance_id) | {
+            "max.poll.interval.ms": c.max_poll_interval_ms,
+            "session.timeout.ms": c.session_timeout_ms,
+            "heartbeat.interval.ms": max(1000, c.session_timeout_ms // 5),
+            "fetch.wait.max.ms": min(100, c.max_wait_ms * 2),
+        }
+        return Consumer(conf)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.joined = True
+        self.assigned |= {(p.topic, p.partition) for p in partitions}
+        log.info("assigned %s", sorted(f"{p.topic}[{p.partition}]" for p in partitions))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Called from consume(): the previous batch is already committed; nothing is in flight.
+        self.assigned -= {(p.topic, p.partition) for p in partitions}
+        for p in partitions:
+            with contextlib.suppress(KeyError):
+                metrics.CONSUMER_LAG.remove(self.config.service, p.topic, str(p.partition))
+        log.info("revoked %s", sorted(f"{p.topic}[{p.partition}]" for p in partitions))
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.assigned -= {(p.topic, p.partition) for p in partitions}
+        self.joined = False
+        log.warning("lost %s (session expired): an open transaction will be fenced", partitions)
+
+    # -- run ---------------------------------------------------------------------------------------
+    def run(self, *, install_signals: bool = True) -> int:
+        if install_signals:
+            signal.signal(signal.SIGTERM, self.stop)
+            signal.signal(signal.SIGINT, self.stop)
+        health = None
+        if self.config.health_port:
+            health = HealthServer(
+                port=self.config.health_port, live=self.live, ready=self.ready
+            ).start()
+        try:
+            if self.wait_until_ready is not None and not self.wait_until_ready(self.stopping):
+                return 0
+            self.producer = self._make_producer()
+            self.consumer = self._make_consumer()
+            self.consumer.subscribe(
+                list(self.config.inputs),
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
+            self._loop()
+            return 0
+        finally:
+            if self.consumer is not None:
+                self.consumer.close()  # leaves the group: partitions move at once
+            if self.producer is not None:
+                self.producer.flush(5)
+            if health is not None:
+                health.stop()
+
+    def _loop(self) -> None:
+        c = self.config
+        wait = c.max_wait_ms / 1000
+        next_lag = time.monotonic()
+        while not self.stopping.is_set():
+            if self.before_batch is not None:
+                self.before_batch()  # e.g. swap models: atomic from the batch's point of view
+            messages = self._c().consume(num_messages=c.max_batch, timeout=wait)
+            self.last_poll = time.monotonic()
+            if messages:
+                self.process(messages)
+            if self.last_poll >= next_lag:
+                self._update_lag()
+                next_lag = self.last_poll + 5.0
+
+    def process(self, messages: Sequence[Message]) -> bool:
+        """Decode, handle, produce and commit one batch. False if it was aborted and rewound."""
+        started = time.perf_counter()
+        decoded: list[Envelope[Any]] = []
+        dead: list[DeadLetter] = []
+        first: dict[tuple[str, int], int] = {}
+        last: dict[tuple[str, int], int] = {}
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise KafkaException(err)
+            tp = (msg.topic() or "", msg.partition() or 0)
+            first.setdefault(tp, msg.offset() or 0)
+            last[tp] = msg.offset() or 0
+            try:
+                decoded.append(decode_message(msg, accept=self.config.accept))
+            except DecodeError as exc:
+                dead.append(DeadLetter.from_decode_error(exc))
+        metrics.EVENTS_IN.labels(self.config.service, self.config.tenant).inc(len(messages))
+        result = self.handle(decoded) if decoded else Result()
+        result.dead_letters[:0] = dead
+        offsets = [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+        if self.config.delivery == "exactly_once":
+            committed = self._commit_transaction(result, offsets, first)
+        else:
+            committed = self._commit_at_least_once(result, offsets, first)
+        if committed:
+            self.batches += 1
+            self._count(result, len(messages), started)
+            if result.on_commit is not None:
+                result.on_commit()
+        return committed
+
+    # -- producing ---------------------------------------------------------------------------------
+    def _produce(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: list[Any]
+    ) -> None:
+        try:
+            self._p().produce(topic, value=value, key=key, headers=headers, on_delivery=self._dr)
+        except BufferError:
+            paused = self._c().assignment()
+            self._c().pause(paused)  # stop fetching while the queue drains
+            try:
+                while True:
+                    self._p().poll(0.05)
+                    try:
+                        self._p().produce(
+                            topic, value=value, key=key, headers=headers, on_delivery=self._dr
+                        )
+                        break
+                    except BufferError:
+                        continue
+            finally:
+                self._c().resume(paused)
+
+    def _dr(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._delivery_errors.append(f"{msg.topic()}: {err.str()}")
+
+    def _produce_result(self, result: Result) -> None:
+        source = self.config.source
+        for emit in result.emits:
+            m = encode(emit.event, source=source, trace=emit.trace, extensions=emit.extensions)
+            self._produce(emit.topic, m.key, m.value, list(m.headers))
+        for dl in result.dead_letters:
+            topic = self.config.dlq_topics.get(dl.raw.topic or "") or next(
+                iter(self.config.dlq_topics.values())
+            )
+            self._produce(topic, dl.raw.key, dl.raw.value, dl.headers(self.config.service))
+
+    def _rewind(self, first: dict[tuple[str, int], int]) -> None:
+        for (topic, partition), offset in first.items():
+            if (topic, partition) in self.assigned:
+                self._c().seek(TopicPartition(topic, partition, offset))
+
+    def _commit_transaction(
+        self,
+        result: Result,
+        offsets: list[TopicPartition],
+        first: dict[tuple[str, int], int],
+    ) -> bool:
+        timeout = self.config.transaction_timeout_s
+        try:
+            self._p().begin_transaction()
+            self._produce_result(result)
+            self._p().send_offsets_to_transaction(
+                offsets, self._c().consumer_group_metadata(), timeout
+            )
+            self._commit_with_retry()
+            metrics.TRANSACTIONS.labels(self.config.service, "committed").inc()
+            return True
+        except KafkaException as exc:
+            err: KafkaError = exc.args[0]
+            metrics.TRANSACTIONS.labels(self.config.service, "aborted").inc()
+            if err.fatal():
+                log.error("fatal producer error (%s): recreating the producer", err.str())
+                self.producer = self._make_producer()
+            elif err.txn_requires_abort():
+                log.warning("aborting transaction: %s", err.str())
+                self._p().abort_transaction(timeout)
+            else:
+                raise
+            self._rewind(first)
+            return False
+
+    def _commit_with_retry(self) -> None:
+        for attempt in range(5):
+            try:
+                self._p().commit_transaction(self.config.transaction_timeout_s)
+                return
+            except KafkaException as exc:
+                err: KafkaError = exc.args[0]
+                if err.retriable() and attempt < 4:
+                    continue
+                raise
+
+    def _commit_at_least_once(
+        self,
+        result: Result,
+        offsets: list[TopicPartition],
+        first: dict[tuple[str, int], int],
+    ) -> bool:
+        self._delivery_errors.clear()
+        self._produce_result(result)
+        remaining = self._p().flush(self.config.transaction_timeout_s)
+        if remaining or self._delivery_errors:
+            log.warning("delivery failed (%s); replaying the batch", self._delivery_errors[:3])
+            self._rewind(first)
+            return False
+        self._c().commit(offsets=offsets, asynchronous=False)
+        return True
+
+    # -- metrics -----------------------------------------------------------------------------------
+    def _count(self, result: Result, n: int, started: float) -> None:
+        c = self.config
+        metrics.BATCH_SIZE.labels(c.service).observe(n)
+        metrics.BATCH_SECONDS.labels(c.service).observe(time.perf_counter() - started)
+        per_topic: dict[str, int] = {}
+        for emit in result.emits:
+            per_topic[emit.topic] = per_topic.get(emit.topic, 0) + 1
+        for topic, count in per_topic.items():
+            stream = topic.removeprefix(f"{c.tenant}.")
+            metrics.EVENTS_OUT.labels(c.service, c.tenant, stream).inc(count)
+        for dl in result.dead_letters:
+            metrics.DLQ.labels(c.service, c.tenant, dl.reason).inc()
+
+    def _update_lag(self) -> None:
+        try:
+            positions = self._c().position([TopicPartition(t, p) for t, p in self.assigned])
+        except KafkaException:
+            return
+        for tp in positions:
+            _, high = self._c().get_watermark_offsets(tp, cached=True)
+            if tp.offset >= 0 and high >= 0:
+                metrics.CONSUMER_LAG.labels(self.config.service, tp.topic, str(tp.partition)).set(
+                    max(0, high - tp.offset)
+                )
