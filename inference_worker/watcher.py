@@ -25,6 +25,7 @@ from scorestream import metrics
 from scorestream.errors import ScorestreamError
 from scorestream.kafka_config import common_config
 from scorestream.model_events import TOPIC, publish_model_event
+from scorestream.replay import watermarks
 from scorestream.serde import decode_message
 from scorestream.settings import KafkaSettings
 
@@ -88,7 +89,7 @@ class ModelWatcher(threading.Thread):
         ends = {}
         assignment = []
         for p in meta.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(TOPIC, p), timeout=30)
+            low, high = watermarks(consumer, TopicPartition(TOPIC, p))
             ends[p] = high
             assignment.append(TopicPartition(TOPIC, p, low))
         consumer.assign(assignment)

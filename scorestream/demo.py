@@ -20,6 +20,7 @@ from scorestream.admin import Action, ensure_tenant_topics
 from scorestream.broker import LocalBroker
 from scorestream.errors import KafkaClientError
 from scorestream.kafka_config import consumer_config, producer_config
+from scorestream.replay import watermarks
 from scorestream.serde import EventProducer, decode_message
 from scorestream.settings import KafkaSettings
 from scorestream.topics import REGISTRY
@@ -37,7 +38,7 @@ def _money(minor: int, currency: str) -> str:
 
 
 def run_demo(*, tenant: str = "demo", count: int = 300, seed: int | None = None) -> int:
-    console = Console(width=None if Console().is_terminal else 132)
+    console = Console(width=None if Console().is_terminal else 132, soft_wrap=True)
     console.rule("[bold]scorestream demo")
     if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         LocalBroker().start(progress=lambda m: console.print(f"[dim]broker:[/] {m}"))
@@ -54,7 +55,7 @@ def run_demo(*, tenant: str = "demo", count: int = 300, seed: int | None = None)
     partitions = sorted(md.topics[topic].partitions)
     start_offsets = []
     for p in partitions:
-        _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+        _, high = watermarks(consumer, TopicPartition(topic, p))
         start_offsets.append(TopicPartition(topic, p, high))
 
     run_seed = seed if seed is not None else int(time.time())

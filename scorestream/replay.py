@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from scorestream.errors import KafkaClientError
 from scorestream.kafka_config import ClientConfig
@@ -27,7 +27,7 @@ def read_to_end(conf: ClientConfig, topic: str, *, timeout: float = 30.0) -> Ite
         ends: dict[int, int] = {}
         assignment = []
         for p in meta.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            low, high = watermarks(consumer, TopicPartition(topic, p), timeout=timeout)
             if high > low:
                 ends[p] = high
                 assignment.append(TopicPartition(topic, p, low))
@@ -47,3 +47,29 @@ def read_to_end(conf: ClientConfig, topic: str, *, timeout: float = 30.0) -> Ite
                     ends.pop(tp.partition)
     finally:
         consumer.close()
+
+
+_TRANSIENT = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._TRANSPORT,
+    KafkaError.REQUEST_TIMED_OUT,
+}
+
+
+def watermarks(consumer: Consumer, tp: TopicPartition, *, timeout: float = 30.0) -> tuple[int, int]:
+    """``get_watermark_offsets`` that rides out leadership still settling on a new topic."""
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=min(10.0, timeout))
+            return int(low), int(high)
+        except KafkaException as exc:
+            err = exc.args[0]
+            transient = isinstance(err, KafkaError) and err.code() in _TRANSIENT
+            if not transient or time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(1.0, delay * 2)
