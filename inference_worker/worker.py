@@ -126,8 +126,15 @@ class Worker:
         out = score_batch(
             batch, tenant=self.settings.tenant, champion=champion, challenger=challenger
         )
-        emits = [Emit(self.output_topic, s.prediction, s.envelope.trace) for s in out.predictions]
-        emits += [Emit(self.shadow_topic, s.prediction, s.envelope.trace) for s in out.shadow]
+        # trace context and CloudEvents extensions (e.g. ``replyto``) travel on with the event
+        emits = [
+            Emit(self.output_topic, s.prediction, s.envelope.trace, s.envelope.extensions)
+            for s in out.predictions
+        ]
+        emits += [
+            Emit(self.shadow_topic, s.prediction, s.envelope.trace, s.envelope.extensions)
+            for s in out.shadow
+        ]
         return Result(
             emits=emits,
             dead_letters=out.dead_letters,

@@ -52,6 +52,9 @@ class Emit:
     event: Contract
     trace: Mapping[str, str] | None = None
     extensions: Mapping[str, str] | None = None
+    """CloudEvents extensions (``ce_<name>`` headers), e.g. ``replyto`` for request-reply."""
+    partition: int | None = None
+    """Explicit partition (request-reply); ``None`` partitions by the event's key."""
 
 
 @dataclass(slots=True)
@@ -283,10 +286,18 @@ class Processor:
 
     # -- producing ---------------------------------------------------------------------------------
     def _produce(
-        self, topic: str, key: bytes | None, value: bytes | None, headers: list[Any]
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[Any],
+        partition: int | None = None,
     ) -> None:
+        extra: dict[str, Any] = {} if partition is None else {"partition": partition}
         try:
-            self._p().produce(topic, value=value, key=key, headers=headers, on_delivery=self._dr)
+            self._p().produce(
+                topic, value=value, key=key, headers=headers, on_delivery=self._dr, **extra
+            )
         except BufferError:
             paused = self._c().assignment()
             self._c().pause(paused)  # stop fetching while the queue drains
@@ -295,7 +306,12 @@ class Processor:
                     self._p().poll(0.05)
                     try:
                         self._p().produce(
-                            topic, value=value, key=key, headers=headers, on_delivery=self._dr
+                            topic,
+                            value=value,
+                            key=key,
+                            headers=headers,
+                            on_delivery=self._dr,
+                            **extra,
                         )
                         break
                     except BufferError:
@@ -311,7 +327,7 @@ class Processor:
         source = self.config.source
         for emit in result.emits:
             m = encode(emit.event, source=source, trace=emit.trace, extensions=emit.extensions)
-            self._produce(emit.topic, m.key, m.value, list(m.headers))
+            self._produce(emit.topic, m.key, m.value, list(m.headers), emit.partition)
         for dl in result.dead_letters:
             topic = self.config.dlq_topics.get(dl.raw.topic or "") or next(
                 iter(self.config.dlq_topics.values())
