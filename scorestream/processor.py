@@ -83,6 +83,9 @@ class ProcessorConfig:
     max_poll_interval_ms: int = 120_000
     health_port: int = 0
     live_after_s: float = 60.0
+    consumer_overrides: Mapping[str, Any] = field(default_factory=dict)
+    """Extra consumer settings, e.g. ``partition.assignment.strategy=range`` for co-partitioned
+    joins."""
 
     @property
     def transactional_id(self) -> str:
@@ -183,7 +186,7 @@ class Processor:
             "heartbeat.interval.ms": max(1000, c.session_timeout_ms // 5),
             "fetch.wait.max.ms": min(100, c.max_wait_ms * 2),
         }
-        return Consumer(conf)
+        return Consumer(conf | dict(c.consumer_overrides))
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.joined = True
