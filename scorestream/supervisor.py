@@ -1,0 +1,121 @@
+"""``scorestream up`` / ``down``: run every service of a tenant as local processes.
+
+Each service is a real process (``python -m scorestream <service> ...``) with its log in
+``var/run/<tenant>/<service>.log`` and its pid in ``var/run/<tenant>/pids.json``. ``down`` sends
+SIGTERM (services drain and commit), waits, then SIGKILLs stragglers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from scorestream.errors import ConfigError
+from scorestream.topics import validate_tenant
+
+RUN_DIR = Path("var/run")
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    name: str
+    args: tuple[str, ...]
+    health_port: int | None = None
+    env: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass
+class Supervisor:
+    tenant: str
+    run_dir: Path = field(default=RUN_DIR)
+
+    def __post_init__(self) -> None:
+        validate_tenant(self.tenant)
+        self.dir = self.run_dir / self.tenant
+        self.pid_file = self.dir / "pids.json"
+
+    def pids(self) -> dict[str, int]:
+        try:
+            return {k: int(v) for k, v in json.loads(self.pid_file.read_text()).items()}
+        except (OSError, ValueError):
+            return {}
+
+    def running(self) -> dict[str, int]:
+        return {name: pid for name, pid in self.pids().items() if _alive(pid)}
+
+    def start(self, services: Sequence[ServiceSpec], progress: Progress = lambda _: None) -> None:
+        already = self.running()
+        if already:
+            raise ConfigError(
+                f"services of tenant {self.tenant} are already running ({', '.join(already)}); "
+                "run 'scorestream down' first"
+            )
+        self.dir.mkdir(parents=True, exist_ok=True)
+        pids: dict[str, int] = {}
+        for spec in services:
+            log_path = self.dir / f"{spec.name}.log"
+            with log_path.open("ab") as log:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "scorestream", *spec.args],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                    env=os.environ | dict(spec.env),
+                )
+            _CHILDREN.append(proc)
+            pids[spec.name] = proc.pid
+            progress(f"started {spec.name:10} pid {proc.pid:<7} log {log_path}")
+        self.pid_file.write_text(json.dumps(pids, indent=2))
+
+    def stop(self, *, timeout: float = 15.0, progress: Progress = lambda _: None) -> int:
+        pids = self.running()
+        for name, pid in pids.items():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            progress(f"SIGTERM {name} (pid {pid})")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(_alive(p) for p in pids.values()):
+            _reap_children()
+            time.sleep(0.1)
+        for name, pid in pids.items():
+            if _alive(pid):
+                progress(f"{name} did not stop in {timeout:.0f}s: SIGKILL")
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        _reap_children()
+        self.pid_file.unlink(missing_ok=True)
+        return len(pids)
+
+
+_CHILDREN: list[subprocess.Popen[bytes]] = []
+
+
+def _reap_children() -> None:
+    for proc in list(_CHILDREN):
+        if proc.poll() is not None:
+            _CHILDREN.remove(proc)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.split(") ", 1)[1][:1] != "Z"  # a zombie has exited
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
