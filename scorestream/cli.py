@@ -102,10 +102,23 @@ def _cmd_schemas(args: argparse.Namespace) -> int:
     raise AssertionError(args.action)
 
 
-def _cmd_worker(args: argparse.Namespace) -> int:
-    from inference_worker.worker import main as worker_main  # noqa: PLC0415
+SERVICES: dict[str, tuple[str, str]] = {
+    "worker": ("inference_worker.worker", "run an inference worker for a tenant"),
+    "monitor": (
+        "consumers.monitor",
+        "live precision/recall/AP and score drift (PSI) per model version, for a tenant",
+    ),
+}
+"""Long-running services: ``scorestream <name> [flags]`` calls ``<module>.main(flags)``; settings
+come from ``SCORESTREAM_<NAME>_*`` / ``SCORESTREAM_KAFKA_*`` env, flags override."""
 
-    return worker_main(args.args)
+
+def _run_service(name: str, argv: list[str]) -> int:
+    import importlib  # noqa: PLC0415
+
+    module = importlib.import_module(SERVICES[name][0])
+    code: int = module.main(argv)
+    return code
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -161,28 +174,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_simulate(sub)
 
-    worker = sub.add_parser(
-        "worker",
-        help="run an inference worker for a tenant",
-        description="Settings come from SCORESTREAM_WORKER_* / SCORESTREAM_KAFKA_* env; flags "
-        "override: --tenant, --instance-id, --delivery, --max-batch, --max-wait-ms, --health-port",
-    )
-    worker.add_argument("args", nargs=argparse.REMAINDER)
-    worker.set_defaults(func=_cmd_worker)
+    for name, (_, help_text) in SERVICES.items():
+        service = sub.add_parser(
+            name,
+            help=help_text,
+            description=f"Settings come from SCORESTREAM_{name.upper()}_* and SCORESTREAM_KAFKA_*"
+            f" env; flags override them (see 'scorestream {name} --help').",
+        )
+        service.add_argument("args", nargs=argparse.REMAINDER)
     return parser
-
-
-PASSTHROUGH = {"worker"}
-"""Subcommands whose flags are parsed by the service's own ``main`` (argparse's REMAINDER cannot
-capture leading ``--options`` after a subcommand)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in PASSTHROUGH and not ({"-h", "--help"} & set(argv[1:2])):
-        from argparse import Namespace  # noqa: PLC0415
-
-        return _run(Namespace(func=_cmd_worker, args=argv[1:]))
+    if argv and argv[0] in SERVICES:
+        # the service's own main parses its flags (argparse's REMAINDER cannot capture leading
+        # --options after a subcommand)
+        name, rest = argv[0], argv[1:]
+        return _run(argparse.Namespace(func=lambda _: _run_service(name, rest)))
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "topics" and args.action == "create" and not args.tenant:
