@@ -201,8 +201,12 @@ def decode(
         if any(e.code == "json_invalid" for e in errors):
             raise MalformedPayloadError("payload is not valid JSON", raw, errors) from exc
         raise SchemaViolationError(f"payload violates {ce_type}", raw, errors) from exc
+    # only well-formed extension names survive (lower-case alphanumeric, as the spec requires),
+    # so a stray ``ce_Bad-Name`` header can never make a re-encode fail downstream
     extensions = {
-        k[3:]: v for k, v in headers.items() if k.startswith("ce_") and k[3:] not in _CORE_ATTRS
+        k[3:]: v
+        for k, v in headers.items()
+        if k.startswith("ce_") and k[3:] not in _CORE_ATTRS and k[3:].isalnum() and k[3:].islower()
     }
     return Envelope(
         event=event,  # type: ignore[arg-type]  # narrowed by the ce_type lookup above

@@ -104,6 +104,12 @@ def _cmd_schemas(args: argparse.Namespace) -> int:
 
 SERVICES: dict[str, tuple[str, str]] = {
     "worker": ("inference_worker.worker", "run an inference worker for a tenant"),
+    "gateway": ("producers.gateway", "HTTP gateway: /v1 transactions, sync scoring, KServe V2"),
+    "decision": (
+        "consumers.decision",
+        "decide approve / review / decline for a tenant's predictions",
+    ),
+    "notifier": ("consumers.notifier", "alerts and webhooks for review / decline decisions"),
     "monitor": (
         "consumers.monitor",
         "live precision/recall/AP and score drift (PSI) per model version, for a tenant",

@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from schemas.events import Channel, LabelEvent, TransactionEvent
 
-FEATURE_LOGIC_VERSION = "1"
+FEATURE_LOGIC_VERSION = "2"
 """Bump when the meaning of a feature changes without its name changing."""
 
 HOUR_S = 3600.0
@@ -149,6 +149,12 @@ class _Series:
             del self.ts[:cut]
             del self.amounts[:cut]
 
+    def known_in_window(self, now: float, seconds: float) -> int:
+        """Entries with ``now - seconds < t <= now`` whose value (a known-at time) is <= now."""
+        lo = bisect_right(self.ts, now - seconds)
+        hi = bisect_right(self.ts, now)
+        return sum(1 for known_at in self.amounts[lo:hi] if known_at <= now)
+
     def window(self, now: float, seconds: float) -> tuple[int, float]:
         """Count and sum of amounts with ``now - seconds < t <= now``."""
         lo = bisect_right(self.ts, now - seconds)
@@ -163,16 +169,19 @@ class FeatureState:
     accounts: dict[str, _Series] = field(default_factory=dict)
     merchants: dict[str, _Series] = field(default_factory=dict)
     merchant_frauds: dict[str, _Series] = field(default_factory=dict)
-    """Per merchant: transaction times of frauds whose label has arrived."""
+    """Per merchant: transaction times of confirmed frauds, with the time each label became
+    known (``labelled_at``) in the amount slot."""
     _labelled: set[str] = field(default_factory=set)
 
     def observe_label(self, label: LabelEvent) -> None:
-        """A label became known. Fraud labels count towards their merchant's risk from now on."""
+        """Record a fraud label. It counts for transactions at or after its ``labelled_at``, in
+        event time — so the result does not depend on when the label is *processed*, only on
+        what was known at each transaction's timestamp."""
         if not label.is_fraud or label.transaction_id in self._labelled:
             return  # idempotent: a redelivered label is counted once
         self._labelled.add(label.transaction_id)
         series = self.merchant_frauds.setdefault(label.merchant_id, _Series())
-        series.add(_ts(label.transaction_time), 1.0)
+        series.add(_ts(label.transaction_time), _ts(label.labelled_at))
 
     def features_for(self, tx: TransactionEvent) -> dict[str, float]:
         """Features of ``tx`` (windows include it), then the state includes ``tx``."""
@@ -199,7 +208,7 @@ class FeatureState:
             frauds.prune(now)
         for d in MERCHANT_WINDOWS_D:
             out[f"merchant_count_{d}d"] = float(mer.window(now, d * DAY_S)[0])
-            known = frauds.window(now, d * DAY_S)[0] if frauds is not None else 0
+            known = frauds.known_in_window(now, d * DAY_S) if frauds is not None else 0
             out[f"merchant_frauds_{d}d"] = float(known)
         count30 = out["merchant_count_30d"]
         out["merchant_risk_30d"] = out["merchant_frauds_30d"] / count30 if count30 else 0.0
@@ -222,9 +231,9 @@ def compute_offline(
 ) -> npt.NDArray[np.float32]:
     """Feature matrix for ``transactions`` (in the given order of rows), replaying history.
 
-    Events are replayed in event-time order: a label is applied before a transaction when its
-    ``labelled_at`` is at or before the transaction's timestamp — exactly what a live enricher
-    that consumes both streams knows at that moment.
+    Transactions are replayed in event-time order; a fraud label counts for a transaction only
+    if its ``labelled_at`` is at or before the transaction's timestamp — exactly what a live
+    enricher that consumes both streams knows at that moment.
     """
     txs = list(transactions)
     order = sorted(range(len(txs)), key=lambda i: txs[i].timestamp)

@@ -123,3 +123,11 @@ def test_bad_extension_name_and_source() -> None:
         encode(transaction(), source="s", extensions={"Bad-Name": "x"})
     with pytest.raises(ValueError, match="source"):
         encode(transaction(), source="")
+
+
+def test_malformed_extension_headers_are_not_carried_on() -> None:
+    msg = encode(transaction(), source="s", extensions={"replyto": "acme.replies/2"})
+    headers = [*msg.headers, ("ce_Bad-Name", b"x")]
+    env = decode(_raw(headers, msg.value))
+    assert env.extensions == {"replyto": "acme.replies/2"}
+    encode(env.event, source="s2", extensions=env.extensions)  # re-encoding never fails

@@ -61,7 +61,7 @@ def test_spec_is_ordered_and_hash_is_stable() -> None:
     assert len(set(FEATURE_NAMES)) == len(FEATURE_NAMES)
     assert FEATURE_SPEC.hash == FeatureSpec(FEATURE_NAMES).hash
     assert FeatureSpec(tuple(reversed(FEATURE_NAMES))).hash != FEATURE_SPEC.hash
-    assert FeatureSpec(FEATURE_NAMES, logic_version="2").hash != FEATURE_SPEC.hash
+    assert FeatureSpec(FEATURE_NAMES, logic_version="other").hash != FEATURE_SPEC.hash
 
 
 def test_stateless_features() -> None:
@@ -158,3 +158,15 @@ def test_offline_equals_online_for_any_row_order() -> None:
 def test_to_vector_refuses_missing_features() -> None:
     with pytest.raises(ValueError, match="amount"):
         to_vector({})
+
+
+def test_labels_count_by_event_time_whatever_the_processing_order() -> None:
+    bad = tx(1, at=T0, account="acc-a")
+    late_label = fraud_label(bad, labelled_at=T0 + timedelta(days=2))
+    early = FeatureState()
+    early.observe_label(late_label)  # processed before the transactions...
+    early.features_for(bad)
+    before = early.features_for(tx(2, at=T0 + timedelta(days=1), account="acc-b"))
+    after = early.features_for(tx(3, at=T0 + timedelta(days=3), account="acc-c"))
+    assert before["merchant_frauds_7d"] == 0.0  # ...but not known yet at day 1
+    assert after["merchant_frauds_7d"] == 1.0

@@ -1,0 +1,401 @@
+"""The decision service: champion predictions in, approve / review / decline out, exactly once.
+
+``<tenant>.predictions`` → :func:`decide_batch` (pure: the tenant's policy, see
+:mod:`consumers.policy`) → ``<tenant>.decisions``. The shared
+:class:`~scorestream.processor.Processor` commits the decisions, the dead letters and the input
+offsets in one Kafka transaction per batch, so each prediction yields exactly one committed
+decision (readers use ``read_committed``); a replayed batch is decided again by the same rules.
+
+Request-reply: when the prediction carries the CloudEvents extension ``replyto`` =
+``"<topic>/<partition>"`` (set by the gateway and carried by every hop), the decision is also
+written to that partition, in the same transaction. Only this tenant's ``replies`` topic and an
+existing partition are accepted: anything else would make the transaction fail on every replay.
+An unusable ``replyto`` is logged and counted; the decision itself still goes to ``decisions``.
+
+The policy file is re-read between batches when it changed (``before_batch``); a bad file keeps
+the previous policy.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from confluent_kafka.admin import AdminClient
+from prometheus_client import Counter, Histogram
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from consumers.policy import Policy, PolicySource, describe, env_policy, evaluate
+from schemas.cloudevents import Envelope
+from schemas.errors import RawRecord
+from schemas.events import DecisionEvent, ModelAlias, PredictionEvent
+from scorestream import metrics
+from scorestream.dlq import DeadLetter
+from scorestream.kafka_config import admin_config
+from scorestream.processor import Emit, Processor, ProcessorConfig, Result
+from scorestream.settings import KafkaSettings
+from scorestream.topics import REGISTRY
+
+log = logging.getLogger("scorestream.decision")
+SERVICE = "decision"
+REPLYTO = "replyto"
+
+DECISIONS = Counter(
+    "scorestream_decisions_total", "Committed decisions by outcome", ["tenant", "outcome"]
+)
+REPLIES = Counter(
+    "scorestream_decision_replies_total",
+    "Request-reply copies of decisions, by result (sent, invalid)",
+    ["tenant", "result"],
+)
+PREDICTION_TO_DECISION_SECONDS = Histogram(
+    "scorestream_prediction_to_decision_seconds",
+    "From the prediction being made to its decision being committed",
+    ["tenant"],
+    buckets=metrics.LATENCY_BUCKETS,
+)
+
+
+def _default_instance() -> str:
+    # Kubernetes: POD_NAME from the downward API keeps transactional.id stable per pod.
+    return os.environ.get("POD_NAME") or socket.gethostname()
+
+
+class DecisionSettings(BaseSettings):
+    """Env: ``SCORESTREAM_DECISION_*`` (plus ``SCORESTREAM_KAFKA_*``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SCORESTREAM_DECISION_", frozen=True, extra="ignore"
+    )
+
+    tenant: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
+    instance_id: str = Field(default_factory=_default_instance, min_length=1, max_length=200)
+    policy_file: Path | None = None
+    """YAML policy (see consumers.policy); re-read between batches when it changes."""
+    policy_version: str = Field(default="env-default", min_length=1, max_length=64)
+    """Without a policy file: the version stamped on decisions made by the env thresholds."""
+    review_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    decline_threshold: float = Field(default=0.9, ge=0.0, le=1.0)
+    delivery: Literal["exactly_once", "at_least_once"] = "exactly_once"
+    max_batch: int = Field(default=500, ge=1, le=10_000)
+    max_wait_ms: int = Field(default=20, ge=1, le=10_000)
+    health_port: int = Field(default=8080, ge=0, le=65535)
+    transaction_timeout_s: float = Field(default=30.0, gt=0)
+    max_poll_interval_ms: int = Field(default=120_000, ge=10_000)
+    session_timeout_ms: int = Field(default=10_000, ge=6_000)
+    live_after_s: float = Field(default=60.0, gt=0)
+
+    @property
+    def group_id(self) -> str:
+        return f"{self.tenant}.{SERVICE}"
+
+    def policy_source(self) -> PolicySource:
+        if self.policy_file is not None:
+            return PolicySource(self.tenant, path=self.policy_file)
+        fixed = env_policy(
+            version=self.policy_version,
+            review=self.review_threshold,
+            decline=self.decline_threshold,
+        )
+        return PolicySource(self.tenant, fixed=fixed)
+
+
+# -- the pure part -------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Decided:
+    envelope: Envelope[PredictionEvent]
+    decision: DecisionEvent
+    reply: tuple[str, int] | None
+
+
+@dataclass(slots=True)
+class DecisionOutput:
+    decided: list[Decided] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    invalid_replies: list[str] = field(default_factory=list)
+    """Why a ``replyto`` was ignored, one entry per ignored reply."""
+
+
+def parse_replyto(value: str, allowed: Mapping[str, int]) -> tuple[str, int]:
+    """``"<topic>/<partition>"`` → (topic, partition); ``allowed`` maps topic → partition count.
+
+    Raises ``ValueError`` with the reason when the value is malformed or names a topic or
+    partition this service may not write.
+    """
+    topic, sep, part = value.rpartition("/")
+    if not sep or not topic or not part.isdigit():
+        raise ValueError(f"replyto {value!r} is not '<topic>/<partition>'")
+    partition = int(part)
+    if topic not in allowed:
+        raise ValueError(f"replyto topic {topic!r} is not one of {sorted(allowed)}")
+    if partition >= allowed[topic]:
+        raise ValueError(f"replyto partition {partition} >= {allowed[topic]} partitions of {topic}")
+    return topic, partition
+
+
+def _dead(env: Envelope[PredictionEvent], reason: str, error: str, message: str) -> DeadLetter:
+    raw = env.raw
+    if raw is None:  # built in-process rather than decoded
+        event = env.event
+        raw = RawRecord(key=event.partition_key().encode(), value=event.model_dump_json().encode())
+    return DeadLetter(raw, reason, error, message)
+
+
+def decide_batch(
+    batch: list[Envelope[PredictionEvent]],
+    *,
+    tenant: str,
+    policy: Policy,
+    reply_topics: Mapping[str, int],
+    now: datetime | None = None,
+) -> DecisionOutput:
+    """Decide every prediction of one batch with one policy."""
+    decided_at = (now or datetime.now(UTC)).astimezone(UTC)
+    out = DecisionOutput()
+    for env in batch:
+        p = env.event
+        if p.tenant_id != tenant:
+            out.dead_letters.append(
+                _dead(
+                    env,
+                    "unknown_tenant",
+                    "TenantMismatch",
+                    f"tenant {p.tenant_id!r} on a topic of tenant {tenant!r}",
+                )
+            )
+            continue
+        if p.alias is not ModelAlias.CHAMPION:
+            out.dead_letters.append(
+                _dead(
+                    env,
+                    "not_champion",
+                    "NotChampion",
+                    f"a {p.alias.value} prediction ({p.model_name}/{p.model_version}) "
+                    "cannot decide; only champion scores belong on this topic",
+                )
+            )
+            continue
+        verdict = evaluate(policy, p)
+        decision = DecisionEvent(
+            transaction_id=p.transaction_id,
+            tenant_id=p.tenant_id,
+            account_id=p.account_id,
+            outcome=verdict.outcome,
+            score=p.score,
+            model_name=p.model_name,
+            model_version=p.model_version,
+            policy_version=policy.version,
+            reasons=verdict.reasons,
+            event_time=p.event_time,
+            decided_at=decided_at,
+        )
+        reply: tuple[str, int] | None = None
+        replyto = env.extensions.get(REPLYTO)
+        if replyto is not None:
+            try:
+                reply = parse_replyto(replyto, reply_topics)
+            except ValueError as exc:
+                out.invalid_replies.append(f"{p.transaction_id}: {exc}")
+        out.decided.append(Decided(env, decision, reply))
+    return out
+
+
+def carried_extensions(env: Envelope[Any]) -> dict[str, str]:
+    """The CloudEvents extensions to carry on: those ``encode`` accepts (lower-case alphanumeric).
+
+    ``decode`` keeps any ``ce_*`` header; re-encoding a malformed name would raise inside the
+    transaction on every replay, so such a header is dropped here instead.
+    """
+    return {k: v for k, v in env.extensions.items() if k.isalnum() and k.islower()}
+
+
+def to_result(out: DecisionOutput, decisions_topic: str) -> list[Emit]:
+    """The emits of a batch: every decision, plus its reply copy when one was asked for."""
+    emits: list[Emit] = []
+    for d in out.decided:
+        env = d.envelope
+        ext = carried_extensions(env)
+        emits.append(Emit(decisions_topic, d.decision, env.trace, ext))
+        if d.reply is not None:
+            topic, partition = d.reply
+            emits.append(Emit(topic, d.decision, env.trace, ext, partition))
+    return emits
+
+
+# -- the service ---------------------------------------------------------------------------------
+def partition_counts(
+    kafka: KafkaSettings, topics: list[str], timeout: float = 10.0
+) -> dict[str, int]:
+    """Partitions per existing topic, from the cluster's metadata (missing topics are left out)."""
+    admin = AdminClient(admin_config(kafka, client_id=f"{SERVICE}-metadata"))
+    out: dict[str, int] = {}
+    for topic in topics:
+        meta = admin.list_topics(topic=topic, timeout=timeout).topics.get(topic)
+        if meta is not None and meta.error is None and meta.partitions:
+            out[topic] = len(meta.partitions)
+    return out
+
+
+class Decision:
+    def __init__(
+        self,
+        settings: DecisionSettings,
+        *,
+        kafka: KafkaSettings | None = None,
+        policy: PolicySource | None = None,
+    ) -> None:
+        self.settings = settings
+        self.kafka = kafka or KafkaSettings()
+        t = settings.tenant
+        self.input_topic = REGISTRY.topic("predictions", t)
+        self.output_topic = REGISTRY.topic("decisions", t)
+        self.replies_topic = REGISTRY.topic("replies", t)
+        self.policy = policy or settings.policy_source()
+        self.reply_topics: dict[str, int] = {}
+        self._metadata_checked = 0.0
+        config = ProcessorConfig(
+            service=SERVICE,
+            tenant=t,
+            group_id=settings.group_id,
+            instance_id=settings.instance_id,
+            inputs=(self.input_topic,),
+            accept=(PredictionEvent,),
+            dlq_topics={self.input_topic: REGISTRY.dlq_topic("predictions", t)},
+            delivery=settings.delivery,
+            max_batch=settings.max_batch,
+            max_wait_ms=settings.max_wait_ms,
+            transaction_timeout_s=settings.transaction_timeout_s,
+            session_timeout_ms=settings.session_timeout_ms,
+            max_poll_interval_ms=settings.max_poll_interval_ms,
+            health_port=settings.health_port,
+            live_after_s=settings.live_after_s,
+        )
+        self.processor = Processor(
+            config,
+            self.handle,
+            kafka=self.kafka,
+            before_batch=self._before_batch,
+            ready=self._ready,
+        )
+
+    def _before_batch(self) -> None:
+        self.policy.check()  # a changed policy file takes effect between batches
+
+    def _ready(self) -> tuple[bool, str]:
+        detail = f"policy {self.policy.policy.version}"
+        if self.policy.last_error is not None:
+            detail += " (last reload failed; see logs)"
+        return True, detail
+
+    def _refresh_reply_topics(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._metadata_checked < 30.0:
+            return
+        self._metadata_checked = now
+        try:
+            self.reply_topics = partition_counts(self.kafka, [self.replies_topic])
+        except Exception as exc:  # noqa: BLE001  (metadata is best effort; replies wait for it)
+            log.warning("cannot read partitions of %s: %s", self.replies_topic, exc)
+        if self.replies_topic not in self.reply_topics:
+            log.warning("%s does not exist: replyto requests are ignored", self.replies_topic)
+
+    def _routable(self, env: Envelope[Any]) -> bool:
+        replyto = env.extensions.get(REPLYTO)
+        if replyto is None:
+            return True
+        try:
+            parse_replyto(replyto, self.reply_topics)
+        except ValueError:
+            return False
+        return True
+
+    def handle(self, batch: list[Envelope[Any]]) -> Result:
+        if any(not self._routable(env) for env in batch):
+            # the topic may have been created or grown since we looked: look again (throttled)
+            self._refresh_reply_topics()
+        out = decide_batch(
+            batch,
+            tenant=self.settings.tenant,
+            policy=self.policy.policy,  # one policy per batch
+            reply_topics=self.reply_topics,
+        )
+        for problem in out.invalid_replies[:10]:
+            log.warning("replyto ignored: %s", problem)
+        return Result(
+            emits=to_result(out, self.output_topic),
+            dead_letters=out.dead_letters,
+            on_commit=lambda: self._count(out),
+        )
+
+    def _count(self, out: DecisionOutput) -> None:
+        t = self.settings.tenant
+        now = datetime.now(UTC)
+        hist = PREDICTION_TO_DECISION_SECONDS.labels(t)
+        per_outcome: dict[str, int] = {}
+        replies = 0
+        for d in out.decided:
+            per_outcome[d.decision.outcome.value] = per_outcome.get(d.decision.outcome.value, 0) + 1
+            replies += d.reply is not None
+            hist.observe(max(0.0, (now - d.envelope.event.predicted_at).total_seconds()))
+        for outcome, n in per_outcome.items():
+            DECISIONS.labels(t, outcome).inc(n)
+        if replies:
+            REPLIES.labels(t, "sent").inc(replies)
+        if out.invalid_replies:
+            REPLIES.labels(t, "invalid").inc(len(out.invalid_replies))
+
+    def stop(self, *_: Any) -> None:
+        self.processor.stop()
+
+    def run(self, *, install_signals: bool = True) -> int:
+        self._refresh_reply_topics(force=True)
+        log.info("deciding with policy %s", dict(describe(self.policy.policy)))
+        return self.processor.run(install_signals=install_signals)
+
+
+def main(
+    argv: list[str] | None = None, *, on_ready: Callable[[Decision], None] | None = None
+) -> int:
+    """Entry point of ``scorestream decision`` and of the container."""
+    import argparse  # noqa: PLC0415
+
+    from scorestream.errors import ScorestreamError  # noqa: PLC0415
+    from scorestream.logs import configure_logging  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(
+        prog="scorestream decision",
+        description="Decide approve / review / decline for a tenant's champion predictions. "
+        "Settings come from SCORESTREAM_DECISION_* / SCORESTREAM_KAFKA_* env; flags override.",
+    )
+    parser.add_argument("--tenant")
+    parser.add_argument("--instance-id")
+    parser.add_argument("--policy-file", type=Path, help="YAML policy, reloaded when it changes")
+    parser.add_argument("--delivery", choices=("exactly_once", "at_least_once"))
+    parser.add_argument("--max-batch", type=int)
+    parser.add_argument("--max-wait-ms", type=int)
+    parser.add_argument("--health-port", type=int)
+    args = parser.parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items() if v is not None}
+    settings = DecisionSettings(**overrides)
+    configure_logging(SERVICE, settings.tenant)
+    try:
+        service = Decision(settings)
+    except ScorestreamError as exc:  # e.g. an invalid policy file at startup: fail fast
+        log.error("cannot start: %s", exc)
+        return 2
+    if on_ready is not None:
+        on_ready(service)
+    return service.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

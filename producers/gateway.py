@@ -1,0 +1,827 @@
+"""The gateway: HTTP in, Kafka out — asynchronous intake, synchronous scoring, KServe V2.
+
+* ``POST /v1/transactions`` → 202 once the event is durably in Kafka (acks=all);
+  ``Idempotency-Key`` dedupes retries (per replica, see :class:`IdempotencyCache`).
+* ``POST /v1/transactions:score`` → publishes with ``replyto=<tenant>.replies/<P>``, waits for
+  this transaction's decision on reply partition ``P`` (:mod:`producers.gateway_replies`) and
+  returns it; on the deadline (``Prefer: wait=<s>``, default 2 s) 504 with the event id — the
+  event still completes asynchronously, and a retry with the same key waits for it again.
+* ``/v2/...``: the Open Inference Protocol (:mod:`producers.gateway_v2`), routed through Kafka.
+* ``/docs``, ``/livez``, ``/readyz``, ``/metrics``; body limit → 413; invalid → 422 with the
+  fields; more than ``max_in_flight`` requests → 503 + ``Retry-After``.
+
+The gateway never calls another service: it publishes through :class:`producers.publisher.Publisher`
+and reads its reply partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from types import FrameType
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Header, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from producers.gateway_http import (
+    SYNC,
+    SYNC_SECONDS,
+    BodyLimitMiddleware,
+    IdempotencyCache,
+    InFlightLimitMiddleware,
+    Lookup,
+    MetricsMiddleware,
+    StoredResponse,
+    fingerprint,
+    parse_deadline,
+)
+from producers.gateway_replies import ReplyRouter
+from producers.gateway_v2 import (
+    HEADER_LENGTH,
+    V2RequestError,
+    encode_infer_response,
+    model_metadata,
+    parse_infer_request,
+)
+from producers.publisher import (
+    ContractViolationError,
+    DeliveryReport,
+    Publisher,
+    PublisherError,
+    PublisherSettings,
+    QueueFullError,
+    child_traceparent,
+    validate_transaction,
+)
+from schemas.events import DecisionEvent, TransactionEvent
+from scorestream.settings import KafkaSettings
+
+log = logging.getLogger("scorestream.gateway")
+SERVICE = "gateway"
+
+
+def _default_instance() -> str:
+    return os.environ.get("POD_NAME") or socket.gethostname()
+
+
+class GatewaySettings(BaseSettings):
+    """Env: ``SCORESTREAM_GATEWAY_*`` (Kafka: ``SCORESTREAM_KAFKA_*``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SCORESTREAM_GATEWAY_", frozen=True, extra="ignore"
+    )
+
+    tenant: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
+    host: str = "127.0.0.1"
+    """Bind address; ``0.0.0.0`` in a container."""
+    port: int = Field(default=8000, ge=0, le=65535)
+    reply_partition: int = Field(default=0, ge=0, le=10_000)
+    """The partition of ``<tenant>.replies`` this replica owns; unique per replica (StatefulSet
+    ordinal)."""
+    deadline_s: float = Field(default=2.0, gt=0)
+    """Default wait for a synchronous decision; ``Prefer: wait=<s>`` overrides it per request."""
+    max_deadline_s: float = Field(default=30.0, gt=0)
+    publish_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    """How long the producer tries to get a record acknowledged before the request fails."""
+    max_in_flight: int = Field(default=512, ge=1)
+    retry_after_s: int = Field(default=1, ge=1)
+    max_body_bytes: int = Field(default=1_048_576, ge=256)
+    max_infer_rows: int = Field(default=1000, ge=1)
+    idempotency_ttl_s: float = Field(default=3600.0, gt=0)
+    idempotency_max_entries: int = Field(default=50_000, ge=1)
+    max_pending: int = Field(default=20_000, ge=1)
+    """Publisher queue bound (records awaiting acknowledgement)."""
+    linger_ms: int = Field(default=1, ge=0, le=1000)
+    model_name: str = Field(default="fraud-gbt", pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    """The model name the V2 endpoints answer to (what the workers serve)."""
+    instance_id: str = Field(default_factory=_default_instance, min_length=1, max_length=200)
+    source: str = Field(default="scorestream/gateway", min_length=1)
+
+
+# -- request and response bodies ---------------------------------------------------------------
+
+
+class RequestInvalid(Exception):  # noqa: N818  (an HTTP outcome, mapped to 422)
+    def __init__(self, detail: list[dict[str, Any]]) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+def parse_transaction(body: bytes, tenant: str) -> TransactionEvent:
+    """The request body as a ``TransactionEvent`` of ``tenant``; RequestInvalid lists the fields."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestInvalid(
+            [{"loc": ["body"], "msg": f"Invalid JSON: {exc}", "type": "json_invalid"}]
+        ) from exc
+    if not isinstance(data, dict):
+        raise RequestInvalid(
+            [{"loc": ["body"], "msg": "Input should be a JSON object", "type": "dict_type"}]
+        )
+    data.setdefault("tenant_id", tenant)
+    try:
+        return validate_transaction(data, tenant=tenant)
+    except ContractViolationError as exc:
+        raise RequestInvalid(
+            [
+                {"loc": ["body", *e.path.split(".")], "msg": e.message, "type": e.code}
+                for e in exc.errors
+            ]
+            or [{"loc": ["body"], "msg": str(exc), "type": "value_error"}]
+        ) from exc
+
+
+class Accepted(BaseModel):
+    event_id: str
+    transaction_id: str
+    status: str = "accepted"
+    topic: str
+    partition: int
+    offset: int
+    trace_id: str
+
+
+class Scored(BaseModel):
+    event_id: str
+    transaction_id: str
+    decision: str = Field(description="approve, review or decline")
+    score: float
+    model_name: str
+    model_version: str
+    policy_version: str
+    reasons: list[str]
+    trace_id: str
+
+
+class Pending(BaseModel):
+    event_id: str
+    transaction_id: str
+    status: str = "pending"
+    detail: str
+
+
+class Problem(BaseModel):
+    detail: Any
+
+
+def _transaction_schema() -> tuple[dict[str, Any], dict[str, Any]]:
+    schema = TransactionEvent.model_json_schema(ref_template="#/components/schemas/{model}")
+    defs = schema.pop("$defs", {})
+    schema["title"] = "TransactionRequest"
+    schema["description"] = (
+        "A scorestream.transaction.v1 event. tenant_id may be left out: it defaults to the "
+        "gateway's tenant (and must equal it if given)."
+    )
+    schema["required"] = [f for f in schema.get("required", []) if f != "tenant_id"]
+    return schema, defs
+
+
+_TX_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/TransactionRequest"}}
+        },
+    }
+}
+_V2_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+def _stored(response: StoredResponse, *, replayed: bool = False) -> JSONResponse:
+    headers = dict(response.headers)
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(response.body, status_code=response.status, headers=headers)
+
+
+# -- the service -------------------------------------------------------------------------------
+
+
+class Gateway:
+    """State shared by the routes: publisher, reply router, idempotency cache."""
+
+    def __init__(self, settings: GatewaySettings, kafka: KafkaSettings | None = None) -> None:
+        self.settings = settings
+        self.kafka = kafka or KafkaSettings()
+        self.publisher: Publisher | None = None
+        self.router = ReplyRouter(
+            kafka=self.kafka,
+            tenant=settings.tenant,
+            partition=settings.reply_partition,
+            model_name=settings.model_name,
+            client_id=f"{settings.tenant}.gateway.{settings.instance_id}",
+        )
+        self.idempotency = IdempotencyCache(
+            max_entries=settings.idempotency_max_entries, ttl_s=settings.idempotency_ttl_s
+        )
+        self.started = False
+        self.draining = False
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    async def start(self) -> None:
+        s = self.settings
+        self.publisher = Publisher(
+            PublisherSettings(
+                tenant=s.tenant,
+                source=s.source,
+                max_pending=s.max_pending,
+                delivery_timeout_s=s.publish_timeout_s,
+                linger_ms=s.linger_ms,
+                client_id=f"{s.tenant}.gateway.{s.instance_id}",
+            ),
+            kafka=self.kafka,
+        )
+        await asyncio.to_thread(self.publisher.check_topic)
+        await asyncio.to_thread(self.router.start, asyncio.get_running_loop())
+        self.started = True
+        log.info(
+            "gateway ready: publishing to %s, replies on %s",
+            self.publisher.topic,
+            self.router.replyto,
+        )
+
+    async def stop(self) -> None:
+        self.draining = True
+        self.router.stop()
+        if self.publisher is not None:
+            await asyncio.to_thread(self.publisher.close, 10.0)
+
+    def live(self) -> tuple[bool, str]:
+        if not self.started:
+            return True, "starting"
+        if self.publisher is None or not self.publisher.alive():
+            fatal = self.publisher.fatal if self.publisher else None
+            return False, f"publisher failed: {fatal}"
+        if not self.router.alive():
+            return False, f"reply consumer failed: {self.router.error}"
+        return True, "ok"
+
+    def ready(self) -> tuple[bool, str]:
+        if self.draining:
+            return False, "draining"
+        if not self.started or not self.router.assigned:
+            return False, "starting"
+        ok, detail = self.live()
+        if not ok:
+            return ok, detail
+        return True, f"replies on {self.router.replyto}"
+
+    def _pub(self) -> Publisher:
+        if self.publisher is None:
+            raise QueueFullError("the gateway is still starting")
+        return self.publisher
+
+    # -- handlers -------------------------------------------------------------------------------
+    async def idempotent(
+        self,
+        route: str,
+        key: str | None,
+        body: bytes,
+        handler: Callable[[], Awaitable[StoredResponse]],
+        resume: Callable[[StoredResponse], Awaitable[StoredResponse]] | None = None,
+    ) -> JSONResponse:
+        if key is None:
+            return _stored(await handler())
+        fp = fingerprint(route, body)
+        outcome, stored = self.idempotency.begin(key, fp)
+        if outcome is Lookup.MISMATCH:
+            return JSONResponse(
+                {
+                    "detail": [
+                        {
+                            "loc": ["header", "Idempotency-Key"],
+                            "msg": "this key was already used with a different request body",
+                            "type": "idempotency_key_reused",
+                        }
+                    ]
+                },
+                status_code=422,
+            )
+        if outcome is Lookup.CONFLICT:
+            return JSONResponse(
+                {"detail": "a request with this Idempotency-Key is still being processed"},
+                status_code=409,
+                headers={"Retry-After": str(self.settings.retry_after_s)},
+            )
+        if outcome is Lookup.REPLAY and stored is not None:
+            if stored.awaiting_decision and resume is not None:
+                stored = await resume(stored)
+                self.idempotency.complete(key, fp, stored)
+            return _stored(stored, replayed=True)
+        try:
+            response = await handler()
+        except BaseException:
+            self.idempotency.abandon(key)
+            raise
+        if response.status < 300 or response.awaiting_decision:
+            self.idempotency.complete(key, fp, response)
+        else:
+            self.idempotency.abandon(key)
+        return _stored(response)
+
+    async def publish(
+        self,
+        tx: TransactionEvent,
+        traceparent: str | None,
+        tracestate: str | None,
+        *,
+        reply: bool,
+    ) -> DeliveryReport:
+        return await self._pub().apublish(
+            tx,
+            traceparent=child_traceparent(traceparent),
+            tracestate=tracestate,
+            extensions={"replyto": self.router.replyto} if reply else None,
+            timeout=self.settings.publish_timeout_s + 2.0,
+        )
+
+    async def accept(
+        self, body: bytes, traceparent: str | None, tracestate: str | None
+    ) -> StoredResponse:
+        tx = parse_transaction(body, self.settings.tenant)
+        report = await self.publish(tx, traceparent, tracestate, reply=False)
+        return StoredResponse(
+            202,
+            Accepted(
+                event_id=report.event_id,
+                transaction_id=report.transaction_id,
+                topic=report.topic,
+                partition=report.partition,
+                offset=report.offset,
+                trace_id=report.trace_id,
+            ).model_dump(),
+            transaction_id=tx.transaction_id,
+        )
+
+    def _decided(self, report_event_id: str, trace_id: str, d: DecisionEvent) -> StoredResponse:
+        return StoredResponse(
+            200,
+            Scored(
+                event_id=report_event_id,
+                transaction_id=d.transaction_id,
+                decision=d.outcome.value,
+                score=d.score,
+                model_name=d.model_name,
+                model_version=d.model_version,
+                policy_version=d.policy_version,
+                reasons=list(d.reasons),
+                trace_id=trace_id,
+            ).model_dump(),
+            transaction_id=d.transaction_id,
+        )
+
+    def _pending(
+        self, event_id: str, transaction_id: str, trace_id: str, waited: float
+    ) -> StoredResponse:
+        return StoredResponse(
+            504,
+            Pending(
+                event_id=event_id,
+                transaction_id=transaction_id,
+                detail=(
+                    f"no decision within {waited:.3g}s; the transaction is accepted and will be "
+                    "decided asynchronously (retry with the same Idempotency-Key to wait again)"
+                ),
+            ).model_dump()
+            | {"trace_id": trace_id},
+            transaction_id=transaction_id,
+            awaiting_decision=True,
+        )
+
+    async def _wait(
+        self, future: asyncio.Future[DecisionEvent], seconds: float
+    ) -> DecisionEvent | None:
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), max(0.0, seconds))
+        except TimeoutError:
+            return None
+
+    async def score(
+        self, body: bytes, traceparent: str | None, tracestate: str | None, deadline_s: float
+    ) -> StoredResponse:
+        started = time.monotonic()
+        tx = parse_transaction(body, self.settings.tenant)
+        tenant = self.settings.tenant
+        future = self.router.register(tx.transaction_id)  # before publishing: no reply is missed
+        try:
+            report = await self.publish(tx, traceparent, tracestate, reply=True)
+            decision = await self._wait(future, deadline_s - (time.monotonic() - started))
+        finally:
+            self.router.unregister(tx.transaction_id, future)
+        if decision is None:
+            SYNC.labels(tenant, "deadline").inc()
+            return self._pending(report.event_id, tx.transaction_id, report.trace_id, deadline_s)
+        SYNC.labels(tenant, "decided").inc()
+        SYNC_SECONDS.labels(tenant).observe(report.latency_s + max(0.0, time.monotonic() - started))
+        return self._decided(report.event_id, report.trace_id, decision)
+
+    async def resume(self, stored: StoredResponse, deadline_s: float) -> StoredResponse:
+        """A retried ``:score`` whose first attempt hit its deadline: wait again, no publish."""
+        txid = stored.transaction_id or ""
+        future = self.router.register(txid)
+        try:
+            decision = await self._wait(future, deadline_s)
+        finally:
+            self.router.unregister(txid, future)
+        if decision is None:
+            return stored
+        SYNC.labels(self.settings.tenant, "decided").inc()
+        return self._decided(
+            str(stored.body["event_id"]), str(stored.body.get("trace_id", "")), decision
+        )
+
+    async def infer(
+        self,
+        model: str,
+        body: bytes,
+        header_length: int | None,
+        traceparent: str | None,
+        deadline_s: float,
+    ) -> Response:
+        started = time.monotonic()
+        s = self.settings
+        if model != s.model_name:
+            return JSONResponse({"error": f"unknown model '{model}'"}, status_code=404)
+        try:
+            request = parse_infer_request(body, header_length)
+            if len(request.rows) > s.max_infer_rows:
+                raise V2RequestError(
+                    f"{len(request.rows)} rows exceed the limit of {s.max_infer_rows}"
+                )
+            txs = [self._row(i, row) for i, row in enumerate(request.rows)]
+        except V2RequestError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        ids = [tx.transaction_id for tx in txs]
+        if len(set(ids)) != len(ids):
+            return JSONResponse({"error": "transaction_id values must be unique"}, status_code=400)
+        if request.timeout_s is not None:
+            deadline_s = min(request.timeout_s, s.max_deadline_s)
+        futures = [self.router.register(txid) for txid in ids]
+        try:
+            reports = await asyncio.gather(
+                *(self.publish(tx, traceparent, None, reply=True) for tx in txs)
+            )
+            left = deadline_s - (time.monotonic() - started)
+            try:
+                decisions = await asyncio.wait_for(
+                    asyncio.gather(*(asyncio.shield(f) for f in futures)), max(0.0, left)
+                )
+            except TimeoutError:
+                SYNC.labels(s.tenant, "deadline").inc(len(txs))
+                return JSONResponse(
+                    {
+                        "error": f"not every decision arrived within {deadline_s:.3g}s; the "
+                        "transactions are accepted and will be decided asynchronously",
+                        "event_ids": [r.event_id for r in reports],
+                    },
+                    status_code=504,
+                )
+        finally:
+            for txid, future in zip(ids, futures, strict=True):
+                self.router.unregister(txid, future)
+        SYNC.labels(s.tenant, "decided").inc(len(txs))
+        versions = {d.model_version for d in decisions}
+        version = versions.pop() if len(versions) == 1 else (self.router.champion_version() or "")
+        content, headers = encode_infer_response(
+            model_name=model,
+            model_version=version,
+            request_id=request.id,
+            outputs=request.outputs,
+            decisions=decisions,
+        )
+        return Response(content, status_code=200, headers=headers)
+
+    def _row(self, i: int, row: dict[str, Any]) -> TransactionEvent:
+        try:
+            return validate_transaction(
+                row | {"tenant_id": self.settings.tenant}, tenant=self.settings.tenant
+            )
+        except ContractViolationError as exc:
+            detail = "; ".join(f"input '{e.path}'[{i}]: {e.message}" for e in exc.errors)
+            raise V2RequestError(detail or str(exc)) from exc
+
+
+# -- the app -----------------------------------------------------------------------------------
+
+IdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
+]
+TraceParent = Annotated[str | None, Header(description="W3C trace context")]
+TraceState = Annotated[str | None, Header(description="W3C trace context")]
+Prefer = Annotated[str | None, Header(description="`wait=<seconds>` (RFC 7240): the sync deadline")]
+
+
+def create_app(settings: GatewaySettings, *, kafka: KafkaSettings | None = None) -> FastAPI:
+    gw = Gateway(settings, kafka)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await gw.start()
+        try:
+            yield
+        finally:
+            await gw.stop()
+
+    app = FastAPI(
+        title="scorestream gateway",
+        version="1",
+        description=(
+            f"Tenant `{settings.tenant}`: transactions in, decisions out, through Kafka. "
+            "Idempotency-Key deduplicates retries on this replica."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.gateway = gw
+
+    @app.exception_handler(RequestInvalid)
+    async def _invalid(_: Request, exc: RequestInvalid) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=422)
+
+    @app.exception_handler(PublisherError)
+    async def _unavailable(_: Request, exc: PublisherError) -> JSONResponse:
+        log.warning("publish failed: %s", exc)
+        return JSONResponse(
+            {"detail": f"not accepted: {exc}"},
+            status_code=503,
+            headers={"Retry-After": str(settings.retry_after_s)},
+        )
+
+    _routes_v1(app, gw)
+    _routes_v2(app, gw)
+    _routes_ops(app, gw)
+    _install_openapi(app)
+
+    def limited(path: str) -> bool:
+        return path.startswith("/v1/") or path.endswith("/infer")
+
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        InFlightLimitMiddleware,
+        limit=settings.max_in_flight,
+        retry_after_s=settings.retry_after_s,
+        exempt=lambda p: not limited(p),
+    )
+    app.add_middleware(MetricsMiddleware, routes=lambda: app.routes)
+    return app
+
+
+def _routes_v1(app: FastAPI, gw: Gateway) -> None:
+    settings = gw.settings
+
+    @app.post(
+        "/v1/transactions",
+        status_code=202,
+        openapi_extra=_TX_BODY,
+        responses={
+            202: {"model": Accepted, "description": "durably in Kafka (acks=all)"},
+            409: {"model": Problem, "description": "same Idempotency-Key still in progress"},
+            422: {"model": Problem},
+            503: {"model": Problem, "description": "overloaded or Kafka unavailable"},
+        },
+    )
+    async def post_transaction(
+        request: Request,
+        idempotency_key: IdempotencyKey = None,
+        traceparent: TraceParent = None,
+        tracestate: TraceState = None,
+    ) -> JSONResponse:
+        """Publish a transaction; 202 once Kafka has it."""
+        body = await request.body()
+        return await gw.idempotent(
+            "accept",
+            idempotency_key,
+            body,
+            lambda: gw.accept(body, traceparent, tracestate),
+        )
+
+    @app.post(
+        "/v1/transactions:score",
+        openapi_extra=_TX_BODY,
+        responses={
+            200: {"model": Scored, "description": "the transaction's decision"},
+            409: {"model": Problem},
+            422: {"model": Problem},
+            503: {"model": Problem},
+            504: {"model": Pending, "description": "accepted; no decision before the deadline"},
+        },
+    )
+    async def score_transaction(
+        request: Request,
+        idempotency_key: IdempotencyKey = None,
+        traceparent: TraceParent = None,
+        tracestate: TraceState = None,
+        prefer: Prefer = None,
+    ) -> JSONResponse:
+        """Publish a transaction and wait for its decision (default 2 s)."""
+        body = await request.body()
+        deadline = parse_deadline(
+            prefer, default_s=settings.deadline_s, max_s=settings.max_deadline_s
+        )
+        return await gw.idempotent(
+            "score",
+            idempotency_key,
+            body,
+            lambda: gw.score(body, traceparent, tracestate, deadline),
+            resume=lambda stored: gw.resume(stored, deadline),
+        )
+
+
+def _routes_v2(app: FastAPI, gw: Gateway) -> None:
+    """The Open Inference Protocol (KServe V2) REST endpoints."""
+    settings = gw.settings
+
+    @app.get("/v2", tags=["v2"])
+    async def v2_server_metadata() -> dict[str, Any]:
+        return {"name": "scorestream", "version": "1", "extensions": ["binary_tensor_data"]}
+
+    @app.get("/v2/health/live", tags=["v2"])
+    async def v2_live() -> JSONResponse:
+        ok, _ = gw.live()
+        return JSONResponse({"live": ok}, status_code=200 if ok else 503)
+
+    @app.get("/v2/health/ready", tags=["v2"])
+    async def v2_ready() -> JSONResponse:
+        ok, _ = gw.ready()
+        return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+
+    @app.get("/v2/models/{model}", tags=["v2"])
+    async def v2_model(model: str) -> JSONResponse:
+        if model != settings.model_name:
+            return JSONResponse({"error": f"unknown model '{model}'"}, status_code=404)
+        version = gw.router.champion_version()
+        return JSONResponse(model_metadata(model, [version] if version else []))
+
+    @app.get("/v2/models/{model}/ready", tags=["v2"])
+    async def v2_model_ready(model: str) -> JSONResponse:
+        if model != settings.model_name:
+            return JSONResponse({"error": f"unknown model '{model}'"}, status_code=404)
+        ready = gw.ready()[0] and gw.router.champion_version() is not None
+        return JSONResponse({"name": model, "ready": ready}, status_code=200 if ready else 503)
+
+    @app.post("/v2/models/{model}/infer", tags=["v2"], openapi_extra=_V2_BODY)
+    async def v2_infer(
+        model: str,
+        request: Request,
+        traceparent: TraceParent = None,
+        prefer: Prefer = None,
+    ) -> Response:
+        """Score N transactions given as named input tensors (see producers.gateway_v2)."""
+        body = await request.body()
+        raw_length = request.headers.get(HEADER_LENGTH)
+        try:
+            header_length = int(raw_length) if raw_length is not None else None
+        except ValueError:
+            return JSONResponse({"error": f"invalid {HEADER_LENGTH}"}, status_code=400)
+        deadline = parse_deadline(
+            prefer, default_s=settings.deadline_s, max_s=settings.max_deadline_s
+        )
+        return await gw.infer(model, body, header_length, traceparent, deadline)
+
+
+def _routes_ops(app: FastAPI, gw: Gateway) -> None:
+    """Probes and metrics: exempt from the in-flight bound."""
+
+    @app.get("/livez", include_in_schema=False)
+    async def livez() -> JSONResponse:
+        ok, detail = gw.live()
+        return JSONResponse(
+            {"status": "ok" if ok else "fail", "detail": detail}, 200 if ok else 503
+        )
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        ok, detail = gw.ready()
+        return JSONResponse(
+            {"status": "ok" if ok else "fail", "detail": detail}, 200 if ok else 503
+        )
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+def _install_openapi(app: FastAPI) -> None:
+    """``/docs``: the transaction body is read raw (strict JSON validation, tenant default), so
+    its schema is declared here instead of being inferred from a parameter."""
+    request_schema, defs = _transaction_schema()
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(defs)
+            components["TransactionRequest"] = request_schema
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+class _DropColorMessage(logging.Filter):
+    """uvicorn adds an ANSI-coloured copy of some messages as ``extra``: noise in JSON logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.__dict__.pop("color_message", None)
+        return True
+
+
+def _server(config: Any) -> Any:
+    import uvicorn  # noqa: PLC0415
+
+    class DrainingServer(uvicorn.Server):
+        """SIGTERM/SIGINT: stop accepting, finish in-flight requests, flush, exit 0.
+
+        (uvicorn re-raises the captured signal after a graceful shutdown, which makes the exit
+        status -15; supervisors and Kubernetes read a drained shutdown as success.)
+        """
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            handled = (signal.SIGINT, signal.SIGTERM)
+            previous = {sig: signal.signal(sig, self._drain) for sig in handled}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+        def _drain(self, sig: int, frame: FrameType | None) -> None:
+            if self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True  # a second Ctrl-C: do not wait any longer
+            self.should_exit = True
+
+    return DrainingServer(config)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``scorestream gateway`` and of the container."""
+    import argparse  # noqa: PLC0415
+
+    import uvicorn  # noqa: PLC0415
+
+    from scorestream.logs import configure_logging  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(prog="scorestream gateway")
+    parser.add_argument("--tenant")
+    parser.add_argument("--host")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--reply-partition", type=int)
+    parser.add_argument("--deadline-s", type=float)
+    parser.add_argument("--max-in-flight", type=int)
+    parser.add_argument("--max-body-bytes", type=int)
+    parser.add_argument("--instance-id")
+    args = parser.parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items() if v is not None}
+    settings = GatewaySettings(**overrides)
+    configure_logging(SERVICE, settings.tenant)
+    logging.getLogger("uvicorn.error").addFilter(_DropColorMessage())
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        server_header=False,
+        timeout_graceful_shutdown=int(settings.max_deadline_s) + 5,
+    )
+    server = _server(config)
+    server.run()
+    return 0 if server.started else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,339 @@
+"""HTTP plumbing of the gateway: idempotency cache, body limit, in-flight bound, metrics.
+
+The middlewares are plain ASGI (no request objects, no per-request tasks) and order matters:
+metrics (outermost, so every 413/503 is counted) → in-flight bound → body limit → the app.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+from starlette.routing import Match, Route
+
+from scorestream.metrics import LATENCY_BUCKETS
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# -- metrics -------------------------------------------------------------------------------------
+
+REQUESTS = Counter(
+    "scorestream_gateway_requests_total",
+    "HTTP requests by route template, method and status code",
+    ["route", "method", "status"],
+)
+REQUEST_SECONDS = Histogram(
+    "scorestream_gateway_request_seconds",
+    "HTTP request latency by route template",
+    ["route", "method"],
+    buckets=LATENCY_BUCKETS,
+)
+IN_FLIGHT = Gauge("scorestream_gateway_in_flight_requests", "Requests being processed")
+REJECTED = Counter(
+    "scorestream_gateway_rejected_total",
+    "Requests refused before reaching a handler, by reason (overload, body_too_large)",
+    ["reason"],
+)
+SYNC = Counter(
+    "scorestream_gateway_sync_total",
+    "Synchronous scoring requests by outcome (decided, deadline)",
+    ["tenant", "outcome"],
+)
+SYNC_SECONDS = Histogram(
+    "scorestream_gateway_sync_seconds",
+    "From publishing a transaction to receiving its decision on the reply partition",
+    ["tenant"],
+    buckets=LATENCY_BUCKETS,
+)
+REPLIES = Counter(
+    "scorestream_gateway_replies_total",
+    "Records read from this replica's reply partition, by outcome (matched, late, invalid)",
+    ["tenant", "outcome"],
+)
+IDEMPOTENT = Counter(
+    "scorestream_gateway_idempotency_total",
+    "Idempotency-Key lookups by outcome (new, replayed, conflict, mismatch)",
+    ["outcome"],
+)
+
+
+async def send_json(
+    send: Send, status: int, body: object, headers: dict[str, str] | None = None
+) -> None:
+    data = json.dumps(body).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": data})
+
+
+class MetricsMiddleware:
+    """Counts every response by route *template* (never the raw path: bounded cardinality)."""
+
+    def __init__(self, app: ASGIApp, routes: Callable[[], list[Any]]) -> None:
+        self.app = app
+        self.routes = routes
+
+    def route_of(self, scope: Scope) -> str:
+        for route in self.routes():
+            if isinstance(route, Route):
+                match, _ = route.matches(scope)
+                if match is Match.FULL:
+                    return route.path
+        return "unmatched"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        route = self.route_of(scope)
+        method = scope["method"]
+        status = [500]
+        started = time.perf_counter()
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            REQUESTS.labels(route, method, str(status[0])).inc()
+            REQUEST_SECONDS.labels(route, method).observe(time.perf_counter() - started)
+
+
+class InFlightLimitMiddleware:
+    """At most ``limit`` requests in the handlers; beyond that 503 + ``Retry-After`` at once.
+
+    Probes, metrics and docs are exempt: an overloaded replica must still answer its probes.
+    Refusing at once (not queueing) keeps latency bounded and lets the load balancer or the
+    client's retry move the work to another replica.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, limit: int, retry_after_s: int, exempt: Callable[[str], bool]
+    ) -> None:
+        self.app = app
+        self.limit = limit
+        self.retry_after_s = retry_after_s
+        self.exempt = exempt
+        self.current = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.exempt(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        if self.current >= self.limit:
+            REJECTED.labels("overload").inc()
+            await send_json(
+                send,
+                503,
+                {"detail": f"too many requests in flight (limit {self.limit}); retry later"},
+                {"Retry-After": str(self.retry_after_s)},
+            )
+            return
+        self.current += 1
+        IN_FLIGHT.inc()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.current -= 1
+            IN_FLIGHT.dec()
+
+
+class BodyLimitMiddleware:
+    """413 for a body over ``max_bytes``: by ``Content-Length`` up front, else while reading.
+
+    The body is read here (bounded) and replayed to the app, so a chunked upload that grows
+    past the limit is refused before the app sees any of it.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def _too_large(self, send: Send) -> None:
+        REJECTED.labels("body_too_large").inc()
+        await send_json(
+            send, 413, {"detail": f"request body exceeds the limit of {self.max_bytes} bytes"}
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = 0
+                if declared > self.max_bytes:
+                    await self._too_large(send)
+                    return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._too_large(send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: wait for the disconnect, as ASGI does
+
+        await self.app(scope, replay, send)
+
+
+# -- deadlines -------------------------------------------------------------------------------------
+
+
+def parse_deadline(prefer: str | None, *, default_s: float, max_s: float) -> float:
+    """The wait for a synchronous answer: RFC 7240 ``Prefer: wait=<seconds>`` or the default.
+
+    Fractions are accepted (``wait=0.5``); the value is clamped to ``(0, max_s]``. An absent or
+    unparsable preference means the default (a preference is never an error, RFC 7240 §2).
+    """
+    if prefer:
+        for part in prefer.split(","):
+            for token in part.split(";"):
+                name, _, value = token.strip().partition("=")
+                if name.strip().lower() == "wait":
+                    try:
+                        wait = float(value.strip().strip('"'))
+                    except ValueError:
+                        continue
+                    if wait > 0 and math.isfinite(wait):
+                        return min(wait, max_s)
+    return min(default_s, max_s)
+
+
+# -- idempotency -----------------------------------------------------------------------------------
+
+
+class Lookup(Enum):
+    NEW = "new"
+    """First time: process the request, then ``complete`` (or ``abandon`` on failure)."""
+    REPLAY = "replayed"
+    """Done before: return the stored response."""
+    CONFLICT = "conflict"
+    """The first request with this key is still being processed (409)."""
+    MISMATCH = "mismatch"
+    """The key was used with a different request body (422)."""
+
+
+@dataclass(slots=True)
+class StoredResponse:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+    transaction_id: str | None = None
+    awaiting_decision: bool = False
+    """A ``:score`` that hit its deadline: the event is in Kafka; a retry waits for the decision
+    again instead of publishing a second time."""
+
+
+@dataclass(slots=True)
+class _Entry:
+    fingerprint: str
+    expires: float
+    response: StoredResponse | None = None
+
+
+def fingerprint(route: str, body: bytes) -> str:
+    return hashlib.sha256(route.encode() + b"\0" + body).hexdigest()
+
+
+class IdempotencyCache:
+    """``Idempotency-Key`` → the response given, bounded in size (LRU) and age (TTL).
+
+    In memory, so **per replica**: a retry that a load balancer sends to another replica is not
+    deduplicated there. Route retries by key (consistent hashing on the header) or accept that
+    duplicates are then possible; downstream consumers are idempotent by ``transaction_id``.
+    Not thread-safe: it lives on the server's event loop.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_entries: int,
+        ttl_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_entries = max_entries
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _expire(self, now: float) -> None:
+        while self._entries:
+            key, entry = next(iter(self._entries.items()))
+            if entry.expires > now and len(self._entries) <= self.max_entries:
+                break
+            del self._entries[key]
+
+    def begin(self, key: str, fp: str) -> tuple[Lookup, StoredResponse | None]:
+        now = self.clock()
+        entry = self._entries.get(key)
+        if entry is not None and entry.expires <= now:
+            del self._entries[key]
+            entry = None
+        if entry is None:
+            self._entries[key] = _Entry(fp, now + self.ttl_s)
+            self._expire(now)
+            IDEMPOTENT.labels(Lookup.NEW.value).inc()
+            return Lookup.NEW, None
+        self._entries.move_to_end(key)
+        if entry.fingerprint != fp:
+            outcome, response = Lookup.MISMATCH, None
+        elif entry.response is None:
+            outcome, response = Lookup.CONFLICT, None
+        else:
+            outcome, response = Lookup.REPLAY, entry.response
+        IDEMPOTENT.labels(outcome.value).inc()
+        return outcome, response
+
+    def complete(self, key: str, fp: str, response: StoredResponse) -> None:
+        now = self.clock()
+        self._entries[key] = _Entry(fp, now + self.ttl_s, response)
+        self._entries.move_to_end(key)
+        self._expire(now)
+
+    def abandon(self, key: str) -> None:
+        """The request failed before anything durable happened: a retry may start afresh."""
+        self._entries.pop(key, None)
+
+    def get(self, key: str) -> StoredResponse | None:
+        entry = self._entries.get(key)
+        if entry is None or entry.expires <= self.clock():
+            return None
+        return entry.response

@@ -1,0 +1,231 @@
+"""Request-reply over Kafka for the gateway: one reply partition per replica.
+
+Each gateway replica owns ONE partition ``P`` of ``<tenant>.replies``. Before publishing a
+transaction for synchronous scoring it registers a future under the ``transaction_id`` and sets
+the CloudEvents extension ``replyto=<tenant>.replies/P``. Every hop carries the extensions
+forward; the decision service, seeing ``replyto``, also writes the ``DecisionEvent`` to that
+topic and partition (in the same Kafka transaction as its ``decisions`` output). This replica
+reads only partition ``P``, with ``assign()`` (no consumer group, no rebalances, no commits),
+``read_committed``, starting at the partition's end when it starts, and completes the waiting
+future. Replies that find no waiter (deadline passed, a duplicate, another replica's earlier
+life on this partition) are kept briefly so a retry with the same ``Idempotency-Key`` finds them.
+
+The same consumer also follows the compacted ``model-events`` topic from its beginning, to know
+which model version is the tenant's champion (for the V2 model metadata and readiness).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import OrderedDict
+
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+
+from producers.gateway_http import REPLIES
+from schemas.catalog import MODEL_EVENT_TYPES
+from schemas.errors import DecodeError
+from schemas.events import DecisionEvent, ModelAlias
+from scorestream.errors import ConfigError, KafkaClientError
+from scorestream.kafka_config import common_config
+from scorestream.model_events import TOPIC as MODEL_EVENTS_TOPIC
+from scorestream.model_events import ModelState
+from scorestream.replay import watermarks
+from scorestream.serde import decode_message
+from scorestream.settings import KafkaSettings
+from scorestream.topics import REGISTRY
+
+log = logging.getLogger("scorestream.gateway.replies")
+
+
+class ReplyRouter:
+    """Matches ``DecisionEvent`` replies to waiting requests by ``transaction_id``.
+
+    ``register``/``unregister``/``recent`` run on the event loop; the consumer thread hands each
+    reply to the loop with ``call_soon_threadsafe``, so the waiter maps need no lock.
+    """
+
+    def __init__(
+        self,
+        *,
+        kafka: KafkaSettings,
+        tenant: str,
+        partition: int,
+        model_name: str,
+        client_id: str,
+        recent_max: int = 10_000,
+        recent_ttl_s: float = 600.0,
+    ) -> None:
+        self.tenant = tenant
+        self.topic = REGISTRY.topic("replies", tenant)
+        self.partition = partition
+        self.model_name = model_name
+        self.replyto = f"{self.topic}/{partition}"
+        self._conf = common_config(kafka, client_id=client_id) | {
+            "group.id": f"{tenant}.gateway.replies",  # required by librdkafka; never joined
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "latest",
+            "fetch.wait.max.ms": 50,
+        }
+        self._waiters: dict[str, list[asyncio.Future[DecisionEvent]]] = {}
+        self._recent: OrderedDict[str, tuple[float, DecisionEvent]] = OrderedDict()
+        self.recent_max = recent_max
+        self.recent_ttl_s = recent_ttl_s
+        self.models = ModelState()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.assigned = False
+        self.error: str | None = None
+        self.last_poll = time.monotonic()
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def start(self, loop: asyncio.AbstractEventLoop, timeout: float = 30.0) -> None:
+        """Assign the reply partition at its current end (and model-events from the start)."""
+        self._loop = loop
+        consumer = Consumer(self._conf)
+        try:
+            md = consumer.list_topics(timeout=timeout)
+            meta = md.topics.get(self.topic)
+            if meta is None or meta.error is not None:
+                raise KafkaClientError(
+                    f"reply topic {self.topic} does not exist; create the tenant's topics with "
+                    f"`scorestream topics create --tenant {self.tenant}`"
+                )
+            if self.partition not in meta.partitions:
+                raise ConfigError(
+                    f"reply partition {self.partition} does not exist: {self.topic} has "
+                    f"{len(meta.partitions)} partitions (0..{len(meta.partitions) - 1}); set "
+                    "SCORESTREAM_GATEWAY_REPLY_PARTITION to one of them"
+                )
+            # an explicit offset, not OFFSET_END: a reply produced after this instant is never
+            # skipped, because readiness (and so the first request) waits for this assignment
+            _, high = watermarks(
+                consumer, TopicPartition(self.topic, self.partition), timeout=timeout
+            )
+            assignment = [TopicPartition(self.topic, self.partition, high)]
+            events = md.topics.get(MODEL_EVENTS_TOPIC)
+            if events is not None and events.error is None:
+                assignment += [
+                    TopicPartition(MODEL_EVENTS_TOPIC, p, -2)  # OFFSET_BEGINNING
+                    for p in events.partitions
+                ]
+            else:
+                log.warning("topic %s not found: model metadata unavailable", MODEL_EVENTS_TOPIC)
+            consumer.assign(assignment)
+        except BaseException:
+            consumer.close()
+            raise
+        self.assigned = True
+        log.info("reading replies from %s at offset %d", self.replyto, high)
+        self._thread = threading.Thread(
+            target=self._run, args=(consumer,), name="gateway-replies", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and self.error is None
+
+    def champion_version(self) -> str | None:
+        promoted = self.models.serving(self.tenant, self.model_name, ModelAlias.CHAMPION)
+        return promoted.model_version if promoted is not None else None
+
+    # -- the consumer thread -----------------------------------------------------------------------
+    def _run(self, consumer: Consumer) -> None:
+        try:
+            while not self._stopping.is_set():
+                self.last_poll = time.monotonic()
+                for msg in consumer.consume(num_messages=500, timeout=0.1):
+                    err = msg.error()
+                    if err is not None:
+                        if err.fatal():
+                            raise KafkaException(err)
+                        log.warning("reply consumer: %s", err.str())
+                        continue
+                    if msg.topic() == MODEL_EVENTS_TOPIC:
+                        self._model_event(msg)
+                    else:
+                        self._reply(msg)
+        except Exception as exc:  # the thread must report, not vanish
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.exception("reply consumer failed")
+        finally:
+            consumer.close()
+
+    def _model_event(self, msg: Message) -> None:
+        try:
+            self.models.apply(decode_message(msg, accept=MODEL_EVENT_TYPES).event)
+        except DecodeError:
+            self.models.invalid += 1
+
+    def _reply(self, msg: Message) -> None:
+        try:
+            decision = decode_message(msg, accept=[DecisionEvent]).event
+        except DecodeError as exc:
+            REPLIES.labels(self.tenant, "invalid").inc()
+            log.warning("undecodable reply skipped: %s", exc.describe())
+            return
+        if decision.tenant_id != self.tenant:
+            REPLIES.labels(self.tenant, "invalid").inc()
+            log.warning("reply of tenant %s skipped", decision.tenant_id)
+            return
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._deliver, decision)
+
+    # -- on the event loop ------------------------------------------------------------------------
+    def _deliver(self, decision: DecisionEvent) -> None:
+        now = time.monotonic()
+        self._recent[decision.transaction_id] = (now, decision)
+        self._recent.move_to_end(decision.transaction_id)
+        while self._recent:
+            oldest_at, _ = next(iter(self._recent.values()))
+            if len(self._recent) <= self.recent_max and now - oldest_at < self.recent_ttl_s:
+                break
+            self._recent.popitem(last=False)
+        waiters = self._waiters.pop(decision.transaction_id, [])
+        matched = False
+        for future in waiters:
+            if not future.done():
+                future.set_result(decision)
+                matched = True
+        REPLIES.labels(self.tenant, "matched" if matched else "late").inc()
+
+    def register(self, transaction_id: str) -> asyncio.Future[DecisionEvent]:
+        """A future for this transaction's decision. Register BEFORE publishing the request."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[DecisionEvent] = loop.create_future()
+        known = self.recent(transaction_id)
+        if known is not None:
+            future.set_result(known)
+        else:
+            self._waiters.setdefault(transaction_id, []).append(future)
+        return future
+
+    def unregister(self, transaction_id: str, future: asyncio.Future[DecisionEvent]) -> None:
+        waiters = self._waiters.get(transaction_id)
+        if waiters is None:
+            return
+        if future in waiters:
+            waiters.remove(future)
+        if not waiters:
+            del self._waiters[transaction_id]
+
+    def recent(self, transaction_id: str) -> DecisionEvent | None:
+        item = self._recent.get(transaction_id)
+        if item is None or time.monotonic() - item[0] >= self.recent_ttl_s:
+            return None
+        return item[1]
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(w) for w in self._waiters.values())
