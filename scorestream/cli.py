@@ -103,6 +103,7 @@ def _cmd_schemas(args: argparse.Namespace) -> int:
 
 
 SERVICES: dict[str, tuple[str, str]] = {
+    "enricher": ("consumers.enricher", "serve features: transactions (+labels) → enriched"),
     "worker": ("inference_worker.worker", "run an inference worker for a tenant"),
     "gateway": ("producers.gateway", "HTTP gateway: /v1 transactions, sync scoring, KServe V2"),
     "decision": (

@@ -183,6 +183,16 @@ class FeatureState:
         series = self.merchant_frauds.setdefault(label.merchant_id, _Series())
         series.add(_ts(label.transaction_time), _ts(label.labelled_at))
 
+    def observe_transaction(self, tx: TransactionEvent) -> None:
+        """Add ``tx`` to the windows without computing its features (state rebuild)."""
+        now = _ts(tx.timestamp)
+        acc = self.accounts.setdefault(tx.account_id, _Series())
+        acc.add(now, tx.amount_minor / 100.0)
+        acc.prune(now)
+        mer = self.merchants.setdefault(tx.merchant_id, _Series())
+        mer.add(now, 1.0)
+        mer.prune(now)
+
     def features_for(self, tx: TransactionEvent) -> dict[str, float]:
         """Features of ``tx`` (windows include it), then the state includes ``tx``."""
         now = _ts(tx.timestamp)

@@ -25,7 +25,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from schemas.cloudevents import Envelope, encode
 from schemas.errors import DecodeError
@@ -83,6 +91,10 @@ class ProcessorConfig:
     max_poll_interval_ms: int = 120_000
     health_port: int = 0
     live_after_s: float = 60.0
+    assign_all: bool = False
+    """Consume every partition of the inputs with ``assign()`` instead of joining the group's
+    rebalancing: one active instance per group, for services whose state spans all keys (the
+    enricher's per-merchant windows). Offsets are still committed in the transactions."""
     consumer_overrides: Mapping[str, Any] = field(default_factory=dict)
     """Extra consumer settings, e.g. ``partition.assignment.strategy=range`` for co-partitioned
     joins."""
@@ -110,6 +122,7 @@ class Processor:
         ready: Check | None = None,
         live: Check | None = None,
         wait_until_ready: Callable[[threading.Event], bool] | None = None,
+        on_start: Callable[[dict[tuple[str, int], int]], None] | None = None,
     ) -> None:
         self.config = config
         self.kafka = kafka or KafkaSettings()
@@ -118,6 +131,9 @@ class Processor:
         self.extra_ready = ready
         self.extra_live = live
         self.wait_until_ready = wait_until_ready
+        self.on_start = on_start
+        """With ``assign_all``: called with the committed position of every input partition
+        before the first batch (e.g. to rebuild state from the log up to there)."""
         self.stopping = threading.Event()
         self.last_poll = time.monotonic()
         self.assigned: set[tuple[str, int]] = set()
@@ -221,12 +237,15 @@ class Processor:
                 return 0
             self.producer = self._make_producer()
             self.consumer = self._make_consumer()
-            self.consumer.subscribe(
-                list(self.config.inputs),
-                on_assign=self._on_assign,
-                on_revoke=self._on_revoke,
-                on_lost=self._on_lost,
-            )
+            if self.config.assign_all:
+                self._assign_all()
+            else:
+                self.consumer.subscribe(
+                    list(self.config.inputs),
+                    on_assign=self._on_assign,
+                    on_revoke=self._on_revoke,
+                    on_lost=self._on_lost,
+                )
             self._loop()
             return 0
         finally:
@@ -236,6 +255,26 @@ class Processor:
                 self.producer.flush(5)
             if health is not None:
                 health.stop()
+
+    def _assign_all(self) -> None:
+        consumer = self._c()
+        wanted = []
+        for topic in self.config.inputs:
+            meta = consumer.list_topics(topic, timeout=30).topics.get(topic)
+            if meta is None or meta.error is not None:
+                raise KafkaClientError(f"input topic {topic} does not exist")
+            wanted += [TopicPartition(topic, p) for p in sorted(meta.partitions)]
+        committed = consumer.committed(wanted, timeout=30)
+        positions: dict[tuple[str, int], int] = {}
+        for tp in committed:
+            start = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            positions[(tp.topic, tp.partition)] = start
+        if self.on_start is not None:
+            self.on_start(positions)
+        consumer.assign([TopicPartition(t, p, o) for (t, p), o in positions.items()])
+        self.assigned = set(positions)
+        self.joined = True
+        log.info("assigned all %d input partitions", len(positions))
 
     def _loop(self) -> None:
         c = self.config

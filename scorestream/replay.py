@@ -73,3 +73,34 @@ def watermarks(consumer: Consumer, tp: TopicPartition, *, timeout: float = 30.0)
                 raise
             time.sleep(delay)
             delay = min(1.0, delay * 2)
+
+
+def read_ranges(
+    conf: ClientConfig,
+    ranges: dict[tuple[str, int], tuple[int, int]],
+    *,
+    timeout: float = 300.0,
+) -> Iterator[Message]:
+    """Yield the records with ``start <= offset < end`` of each ``(topic, partition)``."""
+    pending = {tp: r for tp, r in ranges.items() if r[1] > r[0]}
+    if not pending:
+        return
+    consumer = Consumer(conf | {"enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    try:
+        consumer.assign([TopicPartition(t, p, start) for (t, p), (start, _) in pending.items()])
+        deadline = time.monotonic() + timeout
+        while pending:
+            if time.monotonic() > deadline:
+                raise KafkaClientError(f"reading {sorted(pending)} took longer than {timeout}s")
+            for msg in consumer.consume(num_messages=1000, timeout=0.5):
+                if msg.error():
+                    continue
+                key = (msg.topic() or "", msg.partition() or 0)
+                if key in pending and (msg.offset() or 0) < pending[key][1]:
+                    yield msg
+            done = consumer.position([TopicPartition(t, p) for t, p in pending])
+            for tp in done:
+                if tp.offset >= pending[(tp.topic, tp.partition)][1]:
+                    pending.pop((tp.topic, tp.partition))
+    finally:
+        consumer.close()

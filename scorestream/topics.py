@@ -91,11 +91,12 @@ def _dlq(spec: StreamSpec) -> StreamSpec:
 _BASE: tuple[StreamSpec, ...] = (
     StreamSpec(
         name="transactions",
-        description="transaction events published by upstream services and the gateway",
+        description="transaction events published by upstream services and the gateway; kept "
+        "35 days because the enricher rebuilds its 30-day windows from it",
         partitions=6,
-        retention_ms=7 * DAY_MS,
+        retention_ms=35 * DAY_MS,
         producers=("gateway", "simulator", "publisher"),
-        consumers=("enricher", "audit"),
+        consumers=("enricher",),
         contracts=("scorestream.transaction.v1",),
     ),
     StreamSpec(
@@ -104,7 +105,7 @@ _BASE: tuple[StreamSpec, ...] = (
         partitions=6,
         retention_ms=7 * DAY_MS,
         producers=("enricher",),
-        consumers=("worker",),
+        consumers=("worker", "audit"),
         contracts=("scorestream.transaction.enriched.v1",),
     ),
     StreamSpec(
@@ -140,7 +141,7 @@ _BASE: tuple[StreamSpec, ...] = (
         partitions=3,
         retention_ms=90 * DAY_MS,
         producers=("labels-feed", "simulator"),
-        consumers=("monitor", "retrain"),
+        consumers=("enricher", "monitor", "retrain"),
         contracts=("scorestream.label.v1",),
     ),
     StreamSpec(
