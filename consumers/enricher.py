@@ -93,7 +93,9 @@ def enrich_batch(
             feature_spec_hash=FEATURE_SPEC.hash,
             enriched_at=now,
         )
-        result.emits.append(Emit(enriched_topic, enriched, env.trace, env.extensions))
+        # the transaction's own ce_time travels on, so the audit can measure the enrich hop
+        extensions = {**env.extensions, "ingesttime": env.time.isoformat()}
+        result.emits.append(Emit(enriched_topic, enriched, env.trace, extensions))
     return result
 
 

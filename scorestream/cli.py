@@ -111,6 +111,10 @@ SERVICES: dict[str, tuple[str, str]] = {
         "decide approve / review / decline for a tenant's predictions",
     ),
     "notifier": ("consumers.notifier", "alerts and webhooks for review / decline decisions"),
+    "audit": (
+        "consumers.audit",
+        "join transaction + prediction + decision into audit records; 'audit replay ...'",
+    ),
     "monitor": (
         "consumers.monitor",
         "live precision/recall/AP and score drift (PSI) per model version, for a tenant",
@@ -128,7 +132,38 @@ def _run_service(name: str, argv: list[str]) -> int:
     return code
 
 
+def _cmd_up(args: argparse.Namespace) -> int:
+    from scorestream.up import up  # noqa: PLC0415
+
+    supervisor = up(args.tenant, gateway_port=args.gateway_port, progress=_progress)
+    print(
+        f"gateway: http://127.0.0.1:{args.gateway_port}/docs   logs: {supervisor.dir}/\n"
+        f"stop with: scorestream down --tenant {args.tenant}"
+    )
+    return 0
+
+
+def _cmd_down(args: argparse.Namespace) -> int:
+    from scorestream.up import down  # noqa: PLC0415
+
+    stopped = down(args.tenant, progress=_progress)
+    print(f"stopped {stopped} service(s) of tenant {args.tenant}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from scorestream.live_demo import run_live_demo  # noqa: PLC0415
+
+    return run_live_demo(
+        duration=args.duration,
+        rate=args.rate,
+        sync_rate=args.sync_rate,
+        keep_running=args.keep_running,
+        seed=args.seed,
+    )
+
+
+def _cmd_roundtrip(args: argparse.Namespace) -> int:
     from scorestream.demo import run_demo  # noqa: PLC0415
 
     return run_demo(tenant=args.tenant, count=args.count, seed=args.seed)
@@ -167,11 +202,29 @@ def build_parser() -> argparse.ArgumentParser:
     schemas.add_argument("action", choices=("generate", "publish", "check"))
     schemas.set_defaults(func=_cmd_schemas)
 
-    demo = sub.add_parser("demo", help="run the demo against the local broker")
-    demo.add_argument("--tenant", default="demo")
-    demo.add_argument("--count", type=int, default=300)
+    up_cmd = sub.add_parser("up", help="start broker, topics and every service of a tenant")
+    up_cmd.add_argument("--tenant", default="demo")
+    up_cmd.add_argument("--gateway-port", type=int, default=8000)
+    up_cmd.set_defaults(func=_cmd_up)
+    down_cmd = sub.add_parser("down", help="stop the services started by 'up'")
+    down_cmd.add_argument("--tenant", default="demo")
+    down_cmd.set_defaults(func=_cmd_down)
+
+    demo = sub.add_parser("demo", help="the live demo: every service, traffic, hot swap, summary")
+    demo.add_argument("--duration", type=float, default=60.0, help="seconds of traffic")
+    demo.add_argument("--rate", type=float, default=400.0, help="simulated events/s to Kafka")
+    demo.add_argument("--sync-rate", type=float, default=10.0, help="gateway requests/s")
+    demo.add_argument("--keep-running", action="store_true", help="leave the services up")
     demo.add_argument("--seed", type=int, default=None)
     demo.set_defaults(func=_cmd_demo)
+
+    roundtrip = sub.add_parser(
+        "roundtrip", help="publish generated transactions and read them back as a table"
+    )
+    roundtrip.add_argument("--tenant", default="demo")
+    roundtrip.add_argument("--count", type=int, default=300)
+    roundtrip.add_argument("--seed", type=int, default=None)
+    roundtrip.set_defaults(func=_cmd_roundtrip)
 
     from pipelines.cli import register as register_models  # noqa: PLC0415
 

@@ -44,11 +44,24 @@ class Supervisor:
         self.dir = self.run_dir / self.tenant
         self.pid_file = self.dir / "pids.json"
 
-    def pids(self) -> dict[str, int]:
+    def _records(self) -> dict[str, dict[str, int | None]]:
         try:
-            return {k: int(v) for k, v in json.loads(self.pid_file.read_text()).items()}
+            data = json.loads(self.pid_file.read_text())
         except (OSError, ValueError):
             return {}
+        return {k: v for k, v in data.items() if isinstance(v, dict)}
+
+    def pids(self) -> dict[str, int]:
+        return {k: int(v["pid"] or 0) for k, v in self._records().items()}
+
+    def ports(self) -> dict[str, int]:
+        """Health/metrics port per running service (the gateway's HTTP port for the gateway)."""
+        out: dict[str, int] = {}
+        for name, record in self._records().items():
+            port = record.get("port")
+            if port:
+                out[name] = int(port)
+        return out
 
     def running(self) -> dict[str, int]:
         return {name: pid for name, pid in self.pids().items() if _alive(pid)}
@@ -61,7 +74,7 @@ class Supervisor:
                 "run 'scorestream down' first"
             )
         self.dir.mkdir(parents=True, exist_ok=True)
-        pids: dict[str, int] = {}
+        pids: dict[str, dict[str, int | None]] = {}
         for spec in services:
             log_path = self.dir / f"{spec.name}.log"
             with log_path.open("ab") as log:
@@ -74,7 +87,7 @@ class Supervisor:
                     env=os.environ | dict(spec.env),
                 )
             _CHILDREN.append(proc)
-            pids[spec.name] = proc.pid
+            pids[spec.name] = {"pid": proc.pid, "port": spec.health_port}
             progress(f"started {spec.name:10} pid {proc.pid:<7} log {log_path}")
         self.pid_file.write_text(json.dumps(pids, indent=2))
 

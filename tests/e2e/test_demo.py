@@ -12,7 +12,7 @@ pytestmark = pytest.mark.e2e
 
 def test_demo_round_trips_generated_transactions(kafka_bootstrap: str) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "scorestream", "demo", "--count", "250", "--seed", "11"],
+        [sys.executable, "-m", "scorestream", "roundtrip", "--count", "250", "--seed", "11"],
         capture_output=True,
         text=True,
         timeout=180,
