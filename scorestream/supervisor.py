@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from scorestream.errors import ConfigError
 from scorestream.topics import validate_tenant
@@ -44,7 +45,7 @@ class Supervisor:
         self.dir = self.run_dir / self.tenant
         self.pid_file = self.dir / "pids.json"
 
-    def _records(self) -> dict[str, dict[str, int | None]]:
+    def _records(self) -> dict[str, dict[str, Any]]:
         try:
             data = json.loads(self.pid_file.read_text())
         except (OSError, ValueError):
@@ -74,22 +75,48 @@ class Supervisor:
                 "run 'scorestream down' first"
             )
         self.dir.mkdir(parents=True, exist_ok=True)
-        pids: dict[str, dict[str, int | None]] = {}
+        records: dict[str, dict[str, Any]] = {}
         for spec in services:
-            log_path = self.dir / f"{spec.name}.log"
-            with log_path.open("ab") as log:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "scorestream", *spec.args],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                    env=os.environ | dict(spec.env),
-                )
-            _CHILDREN.append(proc)
-            pids[spec.name] = {"pid": proc.pid, "port": spec.health_port}
-            progress(f"started {spec.name:10} pid {proc.pid:<7} log {log_path}")
-        self.pid_file.write_text(json.dumps(pids, indent=2))
+            records[spec.name] = self._spawn(
+                spec.name, list(spec.args), spec.health_port, dict(spec.env)
+            )
+            progress(
+                f"started {spec.name:10} pid {records[spec.name]['pid']:<7} log "
+                f"{self.dir / (spec.name + '.log')}"
+            )
+        self.pid_file.write_text(json.dumps(records, indent=2))
+
+    def _spawn(
+        self, name: str, args: list[str], port: int | None, env: dict[str, str]
+    ) -> dict[str, Any]:
+        with (self.dir / f"{name}.log").open("ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "scorestream", *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env=os.environ | env,
+            )
+        _CHILDREN.append(proc)
+        return {"pid": proc.pid, "port": port, "args": args, "env": env}
+
+    def restart(self, name: str, *, kill: bool = True) -> int:
+        """SIGKILL (or SIGTERM) one service and start it again with the same arguments and port.
+        Returns the new pid. Used by the chaos and end-to-end tests."""
+        records = self._records()
+        record = records[name]
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(record["pid"]), signal.SIGKILL if kill else signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while _alive(int(record["pid"])) and time.monotonic() < deadline:
+            _reap_children()
+            time.sleep(0.05)
+        records[name] = self._spawn(
+            name, list(record["args"]), record["port"], dict(record.get("env") or {})
+        )
+        self.pid_file.write_text(json.dumps(records, indent=2))
+        return int(records[name]["pid"])
 
     def stop(self, *, timeout: float = 15.0, progress: Progress = lambda _: None) -> int:
         pids = self.running()
