@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -57,3 +58,33 @@ def test_invalid_tenant_is_a_clear_cli_error() -> None:
     )
     assert proc.returncode == 2
     assert "invalid tenant id" in proc.stderr
+
+
+@pytest.mark.slow
+def test_live_demo_runs_and_summarises(kafka_bootstrap: str) -> None:
+    """The README's first command, shortened: services up, traffic, hot swap, summary, down."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scorestream",
+            "demo",
+            "--duration",
+            "16",
+            "--rate",
+            "200",
+            "--sync-rate",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=420,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "all services ready" in proc.stdout
+    assert "hot swap" in proc.stdout
+    summary = json.loads(next(ln for ln in proc.stdout.splitlines() if ln.startswith('{"summary"')))
+    assert summary["summary"]["transactions"] > 0
+    assert summary["summary"]["decisions"] > 0
+    assert len(summary["summary"]["versions"]) == 2  # served by both versions: the swap happened
