@@ -295,7 +295,13 @@ def run_live_demo(
 
     ensure_tenant_topics(TENANT)
     champion, candidate = _ensure_model(console)
-    supervisor = up(TENANT, progress=lambda m: console.print(f"[dim]{m}[/]"))
+    from scorestream.broker.local import port_is_free  # noqa: PLC0415
+    from scorestream.supervisor import free_port  # noqa: PLC0415
+
+    gateway_port = 8000 if port_is_free(8000) else free_port()
+    supervisor = up(
+        TENANT, gateway_port=gateway_port, progress=lambda m: console.print(f"[dim]{m}[/]")
+    )
     ports = supervisor.ports()
     kafka = KafkaSettings()
     stats = Stats()
