@@ -20,6 +20,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from confluent_kafka import Consumer
 from rich.console import Console, Group
@@ -33,6 +34,9 @@ from scorestream.kafka_config import common_config, producer_config
 from scorestream.serde import EventProducer, decode_message
 from scorestream.settings import KafkaSettings
 from scorestream.topics import REGISTRY
+
+if TYPE_CHECKING:
+    from scorestream.supervisor import Supervisor
 
 TENANT = "demo"
 STAGES = (
@@ -268,6 +272,30 @@ def _view(
     return Group(table, Panel("\n".join(lines), title="scorestream live", expand=False))
 
 
+def _prepare(console: Console) -> tuple[Supervisor, str, str]:
+    """Broker, topics, models (trained if needed), then every service of the demo tenant."""
+    from scorestream.admin import ensure_tenant_topics  # noqa: PLC0415
+    from scorestream.broker import LocalBroker  # noqa: PLC0415
+    from scorestream.broker.local import port_is_free  # noqa: PLC0415
+    from scorestream.supervisor import Supervisor, free_port  # noqa: PLC0415
+    from scorestream.up import up  # noqa: PLC0415
+
+    previous = Supervisor(TENANT)
+    if previous.running():
+        previous.stop()
+    if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = (
+            LocalBroker().start(progress=lambda m: console.print(f"[dim]broker:[/] {m}")).bootstrap
+        )
+    ensure_tenant_topics(TENANT)
+    champion, candidate = _ensure_model(console)
+    gateway_port = 8000 if port_is_free(8000) else free_port()
+    supervisor = up(
+        TENANT, gateway_port=gateway_port, progress=lambda m: console.print(f"[dim]{m}[/]")
+    )
+    return supervisor, champion, candidate
+
+
 def run_live_demo(
     *,
     duration: float = 60.0,
@@ -277,31 +305,10 @@ def run_live_demo(
     seed: int | None = None,
 ) -> int:
     from pipelines import lifecycle  # noqa: PLC0415
-    from scorestream.supervisor import Supervisor  # noqa: PLC0415
-    from scorestream.up import up  # noqa: PLC0415
 
     console = Console(width=None if Console().is_terminal else 132, soft_wrap=True)
     console.rule("[bold]scorestream live demo")
-    supervisor = Supervisor(TENANT)
-    if supervisor.running():
-        supervisor.stop()
-    from scorestream.broker import LocalBroker  # noqa: PLC0415
-
-    if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = (
-            LocalBroker().start(progress=lambda m: console.print(f"[dim]broker:[/] {m}")).bootstrap
-        )
-    from scorestream.admin import ensure_tenant_topics  # noqa: PLC0415
-
-    ensure_tenant_topics(TENANT)
-    champion, candidate = _ensure_model(console)
-    from scorestream.broker.local import port_is_free  # noqa: PLC0415
-    from scorestream.supervisor import free_port  # noqa: PLC0415
-
-    gateway_port = 8000 if port_is_free(8000) else free_port()
-    supervisor = up(
-        TENANT, gateway_port=gateway_port, progress=lambda m: console.print(f"[dim]{m}[/]")
-    )
+    supervisor, champion, candidate = _prepare(console)
     ports = supervisor.ports()
     kafka = KafkaSettings()
     stats = Stats()
