@@ -13,14 +13,18 @@ def _to_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+_CURRENCIES = frozenset(c.alpha_3 for c in pycountry.currencies)
+_COUNTRIES = frozenset(c.alpha_2 for c in pycountry.countries)
+
+
 def _iso4217(code: str) -> str:
-    if pycountry.currencies.get(alpha_3=code) is None:
+    if code not in _CURRENCIES:
         raise ValueError(f"unknown ISO 4217 currency code {code!r}")
     return code
 
 
 def _iso3166(code: str) -> str:
-    if pycountry.countries.get(alpha_2=code) is None:
+    if code not in _COUNTRIES:
         raise ValueError(f"unknown ISO 3166-1 alpha-2 country code {code!r}")
     return code
 

@@ -75,6 +75,11 @@ def transactional_producer_config(
         "transactional.id": transactional_id,
         "transaction.timeout.ms": 60_000,
         "delivery.timeout.ms": 60_000,  # must not exceed the transaction timeout
+        # The broker answers CONCURRENT_TRANSACTIONS while the previous commit's markers are
+        # written; librdkafka's default 100 ms backoff then stalls every next batch (measured in
+        # bench/worker_bench.py: 7x passthrough at batch 1). Retry fast instead.
+        "retry.backoff.ms": 10,
+        "retry.backoff.max.ms": 50,
     }
 
 
