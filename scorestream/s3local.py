@@ -14,11 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import http.client
-import json
-import os
-import re
 import secrets
-import shutil
 import socket
 import subprocess
 import tempfile
@@ -28,7 +24,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
-from scorestream.errors import BrokerError, ToolMissingError
+from scorestream.broker.jars import cached_libs_at, java_executable, resolve_with_maven
+from scorestream.errors import BrokerError
 
 Progress = Callable[[str], None]
 
@@ -93,18 +90,7 @@ def _pom() -> str:
 
 def cached_s3proxy(cache_dir: Path) -> Path | None:
     """The jar directory if a complete resolution is cached, else ``None``."""
-    root = runtime_dir(cache_dir)
-    marker = root / "resolved.json"
-    libs = root / "libs"
-    if not marker.is_file():
-        return None
-    try:
-        jars = json.loads(marker.read_text())["jars"]
-    except (ValueError, KeyError):
-        return None
-    if not jars or not all((libs / j).is_file() for j in jars):
-        return None
-    return libs
+    return cached_libs_at(runtime_dir(cache_dir))
 
 
 def ensure_s3proxy(cache_dir: Path, progress: Progress = lambda _: None) -> Path:
@@ -124,83 +110,19 @@ def ensure_s3proxy(cache_dir: Path, progress: Progress = lambda _: None) -> Path
 
 
 def _resolve(root: Path, progress: Progress) -> Path:
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise ToolMissingError(
-            "Maven ('mvn') is needed once to fetch S3Proxy from Maven Central; install it "
-            "(e.g. 'apt-get install maven')"
-        )
-    pom = root / "pom.xml"
-    pom.write_text(_pom())
-    partial = root / "libs.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    progress(f"resolving S3Proxy {S3PROXY_VERSION} from Maven Central into {root} ...")
-    proc = subprocess.run(
-        [
-            mvn,
-            "-B",
-            "-q",
-            "-f",
-            str(pom),
-            "dependency:copy-dependencies",
-            "-DincludeScope=runtime",
-            f"-DoutputDirectory={partial}",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=900,
+    return resolve_with_maven(
+        root,
+        _pom(),
+        label=f"S3Proxy {S3PROXY_VERSION}",
+        required_jar=f"s3proxy-{S3PROXY_VERSION}",
+        progress=progress,
+        error=S3ServerError,
     )
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
-        raise S3ServerError(
-            f"Maven could not resolve S3Proxy {S3PROXY_VERSION} (exit {proc.returncode}):\n{tail}"
-        )
-    jars = sorted(p.name for p in partial.glob("*.jar"))
-    if f"s3proxy-{S3PROXY_VERSION}.jar" not in jars:
-        raise S3ServerError(f"Maven finished but no S3Proxy jar is in {partial}")
-    libs = root / "libs"
-    shutil.rmtree(libs, ignore_errors=True)
-    os.replace(partial, libs)
-    (root / "resolved.json").write_text(json.dumps({"version": S3PROXY_VERSION, "jars": jars}))
-    progress(f"cached {len(jars)} jars in {libs}")
-    return libs
-
-
-def java_major(java: str) -> int | None:
-    """The feature release of ``java`` (17, 21, 25...), or ``None`` if it cannot be told."""
-    try:
-        proc = subprocess.run(
-            [java, "-version"], capture_output=True, text=True, check=False, timeout=60
-        )
-    except OSError:
-        return None
-    match = re.search(r'version "(\d+)(?:\.(\d+))?', proc.stderr + proc.stdout)
-    if not match:
-        return None
-    major = int(match.group(1))
-    if major == 1 and match.group(2):  # "1.8.0" style
-        major = int(match.group(2))
-    return major
 
 
 def find_java() -> str:
     """The ``java`` executable (``JAVA_HOME`` first), checked to be new enough for S3Proxy."""
-    home = os.environ.get("JAVA_HOME")
-    candidate = str(Path(home) / "bin" / "java") if home else shutil.which("java")
-    if not candidate or not Path(candidate).exists():
-        raise ToolMissingError(
-            f"Java {S3PROXY_MIN_JAVA}+ is needed to run S3Proxy {S3PROXY_VERSION}; install a "
-            "JDK/JRE (e.g. 'apt-get install openjdk-17-jre-headless') or set JAVA_HOME"
-        )
-    major = java_major(candidate)
-    if major is None:
-        raise ToolMissingError(f"cannot tell the Java version of {candidate}")
-    if major < S3PROXY_MIN_JAVA:
-        raise ToolMissingError(
-            f"{candidate} is Java {major}; S3Proxy {S3PROXY_VERSION} needs {S3PROXY_MIN_JAVA}+"
-        )
-    return candidate
+    return java_executable(S3PROXY_MIN_JAVA, f"S3Proxy {S3PROXY_VERSION}")
 
 
 # -- the server ------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from scorestream.errors import BrokerError, ToolMissingError
+from scorestream.errors import BrokerError, ScorestreamError, ToolMissingError
 from scorestream.versions import KAFKA_ARTIFACTS, KAFKA_VERSION
 
 Progress = Callable[[str], None]
@@ -47,9 +47,8 @@ def _pom() -> str:
 """
 
 
-def cached_libs(cache_dir: Path) -> Path | None:
-    """The jar directory if a complete resolution is cached, else ``None``."""
-    root = runtime_dir(cache_dir)
+def cached_libs_at(root: Path) -> Path | None:
+    """``root/libs`` if a complete resolution is recorded in ``root/resolved.json``."""
     marker = root / "resolved.json"
     libs = root / "libs"
     if not marker.is_file():
@@ -63,32 +62,43 @@ def cached_libs(cache_dir: Path) -> Path | None:
     return libs
 
 
-def ensure_jars(cache_dir: Path, progress: Progress = lambda _: None) -> Path:
-    """Return the directory holding Kafka's runtime classpath, resolving it on first use."""
-    libs = cached_libs(cache_dir)
-    if libs is not None:
-        return libs
+def cached_libs(cache_dir: Path) -> Path | None:
+    """The Kafka jar directory if a complete resolution is cached, else ``None``."""
+    return cached_libs_at(runtime_dir(cache_dir))
+
+
+def resolve_with_maven(
+    root: Path,
+    pom: str,
+    *,
+    label: str,
+    required_jar: str,
+    progress: Progress = lambda _: None,
+    error: type[ScorestreamError] = BrokerError,
+) -> Path:
+    """Run ``mvn dependency:copy-dependencies`` on ``pom`` into ``root/libs`` (atomically) and
+    record the jar list in ``root/resolved.json``. ``required_jar`` is a file-name prefix that
+    must be among the results."""
     mvn = shutil.which("mvn")
     if mvn is None:
         raise ToolMissingError(
-            "Maven ('mvn') is needed once to fetch the Kafka jars from Maven Central; install "
+            f"Maven ('mvn') is needed once to fetch {label} from Maven Central; install "
             "it (e.g. 'apt-get install maven') or set KAFKA_BOOTSTRAP_SERVERS to use an "
             "existing broker"
         )
-    root = runtime_dir(cache_dir)
     root.mkdir(parents=True, exist_ok=True)
-    pom = root / "pom.xml"
-    pom.write_text(_pom())
+    pom_file = root / "pom.xml"
+    pom_file.write_text(pom)
     partial = root / "libs.partial"
     shutil.rmtree(partial, ignore_errors=True)
-    progress(f"resolving Apache Kafka {KAFKA_VERSION} from Maven Central into {root} ...")
+    progress(f"resolving {label} from Maven Central into {root} ...")
     proc = subprocess.run(
         [
             mvn,
             "-B",
             "-q",
             "-f",
-            str(pom),
+            str(pom_file),
             "dependency:copy-dependencies",
             "-DincludeScope=runtime",
             f"-DoutputDirectory={partial}",
@@ -100,43 +110,69 @@ def ensure_jars(cache_dir: Path, progress: Progress = lambda _: None) -> Path:
     )
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
-        raise BrokerError(
-            f"Maven could not resolve the Kafka jars (exit {proc.returncode}):\n{tail}"
-        )
+        raise error(f"Maven could not resolve {label} (exit {proc.returncode}):\n{tail}")
     jars = sorted(p.name for p in partial.glob("*.jar"))
-    if not any(j.startswith("kafka_") for j in jars):
-        raise BrokerError(f"Maven finished but no Kafka server jar is in {partial}")
+    if not any(j.startswith(required_jar) for j in jars):
+        raise error(f"Maven finished but no {required_jar}*.jar is in {partial}")
     libs = root / "libs"
     shutil.rmtree(libs, ignore_errors=True)
     os.replace(partial, libs)
-    (root / "resolved.json").write_text(json.dumps({"version": KAFKA_VERSION, "jars": jars}))
+    (root / "resolved.json").write_text(json.dumps({"label": label, "jars": jars}))
     progress(f"cached {len(jars)} jars in {libs}")
     return libs
 
 
-def find_java() -> str:
-    """The ``java`` executable (``JAVA_HOME`` first), checked to be Java 17 or newer."""
+def ensure_jars(cache_dir: Path, progress: Progress = lambda _: None) -> Path:
+    """Return the directory holding Kafka's runtime classpath, resolving it on first use."""
+    libs = cached_libs(cache_dir)
+    if libs is not None:
+        return libs
+    return resolve_with_maven(
+        runtime_dir(cache_dir),
+        _pom(),
+        label=f"Apache Kafka {KAFKA_VERSION}",
+        required_jar="kafka_",
+        progress=progress,
+    )
+
+
+def java_major(java: str) -> int | None:
+    """The feature release of ``java`` (17, 21, 25...), or ``None`` if it cannot be told."""
+    try:
+        proc = subprocess.run(
+            [java, "-version"], capture_output=True, text=True, check=False, timeout=60
+        )
+    except OSError:
+        return None
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', proc.stderr + proc.stdout)
+    if not match:
+        return None
+    major = int(match.group(1))
+    if major == 1 and match.group(2):  # "1.8.0" style
+        major = int(match.group(2))
+    return major
+
+
+def java_executable(min_major: int, purpose: str) -> str:
+    """The ``java`` executable (``JAVA_HOME`` first), checked to be at least ``min_major``."""
     home = os.environ.get("JAVA_HOME")
     candidate = str(Path(home) / "bin" / "java") if home else shutil.which("java")
     if not candidate or not Path(candidate).exists():
         raise ToolMissingError(
-            f"Java {MIN_JAVA}+ is needed to run Kafka {KAFKA_VERSION}; install a JDK/JRE "
+            f"Java {min_major}+ is needed to run {purpose}; install a JDK/JRE "
             "(e.g. 'apt-get install openjdk-17-jre-headless') or set JAVA_HOME"
         )
-    proc = subprocess.run(
-        [candidate, "-version"], capture_output=True, text=True, check=False, timeout=60
-    )
-    match = re.search(r'version "(\d+)(?:\.(\d+))?', proc.stderr + proc.stdout)
-    if not match:
-        raise ToolMissingError(f"cannot tell the version of {candidate}: {proc.stderr.strip()}")
-    major = int(match.group(1))
-    if major == 1 and match.group(2):  # "1.8.0" style
-        major = int(match.group(2))
-    if major < MIN_JAVA:
-        raise ToolMissingError(
-            f"{candidate} is Java {major}; Kafka {KAFKA_VERSION} needs {MIN_JAVA}+"
-        )
+    major = java_major(candidate)
+    if major is None:
+        raise ToolMissingError(f"cannot tell the Java version of {candidate}")
+    if major < min_major:
+        raise ToolMissingError(f"{candidate} is Java {major}; {purpose} needs {min_major}+")
     return candidate
+
+
+def find_java() -> str:
+    """Java for the Kafka broker and tools."""
+    return java_executable(MIN_JAVA, f"Kafka {KAFKA_VERSION}")
 
 
 def classpath(libs: Path) -> str:
