@@ -266,11 +266,9 @@ class Audit:
         self.tables: dict[int, JoinTable] = {}
         self.committed: dict[tuple[str, int], int] = {}
         self._next_tick = 0.0
-        config = ProcessorConfig(
+        config = ProcessorConfig.for_service(
+            settings,
             service=SERVICE,
-            tenant=t,
-            group_id=settings.group_id,
-            instance_id=settings.instance_id,
             inputs=self.inputs,
             accept=(EnrichedTransaction, PredictionEvent, DecisionEvent),
             dlq_topics={
@@ -278,13 +276,6 @@ class Audit:
                 for name, topic in zip(INPUTS, self.inputs, strict=True)
             },
             delivery="exactly_once",
-            max_batch=settings.max_batch,
-            max_wait_ms=settings.max_wait_ms,
-            transaction_timeout_s=settings.transaction_timeout_s,
-            session_timeout_ms=settings.session_timeout_ms,
-            max_poll_interval_ms=settings.max_poll_interval_ms,
-            health_port=settings.health_port,
-            live_after_s=settings.live_after_s,
             # co-partitioned join: the same partition numbers of every input on one member
             consumer_overrides={"partition.assignment.strategy": "range"},
         )

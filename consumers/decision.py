@@ -262,22 +262,12 @@ class Decision:
         self.policy = policy or settings.policy_source()
         self.reply_topics: dict[str, int] = {}
         self._metadata_checked = 0.0
-        config = ProcessorConfig(
+        config = ProcessorConfig.for_service(
+            settings,
             service=SERVICE,
-            tenant=t,
-            group_id=settings.group_id,
-            instance_id=settings.instance_id,
             inputs=(self.input_topic,),
             accept=(PredictionEvent,),
             dlq_topics={self.input_topic: REGISTRY.dlq_topic("predictions", t)},
-            delivery=settings.delivery,
-            max_batch=settings.max_batch,
-            max_wait_ms=settings.max_wait_ms,
-            transaction_timeout_s=settings.transaction_timeout_s,
-            session_timeout_ms=settings.session_timeout_ms,
-            max_poll_interval_ms=settings.max_poll_interval_ms,
-            health_port=settings.health_port,
-            live_after_s=settings.live_after_s,
         )
         self.processor = Processor(
             config,

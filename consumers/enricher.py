@@ -109,21 +109,15 @@ class Enricher:
         self.label_topic = REGISTRY.topic("labels", t)
         self.out_topic = REGISTRY.topic("transactions.enriched", t)
         self.rebuilt = 0
-        config = ProcessorConfig(
+        config = ProcessorConfig.for_service(
+            settings,
             service=SERVICE,
-            tenant=t,
-            group_id=f"{t}.enricher",
-            instance_id=settings.instance_id,
             inputs=(self.tx_topic, self.label_topic),
             accept=(TransactionEvent, LabelEvent),
             dlq_topics={
                 self.tx_topic: REGISTRY.dlq_topic("transactions", t),
                 self.label_topic: REGISTRY.dlq_topic("labels", t),
             },
-            max_batch=settings.max_batch,
-            max_wait_ms=settings.max_wait_ms,
-            transaction_timeout_s=settings.transaction_timeout_s,
-            health_port=settings.health_port,
             assign_all=True,
         )
         self.processor = Processor(config, self.handle, kafka=self.kafka, on_start=self.rebuild)

@@ -455,22 +455,12 @@ class Notifier:
             if self.webhook is not None
             else None
         )
-        config = ProcessorConfig(
+        config = ProcessorConfig.for_service(
+            s,
             service=SERVICE,
-            tenant=t,
-            group_id=s.group_id,
-            instance_id=s.instance_id,
             inputs=(self.input_topic,),
             accept=(DecisionEvent,),
             dlq_topics={self.input_topic: REGISTRY.dlq_topic("decisions", t)},
-            delivery=s.delivery,
-            max_batch=s.max_batch,
-            max_wait_ms=s.max_wait_ms,
-            transaction_timeout_s=s.transaction_timeout_s,
-            session_timeout_ms=s.session_timeout_ms,
-            max_poll_interval_ms=s.max_poll_interval_ms,
-            health_port=s.health_port,
-            live_after_s=s.live_after_s,
         )
         self.processor = Processor(config, self.handle, kafka=self.kafka, ready=self._ready)
 

@@ -55,22 +55,12 @@ class Worker:
             instance=settings.instance_id,
             intra_op_threads=settings.intra_op_threads,
         )
-        config = ProcessorConfig(
+        config = ProcessorConfig.for_service(
+            settings,
             service=SERVICE,
-            tenant=t,
-            group_id=settings.group_id,
-            instance_id=settings.instance_id,
             inputs=(self.input_topic,),
             accept=(EnrichedTransaction,),
             dlq_topics={self.input_topic: REGISTRY.dlq_topic("transactions.enriched", t)},
-            delivery=settings.delivery,
-            max_batch=settings.max_batch,
-            max_wait_ms=settings.max_wait_ms,
-            transaction_timeout_s=settings.transaction_timeout_s,
-            session_timeout_ms=settings.session_timeout_ms,
-            max_poll_interval_ms=settings.max_poll_interval_ms,
-            health_port=settings.health_port,
-            live_after_s=settings.live_after_s,
         )
         self.processor = Processor(
             config,

@@ -99,6 +99,45 @@ class ProcessorConfig:
     """Extra consumer settings, e.g. ``partition.assignment.strategy=range`` for co-partitioned
     joins."""
 
+    @classmethod
+    def for_service(
+        cls,
+        settings: object,
+        *,
+        service: str,
+        inputs: tuple[str, ...],
+        accept: tuple[type[Contract], ...],
+        dlq_topics: Mapping[str, str],
+        **overrides: Any,
+    ) -> ProcessorConfig:
+        """Build the config from a service's settings object: the tuning fields every service
+        settings class shares (tenant, instance_id, group_id, delivery, max_batch, max_wait_ms,
+        transaction/session/poll timeouts, health_port, live_after_s) are read by name; absent
+        ones keep the defaults."""
+        fields = (
+            "delivery",
+            "max_batch",
+            "max_wait_ms",
+            "transaction_timeout_s",
+            "session_timeout_ms",
+            "max_poll_interval_ms",
+            "health_port",
+            "live_after_s",
+        )
+        tenant: str = getattr(settings, "tenant")  # noqa: B009  (settings is duck-typed)
+        values: dict[str, Any] = {f: getattr(settings, f) for f in fields if hasattr(settings, f)}
+        values |= overrides
+        return cls(
+            service=service,
+            tenant=tenant,
+            group_id=getattr(settings, "group_id", f"{tenant}.{service}"),
+            instance_id=getattr(settings, "instance_id", f"{service}-0"),
+            inputs=inputs,
+            accept=accept,
+            dlq_topics=dlq_topics,
+            **values,
+        )
+
     @property
     def transactional_id(self) -> str:
         return f"{self.tenant}.{self.service}.{self.instance_id}"
