@@ -48,7 +48,7 @@ def from_simulator(*, tenant: str, seed: int, days: int) -> TrainingData:
 def from_audit(tenant: str, kafka: KafkaSettings | None = None) -> TrainingData:
     """Complete audit records with features of the current spec, plus every label."""
     conf = common_config(kafka or KafkaSettings(), client_id="scorestream-retrain") | {
-        "group.id": f"scorestream-retrain-{tenant}",
+        "group.id": f"{tenant}.retrain",  # assign() only; matches the retrain KafkaUser ACL
         "isolation.level": "read_committed",
     }
     transactions: list[TransactionEvent] = []

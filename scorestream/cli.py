@@ -76,6 +76,16 @@ def _cmd_topics(args: argparse.Namespace) -> int:
     raise AssertionError(args.action)
 
 
+def _cmd_k8s(args: argparse.Namespace) -> int:
+    from scorestream.k8s import generate  # noqa: PLC0415
+
+    if args.action == "generate":
+        for path in generate(args.out, tenants=args.tenant or ["demo"], namespace=args.namespace):
+            print(path)
+        return 0
+    raise AssertionError(args.action)
+
+
 def _cmd_schemas(args: argparse.Namespace) -> int:
     from schemas import compat  # noqa: PLC0415
 
@@ -197,6 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
     topics.add_argument("action", choices=("create", "list"))
     topics.add_argument("--tenant", help="tenant id (required for create)")
     topics.set_defaults(func=_cmd_topics)
+
+    k8s = sub.add_parser("k8s", help="Kubernetes manifests generated from the topic registry")
+    k8s.add_argument("action", choices=("generate",))
+    k8s.add_argument("--out", default="k8s/base/kafka", help="output directory")
+    k8s.add_argument("--tenant", action="append", help="tenant id, repeatable (default: demo)")
+    k8s.add_argument("--namespace", default="kafka", help="namespace of the Strimzi resources")
+    k8s.set_defaults(func=_cmd_k8s)
 
     schemas = sub.add_parser("schemas", help="JSON Schemas of the event contracts")
     schemas.add_argument("action", choices=("generate", "publish", "check"))
