@@ -5,7 +5,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo check lint typecheck test test-unit test-integration format schemas broker-start broker-stop clean
+.PHONY: install demo check lint typecheck test test-unit test-integration format schemas broker-start broker-stop clean promtool docs-metrics
+
+## promtool for the alert-rule tests: built once with `go install` (~10 min cold), cached in
+## ~/.cache/scorestream/bin
+promtool:
+	@.ci/promtool.sh >/dev/null
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,12 +34,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP)
+test: $(STAMP) promtool
 	@$(BIN)/pytest $(PYTEST_ARGS) || { rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; fi; exit $$rc; }
 
-test-unit: $(STAMP)
+test-unit: $(STAMP) promtool
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+docs-metrics: $(STAMP)
+	$(BIN)/python -m scorestream.metrics_catalog
 
 test-integration: $(STAMP)
 	$(BIN)/pytest tests/integration tests/e2e $(PYTEST_ARGS)

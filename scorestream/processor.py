@@ -328,6 +328,7 @@ class Processor:
                 self.process(messages)
             if self.last_poll >= next_lag:
                 self._update_lag()
+                metrics.READY.labels(c.service).set(1 if self.ready()[0] else 0)
                 next_lag = self.last_poll + 5.0
 
     def process(self, messages: Sequence[Message]) -> bool:
