@@ -20,6 +20,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from confluent_kafka import Consumer
@@ -288,6 +289,9 @@ def _prepare(console: Console) -> tuple[Supervisor, str, str]:
             LocalBroker().start(progress=lambda m: console.print(f"[dim]broker:[/] {m}")).bootstrap
         )
     ensure_tenant_topics(TENANT)
+    policy = Path(__file__).resolve().parents[1] / "config" / "policies" / "demo.yaml"
+    if policy.exists():
+        os.environ.setdefault("SCORESTREAM_DECISION_POLICY_FILE", str(policy))
     champion, candidate = _ensure_model(console)
     gateway_port = 8000 if port_is_free(8000) else free_port()
     supervisor = up(
