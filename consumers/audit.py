@@ -35,19 +35,17 @@ The join itself is :mod:`consumers.audit_join` (pure). This module adds the Kafk
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from consumers.audit_join import (
     PARTS,
@@ -73,7 +71,7 @@ from scorestream.errors import KafkaClientError, ScorestreamError
 from scorestream.kafka_config import consumer_config
 from scorestream.processor import Processor, ProcessorConfig, Result
 from scorestream.replay import watermarks
-from scorestream.settings import KafkaSettings
+from scorestream.settings import KafkaSettings, ProcessingSettings
 from scorestream.topics import REGISTRY
 
 log = logging.getLogger("scorestream.audit")
@@ -107,35 +105,19 @@ class AuditStateError(KafkaClientError):
     """The join-state changelog cannot be read back (unreadable record, or too slow)."""
 
 
-def _default_instance() -> str:
-    # Kubernetes: POD_NAME from the downward API keeps transactional.id stable per pod.
-    return os.environ.get("POD_NAME") or socket.gethostname()
-
-
-class AuditSettings(BaseSettings):
+class AuditSettings(ProcessingSettings):
     """Env: ``SCORESTREAM_AUDIT_*`` (plus ``SCORESTREAM_KAFKA_*``)."""
 
     model_config = SettingsConfigDict(env_prefix="SCORESTREAM_AUDIT_", frozen=True, extra="ignore")
 
-    tenant: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
-    instance_id: str = Field(default_factory=_default_instance, min_length=1, max_length=200)
+    service: ClassVar[str] = "audit"
+
     join_timeout_s: float = Field(default=60.0, gt=0)
     """A join missing a part this long (event time, ``ce_time``) is recorded ``incomplete``."""
     done_retention_s: float = Field(default=600.0, ge=0)
     """How long a finished join is remembered to recognise duplicate and late parts."""
-    max_batch: int = Field(default=500, ge=1, le=10_000)
-    max_wait_ms: int = Field(default=20, ge=1, le=10_000)
-    health_port: int = Field(default=8080, ge=0, le=65535)
-    transaction_timeout_s: float = Field(default=30.0, gt=0)
-    max_poll_interval_ms: int = Field(default=120_000, ge=10_000)
-    session_timeout_ms: int = Field(default=10_000, ge=6_000)
-    live_after_s: float = Field(default=60.0, gt=0)
     restore_timeout_s: float = Field(default=90.0, gt=0)
     """Reading the changelog may wait for a dead instance's open transaction to time out."""
-
-    @property
-    def group_id(self) -> str:
-        return f"{self.tenant}.{SERVICE}"
 
 
 # -- what the processor produces for us ---------------------------------------------------------

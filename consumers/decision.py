@@ -19,30 +19,27 @@ the previous policy.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar
 
 from confluent_kafka.admin import AdminClient
 from prometheus_client import Counter, Histogram
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from consumers.policy import Policy, PolicySource, describe, env_policy, evaluate
 from schemas.cloudevents import Envelope
-from schemas.errors import RawRecord
 from schemas.events import DecisionEvent, ModelAlias, PredictionEvent
 from scorestream import metrics
 from scorestream.dlq import DeadLetter
 from scorestream.kafka_config import admin_config
 from scorestream.processor import Emit, Processor, ProcessorConfig, Result
-from scorestream.settings import KafkaSettings
+from scorestream.settings import KafkaSettings, ProcessingSettings
 from scorestream.topics import REGISTRY
 
 log = logging.getLogger("scorestream.decision")
@@ -65,38 +62,21 @@ PREDICTION_TO_DECISION_SECONDS = Histogram(
 )
 
 
-def _default_instance() -> str:
-    # Kubernetes: POD_NAME from the downward API keeps transactional.id stable per pod.
-    return os.environ.get("POD_NAME") or socket.gethostname()
-
-
-class DecisionSettings(BaseSettings):
+class DecisionSettings(ProcessingSettings):
     """Env: ``SCORESTREAM_DECISION_*`` (plus ``SCORESTREAM_KAFKA_*``)."""
 
     model_config = SettingsConfigDict(
         env_prefix="SCORESTREAM_DECISION_", frozen=True, extra="ignore"
     )
 
-    tenant: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
-    instance_id: str = Field(default_factory=_default_instance, min_length=1, max_length=200)
+    service: ClassVar[str] = "decision"
+
     policy_file: Path | None = None
     """YAML policy (see consumers.policy); re-read between batches when it changes."""
     policy_version: str = Field(default="env-default", min_length=1, max_length=64)
     """Without a policy file: the version stamped on decisions made by the env thresholds."""
     review_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     decline_threshold: float = Field(default=0.9, ge=0.0, le=1.0)
-    delivery: Literal["exactly_once", "at_least_once"] = "exactly_once"
-    max_batch: int = Field(default=500, ge=1, le=10_000)
-    max_wait_ms: int = Field(default=20, ge=1, le=10_000)
-    health_port: int = Field(default=8080, ge=0, le=65535)
-    transaction_timeout_s: float = Field(default=30.0, gt=0)
-    max_poll_interval_ms: int = Field(default=120_000, ge=10_000)
-    session_timeout_ms: int = Field(default=10_000, ge=6_000)
-    live_after_s: float = Field(default=60.0, gt=0)
-
-    @property
-    def group_id(self) -> str:
-        return f"{self.tenant}.{SERVICE}"
 
     def policy_source(self) -> PolicySource:
         if self.policy_file is not None:
@@ -142,14 +122,6 @@ def parse_replyto(value: str, allowed: Mapping[str, int]) -> tuple[str, int]:
     return topic, partition
 
 
-def _dead(env: Envelope[PredictionEvent], reason: str, error: str, message: str) -> DeadLetter:
-    raw = env.raw
-    if raw is None:  # built in-process rather than decoded
-        event = env.event
-        raw = RawRecord(key=event.partition_key().encode(), value=event.model_dump_json().encode())
-    return DeadLetter(raw, reason, error, message)
-
-
 def decide_batch(
     batch: list[Envelope[PredictionEvent]],
     *,
@@ -165,7 +137,7 @@ def decide_batch(
         p = env.event
         if p.tenant_id != tenant:
             out.dead_letters.append(
-                _dead(
+                DeadLetter.for_envelope(
                     env,
                     "unknown_tenant",
                     "TenantMismatch",
@@ -175,7 +147,7 @@ def decide_batch(
             continue
         if p.alias is not ModelAlias.CHAMPION:
             out.dead_letters.append(
-                _dead(
+                DeadLetter.for_envelope(
                     env,
                     "not_champion",
                     "NotChampion",

@@ -23,11 +23,10 @@ import argparse
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from confluent_kafka import Consumer, TopicPartition
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from schemas.cloudevents import Envelope
 from schemas.errors import DecodeError
@@ -38,25 +37,22 @@ from scorestream.kafka_config import common_config
 from scorestream.processor import Emit, Processor, ProcessorConfig, Result
 from scorestream.replay import read_ranges, watermarks
 from scorestream.serde import decode_message
-from scorestream.settings import KafkaSettings
+from scorestream.settings import KafkaSettings, ProcessingSettings
 from scorestream.topics import REGISTRY
 
 log = logging.getLogger("scorestream.enricher")
 SERVICE = "enricher"
 
 
-class EnricherSettings(BaseSettings):
+class EnricherSettings(ProcessingSettings):
     model_config = SettingsConfigDict(
         env_prefix="SCORESTREAM_ENRICHER_", frozen=True, extra="ignore"
     )
 
-    tenant: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
+    service: ClassVar[str] = "enricher"
+
     instance_id: str = "enricher-0"
     """Stable per tenant: it is the transactional.id suffix that fences a previous instance."""
-    max_batch: int = Field(default=500, ge=1, le=10_000)
-    max_wait_ms: int = Field(default=20, ge=1, le=10_000)
-    health_port: int = Field(default=8080, ge=0, le=65535)
-    transaction_timeout_s: float = Field(default=30.0, gt=0)
 
 
 def enrich_batch(

@@ -27,22 +27,20 @@ one trial delivery decides whether it closes again.
 from __future__ import annotations
 
 import logging
-import os
 import random
-import socket
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import httpx
 from prometheus_client import Counter, Histogram
 from pydantic import AnyHttpUrl, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from consumers.decision import carried_extensions
 from schemas.cloudevents import Envelope
@@ -51,7 +49,7 @@ from schemas.events import DecisionEvent, Outcome
 from scorestream import __version__, metrics
 from scorestream.dlq import DeadLetter
 from scorestream.processor import Emit, Processor, ProcessorConfig, Result
-from scorestream.settings import KafkaSettings
+from scorestream.settings import KafkaSettings, ProcessingSettings
 from scorestream.topics import REGISTRY
 
 log = logging.getLogger("scorestream.notifier")
@@ -85,20 +83,15 @@ WEBHOOK_CIRCUIT_OPEN = Counter(
 )
 
 
-def _default_instance() -> str:
-    # Kubernetes: POD_NAME from the downward API keeps transactional.id stable per pod.
-    return os.environ.get("POD_NAME") or socket.gethostname()
-
-
-class NotifierSettings(BaseSettings):
+class NotifierSettings(ProcessingSettings):
     """Env: ``SCORESTREAM_NOTIFIER_*`` (plus ``SCORESTREAM_KAFKA_*``)."""
 
     model_config = SettingsConfigDict(
         env_prefix="SCORESTREAM_NOTIFIER_", frozen=True, extra="ignore"
     )
 
-    tenant: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
-    instance_id: str = Field(default_factory=_default_instance, min_length=1, max_length=200)
+    service: ClassVar[str] = "notifier"
+
     webhook_url: AnyHttpUrl | None = None
     """The tenant's webhook; unset: alerts only."""
     webhook_connect_timeout_s: float = Field(default=2.0, gt=0, le=60)
@@ -114,14 +107,6 @@ class NotifierSettings(BaseSettings):
     webhook_circuit_threshold: int = Field(default=5, ge=0)
     """Consecutive failed deliveries that open the circuit; 0 disables it."""
     webhook_circuit_cooldown_s: float = Field(default=10.0, ge=0)
-    delivery: Literal["exactly_once", "at_least_once"] = "exactly_once"
-    max_batch: int = Field(default=200, ge=1, le=10_000)
-    max_wait_ms: int = Field(default=20, ge=1, le=10_000)
-    health_port: int = Field(default=8080, ge=0, le=65535)
-    transaction_timeout_s: float = Field(default=30.0, gt=0)
-    max_poll_interval_ms: int = Field(default=120_000, ge=10_000)
-    session_timeout_ms: int = Field(default=10_000, ge=6_000)
-    live_after_s: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="after")
     def _budget_fits_poll_interval(self) -> NotifierSettings:
@@ -139,10 +124,6 @@ class NotifierSettings(BaseSettings):
         if worst > self.live_after_s:
             raise ValueError(f"live_after_s must exceed the batch's webhook time ({worst:.1f}s)")
         return self
-
-    @property
-    def group_id(self) -> str:
-        return f"{self.tenant}.{SERVICE}"
 
 
 # -- the webhook ---------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ import numpy as np
 
 from inference_worker.model import ServingModel
 from schemas.cloudevents import Envelope
-from schemas.errors import RawRecord
 from schemas.events import EnrichedTransaction, PredictionEvent, PredictionTimings
 from scorestream.dlq import DeadLetter
 
@@ -35,14 +34,6 @@ class BatchOutput:
     inference_s: dict[str, float] = field(default_factory=dict)
 
 
-def _dead(env: Envelope[EnrichedTransaction], reason: str, error: str, message: str) -> DeadLetter:
-    raw = env.raw
-    if raw is None:  # built in-process rather than decoded: the payload is the event itself
-        event = env.event
-        raw = RawRecord(key=event.partition_key().encode(), value=event.model_dump_json().encode())
-    return DeadLetter(raw, reason, error, message)
-
-
 def _rows(
     batch: list[Envelope[EnrichedTransaction]],
     tenant: str,
@@ -57,7 +48,7 @@ def _rows(
         event = env.event
         if event.transaction.tenant_id != tenant:
             out.dead_letters.append(
-                _dead(
+                DeadLetter.for_envelope(
                     env,
                     "unknown_tenant",
                     "TenantMismatch",
@@ -67,7 +58,7 @@ def _rows(
             continue
         if event.feature_spec_hash != spec:
             out.dead_letters.append(
-                _dead(
+                DeadLetter.for_envelope(
                     env,
                     "feature_spec_mismatch",
                     "FeatureSpecMismatch",
@@ -80,12 +71,14 @@ def _rows(
             row = [event.features[n] for n in names]
         except KeyError as exc:
             out.dead_letters.append(
-                _dead(env, "missing_feature", "MissingFeature", f"feature {exc.args[0]!r} missing")
+                DeadLetter.for_envelope(
+                    env, "missing_feature", "MissingFeature", f"feature {exc.args[0]!r} missing"
+                )
             )
             continue
         if not all(abs(v) <= F32_MAX for v in row):  # also catches NaN (comparison is False)
             out.dead_letters.append(
-                _dead(
+                DeadLetter.for_envelope(
                     env,
                     "non_finite_features",
                     "NonFiniteFeature",
@@ -116,7 +109,9 @@ def _score(
                 scores.append(float(model.score(row.reshape(1, -1))[0]))
                 kept.append(env)
             except Exception as exc:  # noqa: BLE001
-                out.dead_letters.append(_dead(env, "model_error", type(exc).__name__, str(exc)))
+                out.dead_letters.append(
+                    DeadLetter.for_envelope(env, "model_error", type(exc).__name__, str(exc))
+                )
         return kept, np.array(scores, dtype=np.float64)
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
+from schemas.cloudevents import Envelope
 from schemas.errors import DecodeError, RawRecord
 
 MAX_MESSAGE = 1000
@@ -26,6 +28,18 @@ class DeadLetter:
     @classmethod
     def from_decode_error(cls, exc: DecodeError) -> DeadLetter:
         return cls(exc.raw, exc.reason, type(exc).__name__, str(exc))
+
+    @classmethod
+    def for_envelope(cls, env: Envelope[Any], reason: str, error: str, message: str) -> DeadLetter:
+        """A decoded event a handler refuses. Without the raw record (built in-process, as in
+        unit tests) the payload is the event itself."""
+        raw = env.raw
+        if raw is None:
+            event = env.event
+            raw = RawRecord(
+                key=event.partition_key().encode(), value=event.model_dump_json().encode()
+            )
+        return cls(raw, reason, error, message)
 
     def headers(self, service: str) -> list[tuple[str, str | bytes | None]]:
         out: list[tuple[str, str | bytes | None]] = list(self.raw.headers)

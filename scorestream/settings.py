@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -130,3 +130,41 @@ class ModelRepoSettings(BaseSettings):
             options["key"] = self.s3_access_key
             options["secret"] = self.s3_secret_key.get_secret_value()
         return options
+
+
+def default_instance_id() -> str:
+    """Kubernetes: POD_NAME from the downward API keeps ``transactional.id`` stable per pod."""
+    import socket  # noqa: PLC0415
+
+    return os.environ.get("POD_NAME") or socket.gethostname()
+
+
+class ProcessingSettings(BaseSettings):
+    """The tuning every consuming service shares; subclasses set ``service`` and their env prefix
+    (``SCORESTREAM_<SERVICE>_*``) and add their own fields.
+    :meth:`scorestream.processor.ProcessorConfig.for_service` reads these by name."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    service: ClassVar[str] = "service"
+
+    tenant: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
+    instance_id: str = Field(default_factory=default_instance_id, min_length=1, max_length=200)
+    delivery: Literal["exactly_once", "at_least_once"] = "exactly_once"
+    max_batch: int = Field(default=500, ge=1, le=10_000)
+    max_wait_ms: int = Field(default=20, ge=1, le=10_000)
+    health_port: int = Field(default=8080, ge=0, le=65535)
+    """0 disables the HTTP endpoints (tests run several services in one process)."""
+    transaction_timeout_s: float = Field(default=30.0, gt=0)
+    max_poll_interval_ms: int = Field(default=120_000, ge=10_000)
+    session_timeout_ms: int = Field(default=10_000, ge=6_000)
+    live_after_s: float = Field(default=60.0, gt=0)
+    """/livez fails when the loop has not polled for this long."""
+
+    @property
+    def group_id(self) -> str:
+        return f"{self.tenant}.{self.service}"
+
+    @property
+    def transactional_id(self) -> str:
+        return f"{self.tenant}.{self.service}.{self.instance_id}"
