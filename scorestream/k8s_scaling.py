@@ -1,0 +1,125 @@
+"""KEDA autoscaling on consumer lag for the services that have a lag to scale on.
+
+One ``ScaledObject`` per scaled service (kafka trigger on the service's consumer group and its
+input topic) and one ``TriggerAuthentication`` with the service's own SCRAM credentials: the
+``KafkaUser`` already has Describe on that topic and Read (so Describe) on that group, which is all
+KEDA's lag query needs. ``maxReplicaCount`` is the input topic's partition count from the
+registry, because a consumer beyond it would sit idle while still taking part in every rebalance;
+the HPA ``behavior`` damps scale-down so that lag spikes do not cause rebalance storms.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scorestream import k8s_config as cfg
+from scorestream.k8s_apps import APPS, App, kafka_user_secret, labels, namespace
+from scorestream.topics import REGISTRY
+
+KEDA_API = "keda.sh/v1alpha1"
+LAG_THRESHOLD = 1000
+"""Target lag per replica: about one second of a worker's throughput at the demo's rates."""
+ACTIVATION_LAG = 10
+USERS_CONFIGMAP = "scorestream-kafka-users"
+
+
+def scaled_apps() -> tuple[App, ...]:
+    return tuple(a for a in APPS if a.scale_on is not None)
+
+
+def users_config_map(tenant: str) -> dict[str, Any]:
+    """SCRAM user names (not secret) for KEDA's ``configMapTargetRef``."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": USERS_CONFIGMAP,
+            "namespace": namespace(tenant),
+            "labels": {"app.kubernetes.io/part-of": "scorestream", "scorestream.io/tenant": tenant},
+        },
+        "data": {a.service: kafka_user_secret(tenant, a.service) for a in scaled_apps()},
+    }
+
+
+def trigger_authentication(app: App, tenant: str) -> dict[str, Any]:
+    secret = kafka_user_secret(tenant, app.service)
+    return {
+        "apiVersion": KEDA_API,
+        "kind": "TriggerAuthentication",
+        "metadata": {
+            "name": f"{app.service}-kafka",
+            "namespace": namespace(tenant),
+            "labels": labels(tenant, app.service),
+        },
+        "spec": {
+            "configMapTargetRef": [
+                {"parameter": "username", "name": USERS_CONFIGMAP, "key": app.service}
+            ],
+            "secretTargetRef": [
+                {"parameter": "password", "name": secret, "key": "password"},
+                {"parameter": "ca", "name": cfg.CLUSTER_CA_SECRET, "key": "ca.crt"},
+            ],
+        },
+    }
+
+
+def scaled_object(app: App, tenant: str) -> dict[str, Any]:
+    if app.scale_on is None:
+        raise ValueError(f"{app.service} does not scale on lag")
+    stream = REGISTRY.get(app.scale_on)
+    return {
+        "apiVersion": KEDA_API,
+        "kind": "ScaledObject",
+        "metadata": {
+            "name": app.service,
+            "namespace": namespace(tenant),
+            "labels": labels(tenant, app.service),
+        },
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": app.kind, "name": app.service},
+            "pollingInterval": 15,
+            "cooldownPeriod": 300,
+            "minReplicaCount": 1,
+            "maxReplicaCount": stream.partitions,
+            "advanced": {
+                "horizontalPodAutoscalerConfig": {
+                    "behavior": {
+                        "scaleUp": {
+                            "stabilizationWindowSeconds": 60,
+                            "selectPolicy": "Max",
+                            "policies": [{"type": "Pods", "value": 2, "periodSeconds": 60}],
+                        },
+                        "scaleDown": {
+                            "stabilizationWindowSeconds": 300,
+                            "selectPolicy": "Min",
+                            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 120}],
+                        },
+                    }
+                }
+            },
+            "triggers": [
+                {
+                    "type": "kafka",
+                    "metadata": {
+                        "bootstrapServers": cfg.BOOTSTRAP,
+                        "consumerGroup": f"{tenant}.{app.service}",
+                        "topic": stream.topic(tenant),
+                        "lagThreshold": str(LAG_THRESHOLD),
+                        "activationLagThreshold": str(ACTIVATION_LAG),
+                        "offsetResetPolicy": "earliest",
+                        "allowIdleConsumers": "false",
+                        "sasl": "scram_sha512",
+                        "tls": "enable",
+                    },
+                    "authenticationRef": {"name": f"{app.service}-kafka"},
+                }
+            ],
+        },
+    }
+
+
+def scaling_objects(tenant: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [users_config_map(tenant)]
+    for app in scaled_apps():
+        out += [trigger_authentication(app, tenant), scaled_object(app, tenant)]
+    return out
