@@ -163,14 +163,117 @@ class _Series:
 
 
 @dataclass(slots=True)
-class FeatureState:
-    """Per-account and per-merchant windows. Feed it events in event-time order."""
+class AccountWindows:
+    """The per-account part of the state: one account's transactions within the largest window.
 
-    accounts: dict[str, _Series] = field(default_factory=dict)
-    merchants: dict[str, _Series] = field(default_factory=dict)
-    merchant_frauds: dict[str, _Series] = field(default_factory=dict)
-    """Per merchant: transaction times of confirmed frauds, with the time each label became
-    known (``labelled_at``) in the amount slot."""
+    Serialisable (:meth:`to_json` / :meth:`from_json`) so a stream processor can keep it in a
+    keyed state store; the features equal the offline path's when the account's transactions
+    are fed in event-time order.
+    """
+
+    series: _Series = field(default_factory=_Series)
+
+    def observe(self, tx: TransactionEvent) -> None:
+        """Add ``tx`` without computing its features (state rebuild)."""
+        now = _ts(tx.timestamp)
+        self.series.add(now, tx.amount_minor / 100.0)
+        self.series.prune(now)
+
+    def features(self, tx: TransactionEvent) -> dict[str, float]:
+        """Account features of ``tx`` (windows include it); the state then includes ``tx``."""
+        now = _ts(tx.timestamp)
+        amount = tx.amount_minor / 100.0
+        acc = self.series
+        acc.add(now, amount)
+        acc.prune(now)
+        out = {"acc_count_1h": float(acc.window(now, HOUR_S)[0])}
+        for d in ACCOUNT_WINDOWS_D:
+            n, total = acc.window(now, d * DAY_S)
+            out[f"acc_count_{d}d"] = float(n)
+            out[f"acc_mean_amount_{d}d"] = total / n if n else 0.0
+        mean30 = out["acc_mean_amount_30d"]
+        out["acc_amount_ratio_30d"] = amount / mean30 if mean30 > 0 else 1.0
+        return out
+
+    def to_json(self) -> dict[str, list[float]]:
+        return {"ts": self.series.ts, "amounts": self.series.amounts}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Sequence[float]] | None) -> AccountWindows:
+        if not data:
+            return cls()
+        return cls(_Series(list(data["ts"]), list(data["amounts"])))
+
+
+@dataclass(slots=True)
+class MerchantWindows:
+    """The per-merchant part of the state: the merchant's transaction times and its confirmed
+    frauds (transaction time, with the time the label became known in the amount slot).
+
+    Serialisable like :class:`AccountWindows`; the features equal the offline path's when the
+    merchant's transactions and labels are fed in the order the offline replay uses (labels
+    before the first transaction at or after their ``labelled_at``).
+    """
+
+    counts: _Series = field(default_factory=_Series)
+    frauds: _Series = field(default_factory=_Series)
+
+    def observe_fraud(self, transaction_time: datetime, labelled_at: datetime) -> None:
+        """Count a confirmed fraud for transactions at or after ``labelled_at`` (no dedupe:
+        callers count each transaction once)."""
+        self.frauds.add(_ts(transaction_time), _ts(labelled_at))
+
+    def observe(self, tx: TransactionEvent) -> None:
+        """Add ``tx`` without computing its features (state rebuild)."""
+        now = _ts(tx.timestamp)
+        self.counts.add(now, 1.0)
+        self.counts.prune(now)
+
+    def features(self, tx: TransactionEvent) -> dict[str, float]:
+        """Merchant features of ``tx`` (windows include it); the state then includes ``tx``."""
+        now = _ts(tx.timestamp)
+        mer = self.counts
+        mer.add(now, 1.0)
+        mer.prune(now)
+        frauds = self.frauds
+        frauds.prune(now)
+        out: dict[str, float] = {}
+        for d in MERCHANT_WINDOWS_D:
+            out[f"merchant_count_{d}d"] = float(mer.window(now, d * DAY_S)[0])
+            out[f"merchant_frauds_{d}d"] = float(frauds.known_in_window(now, d * DAY_S))
+        count30 = out["merchant_count_30d"]
+        out["merchant_risk_30d"] = out["merchant_frauds_30d"] / count30 if count30 else 0.0
+        return out
+
+    def to_json(self) -> dict[str, list[float]]:
+        return {
+            "ts": self.counts.ts,
+            "fraud_ts": self.frauds.ts,
+            "fraud_known_at": self.frauds.amounts,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Sequence[float]] | None) -> MerchantWindows:
+        if not data:
+            return cls()
+        ts = list(data["ts"])
+        return cls(
+            _Series(ts, [1.0] * len(ts)),
+            _Series(list(data["fraud_ts"]), list(data["fraud_known_at"])),
+        )
+
+
+@dataclass(slots=True)
+class FeatureState:
+    """Per-account and per-merchant windows of every key. Feed it events in event-time order.
+
+    Composed of :class:`AccountWindows` and :class:`MerchantWindows` per key — the parts a
+    stream processor keeps in separate keyed stores (the enricher: account state keyed like the
+    input, merchant state after a repartition by merchant).
+    """
+
+    accounts: dict[str, AccountWindows] = field(default_factory=dict)
+    merchants: dict[str, MerchantWindows] = field(default_factory=dict)
     _labelled: set[str] = field(default_factory=set)
 
     def observe_label(self, label: LabelEvent) -> None:
@@ -180,48 +283,19 @@ class FeatureState:
         if not label.is_fraud or label.transaction_id in self._labelled:
             return  # idempotent: a redelivered label is counted once
         self._labelled.add(label.transaction_id)
-        series = self.merchant_frauds.setdefault(label.merchant_id, _Series())
-        series.add(_ts(label.transaction_time), _ts(label.labelled_at))
+        merchant = self.merchants.setdefault(label.merchant_id, MerchantWindows())
+        merchant.observe_fraud(label.transaction_time, label.labelled_at)
 
     def observe_transaction(self, tx: TransactionEvent) -> None:
         """Add ``tx`` to the windows without computing its features (state rebuild)."""
-        now = _ts(tx.timestamp)
-        acc = self.accounts.setdefault(tx.account_id, _Series())
-        acc.add(now, tx.amount_minor / 100.0)
-        acc.prune(now)
-        mer = self.merchants.setdefault(tx.merchant_id, _Series())
-        mer.add(now, 1.0)
-        mer.prune(now)
+        self.accounts.setdefault(tx.account_id, AccountWindows()).observe(tx)
+        self.merchants.setdefault(tx.merchant_id, MerchantWindows()).observe(tx)
 
     def features_for(self, tx: TransactionEvent) -> dict[str, float]:
         """Features of ``tx`` (windows include it), then the state includes ``tx``."""
-        now = _ts(tx.timestamp)
-        amount = tx.amount_minor / 100.0
         out = stateless_features(tx)
-
-        acc = self.accounts.setdefault(tx.account_id, _Series())
-        acc.add(now, amount)
-        acc.prune(now)
-        out["acc_count_1h"] = float(acc.window(now, HOUR_S)[0])
-        for d in ACCOUNT_WINDOWS_D:
-            n, total = acc.window(now, d * DAY_S)
-            out[f"acc_count_{d}d"] = float(n)
-            out[f"acc_mean_amount_{d}d"] = total / n if n else 0.0
-        mean30 = out["acc_mean_amount_30d"]
-        out["acc_amount_ratio_30d"] = amount / mean30 if mean30 > 0 else 1.0
-
-        mer = self.merchants.setdefault(tx.merchant_id, _Series())
-        mer.add(now, 1.0)
-        mer.prune(now)
-        frauds = self.merchant_frauds.get(tx.merchant_id)
-        if frauds is not None:
-            frauds.prune(now)
-        for d in MERCHANT_WINDOWS_D:
-            out[f"merchant_count_{d}d"] = float(mer.window(now, d * DAY_S)[0])
-            known = frauds.known_in_window(now, d * DAY_S) if frauds is not None else 0
-            out[f"merchant_frauds_{d}d"] = float(known)
-        count30 = out["merchant_count_30d"]
-        out["merchant_risk_30d"] = out["merchant_frauds_30d"] / count30 if count30 else 0.0
+        out |= self.accounts.setdefault(tx.account_id, AccountWindows()).features(tx)
+        out |= self.merchants.setdefault(tx.merchant_id, MerchantWindows()).features(tx)
         return out
 
 

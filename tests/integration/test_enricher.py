@@ -1,4 +1,9 @@
-"""The enricher against the real broker: live features equal the training path's, exactly."""
+"""The Quix Streams enricher against the real broker, as real processes.
+
+Live features equal the training path's exactly (one-partition tenant); SIGKILL + restart (with
+the local state kept or lost) loses and duplicates nothing; a rebalance between two instances
+enriches every transaction exactly once; bad records go to the DLQs with their reasons.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -15,6 +22,7 @@ import pytest
 
 from producers.simulate_cli import interleaved
 from producers.simulator import Simulation, SimulatorConfig, simulate
+from schemas.cloudevents import Envelope
 from schemas.events import EnrichedTransaction, LabelEvent, TransactionEvent
 from scorestream.admin import ensure_tenant_topics
 from scorestream.features import FEATURE_NAMES, FEATURE_SPEC, compute_offline, to_vector
@@ -22,12 +30,13 @@ from scorestream.kafka_config import producer_config
 from scorestream.serde import EventProducer, decode_message
 from scorestream.settings import KafkaSettings, TopicSettings
 from scorestream.topics import REGISTRY
-from tests.kafka_helpers import read_messages
-from tests.worker_support import wait_until
+from tests.kafka_helpers import produce_raw, read_messages
+from tests.worker_support import free_port, http_get, wait_until
 
 pytestmark = pytest.mark.integration
 
 ONE_PARTITION = TopicSettings(partitions_scale=0.01)  # one total order for exact comparisons
+ACCOUNT_FEATURES = [i for i, n in enumerate(FEATURE_NAMES) if not n.startswith("merchant_")]
 
 
 @functools.cache
@@ -43,7 +52,13 @@ def _tenant(partitions: TopicSettings | None = None) -> str:
     return name
 
 
-def _start(tenant: str, log: Path, instance: str = "enricher-0") -> subprocess.Popen[bytes]:
+def _start(
+    tenant: str,
+    log: Path,
+    state: Path,
+    instance: str = "enricher-0",
+    health_port: int = 0,
+) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
             [
@@ -56,21 +71,47 @@ def _start(tenant: str, log: Path, instance: str = "enricher-0") -> subprocess.P
                 "--instance-id",
                 instance,
                 "--health-port",
-                "0",
+                str(health_port),
                 "--max-batch",
                 "200",
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
-            env=os.environ.copy(),
+            env=os.environ | {"SCORESTREAM_ENRICHER_STATE_DIR": str(state)},
         )
 
 
-def _send(tenant: str, events: list[TransactionEvent | LabelEvent]) -> None:
+def _stop(proc: subprocess.Popen[bytes]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(60)
+
+
+def _traceparent(i: int) -> str:
+    return f"00-{i:032x}-{i:016x}-01"
+
+
+def _send(
+    tenant: str, events: list[TransactionEvent | LabelEvent], rate: float = 0.0
+) -> dict[str, str]:
+    """Publish; transactions carry a traceparent. Returns transaction id → traceparent."""
+    traces: dict[str, str] = {}
+    start = time.perf_counter()
     with EventProducer(producer_config(KafkaSettings()), source="tests/sim") as producer:
-        for event in events:
-            stream = "labels" if isinstance(event, LabelEvent) else "transactions"
-            producer.send(REGISTRY.topic(stream, tenant), event)
+        for i, event in enumerate(events):
+            if rate:
+                delay = start + i / rate - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            if isinstance(event, LabelEvent):
+                producer.send(REGISTRY.topic("labels", tenant), event)
+                continue
+            traces[event.transaction_id] = _traceparent(i + 1)
+            producer.send(
+                REGISTRY.topic("transactions", tenant),
+                event,
+                trace={"traceparent": traces[event.transaction_id]},
+            )
+    return traces
 
 
 def _retenant(events: list, tenant: str) -> list:  # type: ignore[type-arg]
@@ -84,6 +125,7 @@ def _retenant(events: list, tenant: str) -> list:  # type: ignore[type-arg]
 def _committed(tenant: str, stream: str) -> int:
     from confluent_kafka import Consumer, TopicPartition  # noqa: PLC0415
 
+    topic = REGISTRY.topic(stream, tenant)
     c = Consumer(
         {
             "bootstrap.servers": os.environ["KAFKA_BOOTSTRAP_SERVERS"],
@@ -91,35 +133,47 @@ def _committed(tenant: str, stream: str) -> int:
         }
     )
     try:
-        tps = c.committed([TopicPartition(REGISTRY.topic(stream, tenant), 0)], timeout=10)
-        return max(0, tps[0].offset)
+        partitions = c.list_topics(topic, timeout=10).topics[topic].partitions
+        tps = c.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        return sum(max(0, tp.offset) for tp in tps)
     finally:
         c.close()
 
 
-def _enriched(bootstrap: str, tenant: str, n: int) -> dict[str, EnrichedTransaction]:
+def _enriched(
+    bootstrap: str, tenant: str, n: int, timeout: float = 180
+) -> dict[str, Envelope[EnrichedTransaction]]:
+    """Every enriched record (read_committed); fails on a duplicate transaction id."""
     messages = read_messages(
-        bootstrap, REGISTRY.topic("transactions.enriched", tenant), n, timeout=120
+        bootstrap, REGISTRY.topic("transactions.enriched", tenant), n, timeout=timeout
     )
-    out: dict[str, EnrichedTransaction] = {}
+    out: dict[str, Envelope[EnrichedTransaction]] = {}
     for msg in messages:
-        event = decode_message(msg, accept=[EnrichedTransaction]).event
-        assert event.transaction.transaction_id not in out, "duplicate enriched record"
-        out[event.transaction.transaction_id] = event
+        env = decode_message(msg, accept=[EnrichedTransaction])
+        tx_id = env.event.transaction.transaction_id
+        assert tx_id not in out, f"duplicate enriched record {tx_id}"
+        assert msg.key() == env.event.transaction.account_id.encode(), "keyed by account"
+        out[tx_id] = env
     return out
 
 
-def _assert_parity(
-    txs: list[TransactionEvent], labels: list[LabelEvent], got: dict[str, EnrichedTransaction]
-) -> None:
+def _mismatches(
+    txs: list[TransactionEvent],
+    got: dict[str, Envelope[EnrichedTransaction]],
+    labels: list[LabelEvent] = (),  # type: ignore[assignment]
+    columns: list[int] | None = None,
+) -> list[str]:
     offline = compute_offline(txs, labels)
-    assert set(got) == {t.transaction_id for t in txs}
+    assert set(got) == {t.transaction_id for t in txs}, "every transaction exactly once"
+    out = []
     for row, tx in zip(offline, txs, strict=True):
-        live = got[tx.transaction_id]
+        live = got[tx.transaction_id].event
         assert live.feature_spec_hash == FEATURE_SPEC.hash
+        assert live.transaction == tx
         live_row = np.array(to_vector(live.features), dtype=np.float32)
-        mismatch = [FEATURE_NAMES[i] for i in np.flatnonzero(live_row != row)]
-        assert not mismatch, f"{tx.transaction_id}: {mismatch}"
+        cols = columns if columns is not None else range(len(FEATURE_NAMES))
+        out += [f"{tx.transaction_id}:{FEATURE_NAMES[i]}" for i in cols if live_row[i] != row[i]]
+    return out
 
 
 def test_live_features_equal_the_offline_computation(kafka_bootstrap: str, tmp_path: Path) -> None:
@@ -128,58 +182,141 @@ def test_live_features_equal_the_offline_computation(kafka_bootstrap: str, tmp_p
     txs = [e for e in events if isinstance(e, TransactionEvent)][:3000]
     last = txs[-1].timestamp
     labels = [e for e in events if isinstance(e, LabelEvent) and e.labelled_at <= last]
-    proc = _start(tenant, tmp_path / "enricher.log")
+    port = free_port()
+    proc = _start(tenant, tmp_path / "enricher.log", tmp_path / "state", health_port=port)
     try:
+        wait_until(lambda: http_get(port, "/readyz")[0] == 200, 120, "enricher ready")
         _send(tenant, labels)  # labels first: all known to the state before any transaction
-        wait_until(lambda: _committed(tenant, "labels") >= len(labels), 60, "labels consumed")
-        _send(tenant, txs)
+        wait_until(lambda: _committed(tenant, "labels") >= len(labels), 120, "labels consumed")
+        traces = _send(tenant, txs)
         got = _enriched(kafka_bootstrap, tenant, len(txs))
+        status, body = http_get(port, "/metrics")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(15) == 0
+        assert _stop(proc) == 0
+    assert status == 200
+    assert f'scorestream_events_in_total{{service="enricher",tenant="{tenant}"}}' in body
     assert sum(1 for lbl in labels if lbl.is_fraud) > 0
-    assert any(e.features["merchant_frauds_30d"] > 0 for e in got.values()), "labels took effect"
-    _assert_parity(txs, labels, got)
+    assert any(e.event.features["merchant_frauds_30d"] > 0 for e in got.values()), "labels count"
+    assert _mismatches(txs, got, labels) == []
+    # CloudEvents headers as every scorestream producer writes them; trace and ingest time carried
+    inputs = read_messages(kafka_bootstrap, REGISTRY.topic("transactions", tenant), len(txs))
+    ingest = {
+        env.event.transaction_id: env.time.isoformat()
+        for env in (decode_message(m, accept=[TransactionEvent]) for m in inputs)
+    }
+    for tx_id, env in got.items():
+        assert env.source == "scorestream/enricher"
+        assert env.type == "scorestream.transaction.enriched.v1"
+        assert env.trace["traceparent"] == traces[tx_id]
+        assert env.extensions["ingesttime"] == ingest[tx_id]
 
 
-def test_sigkill_and_restart_rebuilds_state_exactly(kafka_bootstrap: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("keep_state", [True, False], ids=["state-kept", "state-lost"])
+def test_sigkill_and_restart_loses_and_duplicates_nothing(
+    kafka_bootstrap: str, tmp_path: Path, keep_state: bool
+) -> None:
     tenant = _tenant(ONE_PARTITION)
     txs = _retenant([t.event for t in sim().transactions[:4000]], tenant)
     log = tmp_path / "enricher.log"
-    proc = _start(tenant, log)
+    proc = _start(tenant, log, tmp_path / "state")
     _send(tenant, txs[:2500])
-    wait_until(lambda: _committed(tenant, "transactions") >= 800, 60, "first transactions")
+    wait_until(lambda: _committed(tenant, "transactions") >= 800, 120, "first transactions")
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     _send(tenant, txs[2500:])
-    proc = _start(tenant, log)
+    # a lost state dir (pod rescheduled elsewhere) is rebuilt from the changelog topics
+    proc = _start(tenant, log, tmp_path / ("state" if keep_state else "fresh-state"))
     try:
         got = _enriched(kafka_bootstrap, tenant, len(txs))
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(15)
-    assert "rebuilt state from" in log.read_text()
-    _assert_parity(txs, [], got)  # no loss, no duplicate, and windows as if never interrupted
+        _stop(proc)
+    # no loss, no duplicate, and the windows as if never interrupted
+    assert _mismatches(txs, got) == []
 
 
-def test_bad_records_go_to_the_dlq(kafka_bootstrap: str, tmp_path: Path) -> None:
-    from tests.kafka_helpers import produce_raw  # noqa: PLC0415
-
-    tenant = _tenant()
-    proc = _start(tenant, tmp_path / "enricher.log")
+def test_rebalance_enriches_every_transaction_exactly_once(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    tenant = _tenant()  # 6 transaction partitions, 3 label partitions
+    events = _retenant([e for _, e in interleaved(sim())], tenant)
+    txs = [e for e in events if isinstance(e, TransactionEvent)][:4000]
+    last = txs[-1].timestamp
+    items = [
+        e for e in events if not isinstance(e, LabelEvent) or e.labelled_at <= last
+    ]  # interleaved in event time, as a live feed publishes them
+    items = [e for e in items if not isinstance(e, TransactionEvent) or e.timestamp <= last]
+    labels = [e for e in items if isinstance(e, LabelEvent)]
+    ports = [free_port(), free_port()]
+    procs = [
+        _start(tenant, tmp_path / f"e{i}.log", tmp_path / "state", f"enricher-{i}", ports[i])
+        for i in range(2)
+    ]
     try:
-        good = _retenant([t.event for t in sim().transactions[:50]], tenant)
+        for port in ports:
+            wait_until(lambda p=port: http_get(p, "/readyz")[0] == 200, 180, "both ready")
+        sender = threading.Thread(target=_send, args=(tenant, items, 400.0))
+        sender.start()
+        wait_until(lambda: _committed(tenant, "transactions") >= 1200, 180, "mid-stream")
+        assert _stop(procs[1]) == 0  # its partitions move to enricher-0
+        sender.join(120)
+        got = _enriched(kafka_bootstrap, tenant, len(txs), timeout=300)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                _stop(proc)
+    assert len(got) == len(txs)
+    # account windows are keyed like the input: exact across partitions and the rebalance
+    assert _mismatches(txs, got, labels, ACCOUNT_FEATURES) == []
+    merchant = _mismatches(txs, got, labels)
+    print(
+        f"merchant feature cells differing from offline (ordering across partitions): "
+        f"{len(merchant)} of {len(txs) * 10}"
+    )
+
+
+def test_bad_records_go_to_the_dlqs(kafka_bootstrap: str, tmp_path: Path) -> None:
+    tenant = _tenant()
+    good = _retenant([t.event for t in sim().transactions[:50]], tenant)
+    stranger = good[0].model_copy(update={"tenant_id": "someone-else", "transaction_id": "x-1"})
+    wrong_key = good[1].model_copy(update={"transaction_id": "x-2"})
+    label = next(e for _, e in interleaved(sim()) if isinstance(e, LabelEvent))
+    proc = _start(tenant, tmp_path / "enricher.log", tmp_path / "state")
+    try:
+        from schemas.cloudevents import encode  # noqa: PLC0415
+
+        tx_topic = REGISTRY.topic("transactions", tenant)
+        garbage = (b"k", b"{not json", [("ce_type", b"scorestream.transaction.v1")])
+        m = encode(wrong_key, source="tests")
+        mis_keyed = (b"not-the-account", m.value, list(m.headers))
+        m = encode(stranger, source="tests")
+        foreign = (m.key, m.value, list(m.headers))
+        produce_raw(kafka_bootstrap, tx_topic, [garbage, mis_keyed, foreign])
+        m = encode(label, source="tests")  # tenant "acme" on this tenant's labels topic
         produce_raw(
-            kafka_bootstrap,
-            REGISTRY.topic("transactions", tenant),
-            [(b"k", b"{not json", [("ce_type", b"scorestream.transaction.v1")])],
+            kafka_bootstrap, REGISTRY.topic("labels", tenant), [(m.key, m.value, m.headers)]
         )
         _send(tenant, good)
         got = _enriched(kafka_bootstrap, tenant, 50)
-        dlq = read_messages(kafka_bootstrap, REGISTRY.dlq_topic("transactions", tenant), 1)
+        tx_dlq = read_messages(kafka_bootstrap, REGISTRY.dlq_topic("transactions", tenant), 3)
+        label_dlq = read_messages(kafka_bootstrap, REGISTRY.dlq_topic("labels", tenant), 1)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(15)
-    assert len(got) == 50
-    assert len(dlq) == 1
-    assert dict(dlq[0].headers() or [])["dlq.reason"] == b"missing_header"
+        _stop(proc)
+    assert set(got) == {t.transaction_id for t in good}
+    reasons = {}
+    originals = {r[0]: r for r in (garbage, mis_keyed, foreign)}
+    assert len(tx_dlq) == 3
+    for msg in tx_dlq:
+        headers = dict(msg.headers() or [])
+        original = originals[msg.key()]
+        assert msg.value() == original[1], "original bytes kept"
+        assert [h for h in msg.headers() or [] if not h[0].startswith("dlq.")] == original[2]
+        assert headers["dlq.service"] == b"enricher"
+        assert headers["dlq.source.topic"] == tx_topic.encode()
+        reasons[original[0]] = headers["dlq.reason"]
+    assert reasons == {
+        b"k": b"missing_header",
+        b"not-the-account": b"key_mismatch",
+        stranger.account_id.encode(): b"unknown_tenant",
+    }
+    assert len(label_dlq) == 1
+    assert dict(label_dlq[0].headers() or [])["dlq.reason"] == b"unknown_tenant"

@@ -1,0 +1,176 @@
+"""The enricher's stages as pure functions: decode, account stage, merchant stage, output.
+
+The Quix Streams topology in :mod:`consumers.enricher` only wires these together and keeps
+their state in its keyed stores; everything that decides a feature value or a record's bytes is
+here, testable without Kafka. Records travel between the stages as JSON-serialisable dicts
+(they cross a repartition topic), and each stage's state is the JSON form of the per-key part of
+:class:`scorestream.features.FeatureState` (:class:`~scorestream.features.AccountWindows`,
+:class:`~scorestream.features.MerchantWindows`), so the arithmetic is the training path's.
+
+Record kinds (``kind``): ``"tx"`` — a transaction with its raw payload, the fields the windows
+need and what its output carries on (trace context, CloudEvents extensions); ``"label"`` — a
+fraud label reduced to what the merchant windows need. Records that cannot be processed become
+an :class:`Outgoing` dead letter for the input's DLQ instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from schemas.cloudevents import decode as decode_record
+from schemas.cloudevents import encode
+from schemas.errors import DecodeError, RawRecord
+from schemas.events import EnrichedTransaction, LabelEvent, TransactionEvent
+from scorestream.dlq import DeadLetter
+from scorestream.features import (
+    FEATURE_SPEC,
+    MAX_WINDOW_S,
+    AccountWindows,
+    MerchantWindows,
+    stateless_features,
+)
+
+Record = dict[str, Any]
+"""A JSON-serialisable record between stages."""
+Json = dict[str, Any]
+
+SOURCE = "scorestream/enricher"
+"""The CloudEvents source of enriched records (``scorestream/<service>`` like every service)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A record to produce as is: key, value and headers, bytes decided here."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, str | bytes | None]]
+    reason: str | None = None
+    """For dead letters: the ``dlq.reason`` (metrics label)."""
+
+
+def dead_letter(letter: DeadLetter, service: str) -> Outgoing:
+    """The DLQ record: original key, value and headers plus the ``dlq.*`` headers."""
+    return Outgoing(letter.raw.key, letter.raw.value, letter.headers(service), letter.reason)
+
+
+def raw_record(
+    key: bytes | None,
+    value: bytes | None,
+    headers: Sequence[tuple[str, str | bytes | None]] | None,
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+) -> RawRecord:
+    """The consumed record as :func:`scorestream.serde.raw_from_message` would copy it."""
+    return RawRecord(
+        key=key,
+        value=value,
+        headers=[(k, v.encode() if isinstance(v, str) else v) for k, v in headers or ()],
+        topic=topic,
+        partition=partition,
+        offset=offset,
+    )
+
+
+def decode_input(
+    raw: RawRecord, *, tenant: str, accept: type[TransactionEvent] | type[LabelEvent]
+) -> Record | DeadLetter:
+    """Decode one input record into a stage record, or the reason it goes to the DLQ.
+
+    Transactions must be keyed by their account (the contract's key): the account stage keeps
+    its windows per Kafka key, so a record keyed otherwise would land in another account's
+    state; it is refused (``key_mismatch``) rather than given wrong features.
+    """
+    try:
+        env = decode_record(raw, [accept])
+    except DecodeError as exc:
+        return DeadLetter.from_decode_error(exc)
+    event = env.event
+    if event.tenant_id != tenant:
+        return DeadLetter(
+            raw,
+            "unknown_tenant",
+            "TenantMismatch",
+            f"tenant {event.tenant_id!r} on a topic of tenant {tenant!r}",
+        )
+    if isinstance(event, LabelEvent):
+        return {
+            "kind": "label",
+            "merchant": event.merchant_id,
+            "tx_id": event.transaction_id,
+            "is_fraud": event.is_fraud,
+            "tx_time": event.transaction_time.timestamp(),
+            "known_at": event.labelled_at.timestamp(),
+        }
+    if raw.key != event.account_id.encode():
+        return DeadLetter(
+            raw,
+            "key_mismatch",
+            "KeyMismatch",
+            f"key {raw.key!r} is not the account id {event.account_id!r}",
+        )
+    payload = raw.value or b""  # decoded, so there was a payload
+    return {
+        "kind": "tx",
+        "account": event.account_id,
+        "merchant": event.merchant_id,
+        "payload": payload.decode(),
+        "trace": env.trace,
+        # the transaction's own ce_time travels on, so the audit can measure the enrich hop
+        "ext": {**env.extensions, "ingesttime": env.time.isoformat()},
+    }
+
+
+def _tx(record: Record) -> TransactionEvent:
+    return TransactionEvent.model_validate_json(record["payload"])
+
+
+def account_stage(record: Record, state: Json | None) -> tuple[Record, Json]:
+    """Stage 1, keyed by account: the account features of a transaction; the new state."""
+    windows = AccountWindows.from_json(state)
+    record = {**record, "acc": windows.features(_tx(record))}
+    return record, windows.to_json()
+
+
+def merchant_stage(
+    record: Record, state: Json | None, labelled: dict[str, float] | None
+) -> tuple[Record | None, Json, dict[str, float]]:
+    """Stage 2, keyed by merchant: a label updates the windows (no output), a transaction gets
+    its merchant features. Returns the record (or None), the windows and the labelled ids.
+
+    ``labelled`` maps each counted fraud's transaction id to its transaction time, so a
+    redelivered label counts once; ids older than the largest window are forgotten (a label
+    that old could not count anyway: the windows prune it before counting).
+    """
+    windows = MerchantWindows.from_json(state)
+    seen = dict(labelled or {})
+    if record["kind"] == "label":
+        if record["is_fraud"] and record["tx_id"] not in seen:
+            seen[record["tx_id"]] = record["tx_time"]
+            windows.frauds.add(record["tx_time"], record["known_at"])
+        return None, windows.to_json(), seen
+    tx = _tx(record)
+    merchant = windows.features(tx)
+    horizon = tx.timestamp.timestamp() - MAX_WINDOW_S
+    seen = {tx_id: t for tx_id, t in seen.items() if t > horizon}
+    return {**record, "mer": merchant}, windows.to_json(), seen
+
+
+def enriched_output(record: Record, *, now: datetime | None = None) -> Outgoing:
+    """The ``transactions.enriched`` record: the contract, keyed by account, as a binary-mode
+    CloudEvent with the input's trace context and extensions (incl. ``ingesttime``)."""
+    tx = _tx(record)
+    features = stateless_features(tx) | record["acc"] | record["mer"]
+    enriched = EnrichedTransaction(
+        transaction=tx,
+        features=features,
+        feature_spec_hash=FEATURE_SPEC.hash,
+        enriched_at=now or datetime.now(UTC),
+    )
+    message = encode(enriched, source=SOURCE, trace=record["trace"], extensions=record["ext"])
+    return Outgoing(message.key, message.value, list(message.headers))
