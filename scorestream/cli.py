@@ -78,9 +78,15 @@ def _cmd_topics(args: argparse.Namespace) -> int:
 
 def _cmd_k8s(args: argparse.Namespace) -> int:
     from scorestream.k8s import generate  # noqa: PLC0415
+    from scorestream.k8s_manifests import generate_all  # noqa: PLC0415
 
     if args.action == "generate":
-        for path in generate(args.out, tenants=args.tenant or ["demo"], namespace=args.namespace):
+        tenants = args.tenant or ["demo"]
+        if args.out:  # only the Strimzi topics and users
+            paths = generate(args.out, tenants=tenants, namespace=args.namespace)
+        else:
+            paths = generate_all(args.root, tenants=tenants)
+        for path in paths:
             print(path)
         return 0
     raise AssertionError(args.action)
@@ -179,7 +185,7 @@ def _cmd_roundtrip(args: argparse.Namespace) -> int:
     return run_demo(tenant=args.tenant, count=args.count, seed=args.seed)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915  (a block per subcommand)
     parser = argparse.ArgumentParser(
         prog="scorestream",
         description="Real-time transactional model inference over Apache Kafka.",
@@ -210,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     k8s = sub.add_parser("k8s", help="Kubernetes manifests generated from the topic registry")
     k8s.add_argument("action", choices=("generate",))
-    k8s.add_argument("--out", default="k8s/base/kafka", help="output directory")
+    k8s.add_argument("--root", default="k8s", help="the k8s/ tree to (re)generate")
+    k8s.add_argument("--out", help="write only the Strimzi topics and users to this directory")
     k8s.add_argument("--tenant", action="append", help="tenant id, repeatable (default: demo)")
     k8s.add_argument("--namespace", default="kafka", help="namespace of the Strimzi resources")
     k8s.set_defaults(func=_cmd_k8s)
@@ -250,6 +257,14 @@ def build_parser() -> argparse.ArgumentParser:
     from producers.simulate_cli import register as register_simulate  # noqa: PLC0415
 
     register_simulate(sub)
+
+    from scorestream.chaos import register as register_chaos  # noqa: PLC0415
+
+    register_chaos(sub)
+
+    from scorestream.bench import register as register_bench  # noqa: PLC0415
+
+    register_bench(sub)
 
     for name, (_, help_text) in SERVICES.items():
         service = sub.add_parser(

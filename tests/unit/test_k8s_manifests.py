@@ -1,0 +1,447 @@
+"""The k8s/ tree: generated parts current, every overlay builds with kustomize, every object valid
+against the real schemas (Kubernetes OpenAPI via kubernetes-validate; the pinned Strimzi, KEDA,
+Istio and prometheus-operator CRDs via scorestream.k8s_crds), and the deployment policies hold.
+
+kustomize comes from `.ci/kustomize.sh` (built once with `go install`, cached under
+~/.cache/scorestream/bin; KUSTOMIZE overrides it) and the CRDs are downloaded once into
+~/.cache/scorestream/crds. If either cannot be provided these tests fail; they are never skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from scorestream import k8s_apps, k8s_config, k8s_crds, k8s_manifests
+from scorestream.topics import REGISTRY
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "k8s"
+OVERLAYS = ("dev", "prod", "istio", "ingress", "tenants/demo")
+KUBE_VERSION = "1.33.0"
+WORKLOAD_KINDS = {"Deployment", "StatefulSet"}
+TOPICS = {s.topic("demo"): s for s in REGISTRY.streams}
+
+
+@pytest.fixture(scope="session")
+def kustomize() -> str:
+    proc = subprocess.run(
+        [str(ROOT / ".ci" / "kustomize.sh")],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=1800,
+    )
+    assert proc.returncode == 0, f"kustomize could not be provided:\n{proc.stderr[-3000:]}"
+    return proc.stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def built(kustomize: str) -> dict[str, list[dict[str, Any]]]:
+    """``kustomize build`` of every overlay."""
+    out = {}
+    for overlay in OVERLAYS:
+        proc = subprocess.run(
+            [kustomize, "build", str(K8S / "overlays" / overlay)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+        assert proc.returncode == 0, f"kustomize build {overlay} failed:\n{proc.stderr}"
+        out[overlay] = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    return out
+
+
+def _all(built: dict[str, list[dict[str, Any]]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for overlay, objects in built.items():
+        for obj in objects:
+            yield overlay, obj
+
+
+def _name(obj: dict[str, Any]) -> str:
+    meta = obj["metadata"]
+    return f"{obj['kind']}/{meta.get('namespace', '-')}/{meta['name']}"
+
+
+def _of(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def _matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expr in selector.get("matchExpressions", []):
+        value = labels.get(expr["key"])
+        if expr["operator"] == "In" and value not in expr["values"]:
+            return False
+        if expr["operator"] == "NotIn" and value in expr["values"]:
+            return False
+        if expr["operator"] == "Exists" and value is None:
+            return False
+    return True
+
+
+# -- generated and current ---------------------------------------------------------------------
+def test_committed_tree_equals_the_generator_output(tmp_path: Path) -> None:
+    written = k8s_manifests.generate_all(tmp_path, tenants=("demo",))
+    assert written
+    for path in written:
+        rel = path.relative_to(tmp_path)
+        committed = K8S / rel
+        assert committed.is_file(), f"{rel} is not committed: run `scorestream k8s generate`"
+        assert committed.read_text(encoding="utf-8") == path.read_text(encoding="utf-8"), (
+            f"{rel} is stale: run `scorestream k8s generate`"
+        )
+
+
+def test_a_second_tenant_gets_its_own_namespace_and_resources(tmp_path: Path) -> None:
+    k8s_manifests.generate_all(tmp_path, tenants=("demo", "acme"))
+    bundle = tmp_path / "base" / "tenants" / "acme"
+    objects = [
+        d for f in sorted(bundle.glob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d
+    ]
+    namespaced = [o for o in objects if o["kind"] not in {"Namespace", "Kustomization"}]
+    assert namespaced
+    assert {o["metadata"]["namespace"] for o in namespaced} == {"scorestream-acme"}
+    text = "".join(f.read_text() for f in bundle.glob("*.yaml"))
+    assert "demo" not in text.replace("scorestream-models/acme", "")
+
+
+# -- kustomize and schemas ---------------------------------------------------------------------
+def test_every_overlay_builds(built: dict[str, list[dict[str, Any]]]) -> None:
+    for overlay, objects in built.items():
+        kinds = {o["kind"] for o in objects}
+        assert {"Deployment", "StatefulSet", "NetworkPolicy", "ScaledObject"} <= kinds, overlay
+        if overlay != "tenants/demo":
+            assert {"Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser"} <= kinds, overlay
+            assert {"PrometheusRule", "ConfigMap"} <= kinds, overlay
+    assert _of(built["istio"], "Gateway")
+    assert _of(built["istio"], "VirtualService")
+    assert _of(built["ingress"], "Ingress")
+    assert not _of(built["ingress"], "VirtualService")
+
+
+def test_core_objects_match_the_kubernetes_openapi_schemas(
+    built: dict[str, list[dict[str, Any]]],
+) -> None:
+    schemas = k8s_crds.crd_schemas()
+    checked = 0
+    unique = {json.dumps(obj, sort_keys=True): obj for _, obj in _all(built)}  # overlays share most
+    for obj in unique.values():
+        if (obj["apiVersion"], obj["kind"]) in schemas:
+            continue
+        try:
+            kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{_name(obj)}: {exc.message} at {list(exc.path)}")
+        checked += 1
+    assert checked > 100
+
+
+def test_custom_resources_match_the_pinned_crds(built: dict[str, list[dict[str, Any]]]) -> None:
+    schemas = k8s_crds.crd_schemas()
+    seen: set[str] = set()
+    for overlay, obj in _all(built):
+        if "." not in obj["apiVersion"].split("/")[0]:
+            continue  # core group or apps, batch, policy...: not a custom resource
+        if obj["apiVersion"].startswith(("networking.k8s.io", "policy", "batch", "apps")):
+            continue
+        assert (obj["apiVersion"], obj["kind"]) in schemas, f"no pinned CRD for {_name(obj)}"
+        problems = k8s_crds.violations(obj)
+        assert problems == [], f"{overlay}: {_name(obj)}: {problems}"
+        seen.add(obj["kind"])
+    assert seen == {
+        "Kafka",
+        "KafkaNodePool",
+        "KafkaTopic",
+        "KafkaUser",
+        "ScaledObject",
+        "TriggerAuthentication",
+        "PodMonitor",
+        "ServiceMonitor",
+        "PrometheusRule",
+        "Gateway",
+        "VirtualService",
+    }
+
+
+def test_the_schema_checks_catch_mistakes(built: dict[str, list[dict[str, Any]]]) -> None:
+    scaled = dict(_of(built["prod"], "ScaledObject")[0])
+    scaled["spec"] = {**scaled["spec"], "maxReplicas": 3}  # the HPA spelling, not KEDA's
+    assert any("maxReplicas" in p for p in k8s_crds.violations(scaled))
+    user = _of(built["prod"], "KafkaUser")[0]
+    acl = {**user["spec"]["authorization"]["acls"][0], "operation": "Read"}  # removed v1beta2 form
+    bad_user = {
+        **user,
+        "spec": {**user["spec"], "authorization": {"type": "simple", "acls": [acl]}},
+    }
+    assert k8s_crds.violations(bad_user)
+    pool = _of(built["prod"], "KafkaNodePool")[0]
+    assert k8s_crds.violations({**pool, "spec": {**pool["spec"], "roles": ["leader"]}})
+    deployment = _of(built["prod"], "Deployment")[0]
+    broken = {**deployment, "spec": {**deployment["spec"], "replica": 2}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBE_VERSION, strict=True)
+
+
+# -- policies ----------------------------------------------------------------------------------
+def _pod_specs(objects: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    for obj in objects:
+        if obj["kind"] in WORKLOAD_KINDS:
+            yield obj, obj["spec"]["template"]
+        elif obj["kind"] == "CronJob":
+            yield obj, obj["spec"]["jobTemplate"]["spec"]["template"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_pod_is_locked_down(built: dict[str, list[dict[str, Any]]], overlay: str) -> None:
+    pods = list(_pod_specs(built[overlay]))
+    assert len(pods) == len(k8s_apps.APPS) + 1
+    for obj, template in pods:
+        spec = template["spec"]
+        assert spec["securityContext"]["runAsNonRoot"] is True, _name(obj)
+        assert spec["securityContext"]["runAsUser"] != 0, _name(obj)
+        assert spec["automountServiceAccountToken"] is False, _name(obj)
+        for c in spec["containers"]:
+            sc = c["securityContext"]
+            assert sc["runAsNonRoot"] is True, _name(obj)
+            assert sc["readOnlyRootFilesystem"] is True, _name(obj)
+            assert sc["allowPrivilegeEscalation"] is False, _name(obj)
+            assert sc["capabilities"]["drop"] == ["ALL"], _name(obj)
+            assert sc["seccompProfile"]["type"] == "RuntimeDefault", _name(obj)
+            assert {"cpu", "memory"} <= set(c["resources"]["limits"]), _name(obj)
+            assert {"cpu", "memory"} <= set(c["resources"]["requests"]), _name(obj)
+            image = c["image"]
+            tag = image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1] else ""
+            assert tag, f"{_name(obj)} image {image} has no tag"
+            assert tag != "latest", f"{_name(obj)} image {image} is not pinned"
+            assert c["args"][0] in {*k8s_apps.APP_BY_SERVICE, "retrain"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_service_has_probes_grace_spread_policy_and_pdb(
+    built: dict[str, list[dict[str, Any]]], overlay: str
+) -> None:
+    objects = built[overlay]
+    policies = _of(objects, "NetworkPolicy")
+    pdbs = _of(objects, "PodDisruptionBudget")
+    workloads = [o for o in objects if o["kind"] in WORKLOAD_KINDS]
+    assert {w["metadata"]["name"] for w in workloads} == set(k8s_apps.APP_BY_SERVICE)
+    for obj, template in _pod_specs(objects):
+        labels = template["metadata"]["labels"]
+        ns = obj["metadata"]["namespace"]
+        selecting = [
+            p
+            for p in policies
+            if p["metadata"]["namespace"] == ns and _matches(p["spec"]["podSelector"], labels)
+        ]
+        assert any(p["spec"]["podSelector"] == {} for p in selecting), f"no default deny {ns}"
+        own = [p for p in selecting if p["spec"]["podSelector"]]
+        assert own, f"{_name(obj)}: no NetworkPolicy of its own"
+        if obj["kind"] == "CronJob":
+            continue
+        spec = template["spec"]
+        container = spec["containers"][0]
+        for probe, path in (
+            ("livenessProbe", "/livez"),
+            ("readinessProbe", "/readyz"),
+            ("startupProbe", "/livez"),
+        ):
+            assert container[probe]["httpGet"]["path"] == path, _name(obj)
+            assert container[probe]["httpGet"]["port"] == "http"
+        port = {p["name"]: p["containerPort"] for p in container["ports"]}["http"]
+        assert port == k8s_apps.APP_BY_SERVICE[obj["metadata"]["name"]].port
+        service = obj["metadata"]["name"]
+        assert spec["terminationGracePeriodSeconds"] > k8s_config.drain_seconds(service)
+        assert {t["topologyKey"] for t in spec["topologySpreadConstraints"]} == {
+            "topology.kubernetes.io/zone",
+            "kubernetes.io/hostname",
+        }
+        assert any(
+            p["metadata"]["namespace"] == ns and _matches(p["spec"]["selector"], labels)
+            for p in pdbs
+        ), f"{_name(obj)}: no PodDisruptionBudget"
+        # the policy lets Prometheus reach the metrics port
+        assert any(
+            rule["ports"] == [{"protocol": "TCP", "port": "http"}]
+            for p in own
+            for rule in p["spec"].get("ingress", [])
+        ), _name(obj)
+
+
+def test_pods_reach_kafka_dns_and_otlp_only_where_the_policies_say() -> None:
+    for app in (*k8s_apps.APPS, k8s_apps.RETRAIN):
+        policy = k8s_apps_policy(app)
+        ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
+        assert {53, k8s_config.KAFKA_TLS_PORT, 4318} <= ports, app.service
+        assert (443 in ports) == app.egress_https, app.service
+        for rule in policy["spec"]["egress"]:
+            for peer in rule["to"]:
+                if "ipBlock" in peer:
+                    assert "10.0.0.0/8" in peer["ipBlock"]["except"]
+
+
+def k8s_apps_policy(app: k8s_apps.App) -> dict[str, Any]:
+    from scorestream.k8s_network import service_policy  # noqa: PLC0415
+
+    return service_policy(app, "demo")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_keda_scales_on_lag_within_the_partitions(
+    built: dict[str, list[dict[str, Any]]], overlay: str
+) -> None:
+    objects = built[overlay]
+    scaled = _of(objects, "ScaledObject")
+    assert {s["metadata"]["name"] for s in scaled} == {"worker", "enricher", "decision"}
+    auths = {a["metadata"]["name"]: a for a in _of(objects, "TriggerAuthentication")}
+    for so in scaled:
+        spec = so["spec"]
+        (trigger,) = spec["triggers"]
+        meta = trigger["metadata"]
+        assert trigger["type"] == "kafka"
+        stream = TOPICS[meta["topic"]]
+        assert so["metadata"]["name"] in stream.consumers
+        assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"] <= stream.partitions
+        assert meta["consumerGroup"] == f"demo.{so['metadata']['name']}"
+        assert meta["sasl"] == "scram_sha512"
+        assert meta["tls"] == "enable"
+        assert {"lagThreshold", "activationLagThreshold", "offsetResetPolicy"} <= set(meta)
+        assert meta["bootstrapServers"] == k8s_config.BOOTSTRAP
+        behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+        assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 300
+        auth = auths[trigger["authenticationRef"]["name"]]["spec"]
+        assert {r["parameter"] for r in auth["secretTargetRef"]} == {"password", "ca"}
+        assert auth["configMapTargetRef"][0]["parameter"] == "username"
+        target = spec["scaleTargetRef"]
+        workload = [o for o in objects if o["metadata"]["name"] == target["name"]]
+        assert workload
+        assert workload[0]["kind"] == target["kind"] == "Deployment"
+        assert "replicas" not in workload[0]["spec"], "KEDA owns the replica count"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_gateway_replicas_fit_the_reply_partitions(
+    built: dict[str, list[dict[str, Any]]], overlay: str
+) -> None:
+    (gateway,) = [
+        o for o in _of(built[overlay], "StatefulSet") if o["metadata"]["name"] == "gateway"
+    ]
+    assert gateway["spec"]["replicas"] <= REGISTRY.get("replies").partitions
+    env = {e["name"]: e for e in gateway["spec"]["template"]["spec"]["containers"][0]["env"]}
+    ref = env["SCORESTREAM_GATEWAY_REPLY_PARTITION"]["valueFrom"]["fieldRef"]["fieldPath"]
+    assert ref == "metadata.labels['apps.kubernetes.io/pod-index']"
+
+
+def test_kafka_users_name_only_their_own_tenants_resources(
+    built: dict[str, list[dict[str, Any]]],
+) -> None:
+    global_topics = {s.topic() for s in REGISTRY.global_streams()}
+    users = _of(built["prod"], "KafkaUser")
+    assert users
+    for user in users:
+        tenant = user["metadata"]["labels"]["scorestream/tenant"]
+        assert user["metadata"]["name"].startswith(f"{tenant}-")
+        for acl in user["spec"]["authorization"]["acls"]:
+            name = acl["resource"]["name"]
+            # Quix Streams' internal topics are named after the consumer group <tenant>.<service>
+            owned = name.startswith(
+                (f"{tenant}.", f"repartition__{tenant}.", f"changelog__{tenant}.")
+            )
+            assert owned or name in global_topics, (user, acl)
+            if not name.startswith(f"{tenant}.") and name not in global_topics:
+                assert acl["resource"]["patternType"] == "prefix"
+                assert name.endswith(f"{tenant}.{user['metadata']['name'][len(tenant) + 1 :]}--")
+            assert "All" not in acl["operations"]
+
+
+def test_dev_is_one_broker_and_prod_is_three(built: dict[str, list[dict[str, Any]]]) -> None:
+    for overlay, nodes, replicas in (("dev", 1, 1), ("prod", 3, 3)):
+        (pool,) = _of(built[overlay], "KafkaNodePool")
+        assert pool["spec"]["replicas"] == nodes
+        assert set(pool["spec"]["roles"]) == {"controller", "broker"}
+        (kafka,) = _of(built[overlay], "Kafka")
+        config = kafka["spec"]["kafka"]["config"]
+        assert config["default.replication.factor"] == replicas
+        assert config["min.insync.replicas"] <= replicas
+        for topic in _of(built[overlay], "KafkaTopic"):
+            assert topic["spec"]["replicas"] <= nodes
+            assert int(topic["spec"]["config"]["min.insync.replicas"]) <= topic["spec"]["replicas"]
+        (listener,) = kafka["spec"]["kafka"]["listeners"]
+        assert listener["tls"] is True
+        assert listener["authentication"]["type"] == "scram-sha-512"
+        assert kafka["spec"]["kafka"]["authorization"]["type"] == "simple"
+
+
+def test_retrain_cronjob(built: dict[str, list[dict[str, Any]]]) -> None:
+    (cron,) = _of(built["prod"], "CronJob")
+    spec = cron["spec"]
+    assert spec["concurrencyPolicy"] == "Forbid"
+    assert spec["successfulJobsHistoryLimit"] >= 1
+    assert spec["failedJobsHistoryLimit"] >= 1
+    job = spec["jobTemplate"]["spec"]
+    assert job["backoffLimit"] >= 1
+    assert job["template"]["spec"]["restartPolicy"] == "Never"
+    assert job["template"]["spec"]["containers"][0]["args"][:3] == ["retrain", "--tenant", "demo"]
+
+
+# -- the pods' environment is what the services' settings classes read --------------------------
+def _pod_env(objects: list[dict[str, Any]], service: str) -> dict[str, str]:
+    (obj,) = [
+        o for o in objects if o["kind"] in WORKLOAD_KINDS and o["metadata"]["name"] == service
+    ]
+    container = obj["spec"]["template"]["spec"]["containers"][0]
+    maps = {m["metadata"]["name"]: m["data"] for m in _of(objects, "ConfigMap")}
+    env: dict[str, str] = {}
+    for source in container["envFrom"]:
+        env.update(maps[source["configMapRef"]["name"]])
+    for entry in container["env"]:
+        if "value" in entry:
+            env[entry["name"]] = entry["value"]
+        elif "fieldRef" in entry["valueFrom"]:
+            path = entry["valueFrom"]["fieldRef"]["fieldPath"]
+            env[entry["name"]] = "1" if "pod-index" in path else f"{service}-7d9f-abcde"
+        else:
+            env[entry["name"]] = "from-a-secret"
+    return env
+
+
+@pytest.mark.parametrize("service", sorted(k8s_config.SERVICE_SETTINGS))
+def test_settings_load_from_the_pod_environment(
+    built: dict[str, list[dict[str, Any]]], service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = _pod_env(built["prod"], service)
+    for key in list(os.environ):
+        if key.startswith("SCORESTREAM_") or key in {"KAFKA_BOOTSTRAP_SERVERS", "POD_NAME"}:
+            monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings: Any = k8s_config.SERVICE_SETTINGS[service].load()()
+    assert settings.tenant == "demo"
+    assert settings.instance_id == f"{service}-7d9f-abcde"
+    kafka: Any = k8s_config.KAFKA.load()()
+    assert kafka.security_protocol == "SASL_SSL"
+    assert kafka.sasl_username == f"demo-{service}"
+    assert kafka.bootstrap_servers == k8s_config.BOOTSTRAP
+    scorestream_keys = {k for k in env if k.startswith("SCORESTREAM_")}
+    known = set()
+    for ref in (*k8s_config.SERVICE_SETTINGS.values(), k8s_config.KAFKA, k8s_config.MODELS):
+        cls = ref.load()
+        known |= {f"{cls.model_config.get('env_prefix', '')}{f.upper()}" for f in cls.model_fields}
+    cls = k8s_config.TRACING.load()
+    known |= {f"{cls.model_config.get('env_prefix', '')}{f.upper()}" for f in cls.model_fields}
+    assert scorestream_keys <= known, scorestream_keys - known
+    if service == "gateway":
+        assert settings.reply_partition == 1
+        assert settings.port == k8s_config.GATEWAY_PORT
+    else:
+        assert settings.health_port == k8s_config.HEALTH_PORT
