@@ -23,7 +23,7 @@ from scorestream.topics import REGISTRY, TopicRegistry, validate_tenant
 
 ResourceKind = Literal["topic", "group", "transactionalId"]
 PatternKind = Literal["literal", "prefix"]
-Operation = Literal["Read", "Write", "Describe"]
+Operation = Literal["Read", "Write", "Describe", "DescribeConfigs", "Create"]
 
 EXACTLY_ONCE: frozenset[str] = frozenset({"enricher", "worker", "decision", "notifier", "audit"})
 """Services with a transactional producer (``transactional.id`` = ``<tenant>.<service>.<pod>``)."""
@@ -33,6 +33,15 @@ EXTRA_READS: dict[str, tuple[str, ...]] = {
     "audit": ("audit.state",),
 }
 """Streams a service reads that the registry lists under another reader (``operator``)."""
+
+QUIX_SERVICES: frozenset[str] = frozenset({"enricher"})
+"""Services built on Quix Streams. Quix checks the config of every topic it is given
+(DescribeConfigs) and creates its own internal topics, named ``changelog__<group>--...`` and
+``repartition__<group>--...`` with ``<group>`` = ``<tenant>.<service>`` (quixstreams 3.28
+``TopicManager._internal_name``), so it gets DescribeConfigs on its topics and Create, Read,
+Write, Describe and DescribeConfigs on those two prefixes: still only its own tenant's names."""
+
+_INTERNAL: tuple[Operation, ...] = ("Create", "Read", "Write", "Describe", "DescribeConfigs")
 
 _READ: tuple[Operation, ...] = ("Read", "Describe")
 _WRITE: tuple[Operation, ...] = ("Write", "Describe")
@@ -62,9 +71,15 @@ def service_acl_rules(
     for extra in EXTRA_READS.get(service, ()):
         reads.setdefault(extra, registry.get(extra))
     writes = registry.written_by(service)
-    rules = [AclRule("topic", s.topic(tenant), "literal", _READ) for s in reads.values()]
-    rules += [AclRule("topic", s.topic(tenant), "literal", _WRITE) for s in writes]
+    quix: tuple[Operation, ...] = ("DescribeConfigs",) if service in QUIX_SERVICES else ()
+    rules = [AclRule("topic", s.topic(tenant), "literal", _READ + quix) for s in reads.values()]
+    rules += [AclRule("topic", s.topic(tenant), "literal", _WRITE + quix) for s in writes]
     group = f"{tenant}.{service}"
+    if service in QUIX_SERVICES:
+        rules += [
+            AclRule("topic", f"{kind}__{group}--", "prefix", _INTERNAL)
+            for kind in ("changelog", "repartition")
+        ]
     rules.append(AclRule("group", group, "literal", ("Read",)))
     rules.append(AclRule("group", f"{group}.", "prefix", ("Read",)))
     if service in EXACTLY_ONCE:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
@@ -52,6 +52,8 @@ _OPERATION = {
     "Read": AclOperation.READ,
     "Write": AclOperation.WRITE,
     "Describe": AclOperation.DESCRIBE,
+    "DescribeConfigs": AclOperation.DESCRIBE_CONFIGS,
+    "Create": AclOperation.CREATE,
 }
 
 
@@ -66,7 +68,7 @@ class ServicePrincipal:
     tenant: str
     service: str
     username: str
-    password: str
+    password: str = field(repr=False)
 
     def client_env(self, bootstrap: str, *, protocol: str = "SASL_PLAINTEXT") -> dict[str, str]:
         return client_env(bootstrap, self.username, self.password, protocol=protocol)

@@ -126,12 +126,13 @@ def test_broker_acls_are_the_kafkauser_acls(
         }
         kinds = {"TOPIC": "topic", "GROUP": "group", "TRANSACTIONAL_ID": "transactionalId"}
         patterns = {"LITERAL": "literal", "PREFIXED": "prefix"}
+        operations = {v: k for k, v in security._OPERATION.items()}
         on_broker = {
             (
                 kinds[b.restype.name],
                 b.name,
                 patterns[b.resource_pattern_type.name],
-                b.operation.name.capitalize(),
+                operations[b.operation],
             )
             for b in security.principal_acls(sasl_admin, p.username)
         }
