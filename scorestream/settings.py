@@ -153,6 +153,9 @@ class ProcessingSettings(BaseSettings):
     delivery: Literal["exactly_once", "at_least_once"] = "exactly_once"
     max_batch: int = Field(default=500, ge=1, le=10_000)
     max_wait_ms: int = Field(default=20, ge=1, le=10_000)
+    adaptive_batching: bool = True
+    """Block up to max_wait_ms for the first record only, then take what is already fetched
+    (low latency when idle, full batches under load); False waits for a full batch."""
     health_port: int = Field(default=8080, ge=0, le=65535)
     """0 disables the HTTP endpoints (tests run several services in one process)."""
     transaction_timeout_s: float = Field(default=30.0, gt=0)

@@ -1,0 +1,167 @@
+"""The machine's limits for the worker, each measured alone in one run.
+
+* ONNX Runtime on prebuilt float32 batches of the production model (1 intra-op thread);
+* Kafka consume → produce → commit with the worker's own client settings, no decoding or scoring
+  (exactly-once: a transaction per batch; at-least-once: flush + synchronous commit);
+* the event contracts' JSON alone: decode an ``EnrichedTransaction`` CloudEvent, encode a
+  ``PredictionEvent`` CloudEvent (what the worker must do per event whatever the model).
+
+The worker benchmark (:mod:`bench.worker_bench`) divides its events/s by the smaller of the first
+two at the same batch size.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import common
+from bench import worker_bench as wb
+from inference_worker.handler import score_batch
+from inference_worker.model import load_serving_model
+from pipelines.repository import ModelRepository
+from schemas.cloudevents import encode
+from schemas.events import EnrichedTransaction, ModelAlias
+from scorestream.serde import decode_message
+from scorestream.settings import KafkaSettings
+
+
+class _Raw:
+    """The three accessors ``decode_message`` uses, over preloaded bytes (no broker needed)."""
+
+    __slots__ = ("_h", "_k", "_v")
+
+    def __init__(self, p: wb.Payload) -> None:
+        self._k, self._v, self._h = p.key, p.value, p.headers
+
+    def key(self) -> bytes:
+        return self._k
+
+    def value(self) -> bytes:
+        return self._v
+
+    def headers(self) -> list[tuple[str, str | bytes | None]]:
+        return self._h
+
+    def topic(self) -> str:
+        return "bench"
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return 0
+
+    def timestamp(self) -> tuple[int, int]:
+        return (0, 0)
+
+
+def codec(payloads: list[wb.Payload], model: Any, seconds: float) -> dict[str, Any]:
+    """µs/event for decoding the input and encoding the output contract, best of 3 passes."""
+    raws = [_Raw(p) for p in payloads]
+    decoded = [decode_message(r, accept=[EnrichedTransaction]) for r in raws[:500]]  # type: ignore[arg-type]
+    preds = score_batch(decoded, tenant=wb.PLACEHOLDER, champion=model).predictions
+    best_dec = best_enc = float("inf")
+    for _ in range(3):
+        t0, n = time.perf_counter(), 0
+        while time.perf_counter() - t0 < seconds / 6:
+            for r in raws:
+                decode_message(r, accept=[EnrichedTransaction])  # type: ignore[arg-type]
+            n += len(raws)
+        best_dec = min(best_dec, (time.perf_counter() - t0) / n * 1e6)
+        t0, n = time.perf_counter(), 0
+        while time.perf_counter() - t0 < seconds / 6:
+            for s in preds:
+                encode(s.prediction, source=wb.WORKER_SOURCE, trace=s.envelope.trace)
+            n += len(preds)
+        best_enc = min(best_enc, (time.perf_counter() - t0) / n * 1e6)
+    total = best_dec + best_enc
+    return {
+        "decode_us_per_event": round(best_dec, 2),
+        "encode_us_per_event": round(best_enc, 2),
+        "codec_events_per_s_one_core": round(1e6 / total, 1),
+    }
+
+
+def run(
+    smoke_s: float | None,
+    results_dir: Path,
+    name: str = "limits",
+    command: str = "scorestream bench limits",
+) -> dict[str, Any]:
+    plan = wb.make_plan(quick=smoke_s is not None, smoke_s=smoke_s)
+    kafka = KafkaSettings()
+    cleanup = wb.Cleanup(kafka)
+    workdir = Path(tempfile.mkdtemp(prefix="scorestream-bench-limits-"))
+    cleanup.dirs.append(workdir)
+    ctx = wb.Context(plan, kafka, cleanup, workdir, ModelRepository(str(workdir / "models")))
+    results = common.header(name, command, plan={**wb.asdict(plan)})
+    t0 = time.perf_counter()
+    try:
+        results["model"] = wb.prepare_model(ctx.repo, retrain=False)
+        ctx.version = str(results["model"]["version"])
+        model = load_serving_model(ctx.repo, wb.MODEL_NAME, ctx.version, ModelAlias.CHAMPION)
+        ctx.payloads, X = wb.make_payloads(plan.events)
+        print("  ONNX Runtime only", flush=True)
+        results["ort_only"] = {str(b): r for b, r in wb.bench_ort(model, X, plan).items()}
+        print("  contracts' JSON alone", flush=True)
+        results["codec"] = codec(ctx.payloads[:2000], model, 1.0 if smoke_s else 6.0)
+        print("  Kafka passthrough (the worker's client settings)", flush=True)
+        results["passthrough"] = wb.run_passthrough(ctx)
+    finally:
+        cleanup.close()
+    results["peaks"] = {
+        "ort_rows_per_s": max(r["rows_per_s"] for r in results["ort_only"].values()),
+        "passthrough_records_per_s": {
+            wb.SHORT[m]: max(
+                ((r["records_per_s"] or 0) for r in results["passthrough"] if r["mode"] == m),
+                default=None,
+            )
+            for m in plan.modes
+        },
+        "codec_events_per_s_one_core": results["codec"]["codec_events_per_s_one_core"],
+    }
+    results["elapsed_s"] = round(time.perf_counter() - t0, 1)
+    common.finish(results, results_dir, name)
+    plot(results, results_dir / f"{name}.png")
+    print(f"  peaks: {results['peaks']}")
+    return results
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, ax = plt.subplots(figsize=(9, 5.5), dpi=110)
+    ort = results["ort_only"]
+    xs = sorted(int(b) for b in ort)
+    ax.plot(xs, [ort[str(b)]["rows_per_s"] for b in xs], "-o", label="ONNX Runtime only (rows/s)")
+    for mode in wb.MODES:
+        pts = [r for r in results["passthrough"] if r["mode"] == mode and r["records_per_s"]]
+        if pts:
+            ax.plot(
+                [r["batch"] for r in pts],
+                [r["records_per_s"] for r in pts],
+                "-x",
+                label=f"Kafka passthrough {wb.SHORT[mode]} (records/s)",
+            )
+    c = results["codec"]["codec_events_per_s_one_core"]
+    ax.axhline(c, color="gray", linestyle="-.", label=f"JSON decode+encode alone: {c:,.0f} ev/s")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("per second (log)")
+    m = results["machine"]
+    ax.set_title(
+        f"limits — {m['cpu_model']}, {m['nproc']} cores, load {m['loadavg_before'][0]:.2f}",
+        fontsize=9,
+    )
+    ax.grid(visible=True, which="both", alpha=0.25)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,1 @@
+"""Programs the peer benchmarks run inside the peers' own virtualenvs (never imported here)."""
