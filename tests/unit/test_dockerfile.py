@@ -1,0 +1,135 @@
+"""Lint of the Dockerfile and .dockerignore (no Docker engine here, so the image is not built in
+tests): multi-stage, pinned slim base, non-root final stage without build tools, one
+`scorestream` entrypoint, and a build context that holds what the image installs and no more."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+BUILD_TOOLS = ("build-essential", "gcc", "g++", "make", "git", "curl", "wget", "pip install")
+
+
+@dataclass
+class Stage:
+    base: str
+    name: str | None
+    instructions: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
+    out: list[tuple[str, str]] = []
+    logical = ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        logical += stripped[:-1].rstrip() + " " if stripped.endswith("\\") else stripped
+        if not stripped.endswith("\\"):
+            keyword, _, args = logical.partition(" ")
+            out.append((keyword.upper(), args.strip()))
+            logical = ""
+    return out
+
+
+def parse(text: str) -> tuple[dict[str, str], list[Stage]]:
+    args: dict[str, str] = {}
+    stages: list[Stage] = []
+    for keyword, rest in _instructions(text):
+        if keyword == "ARG" and not stages:
+            name, _, default = rest.partition("=")
+            args[name] = default
+        elif keyword == "FROM":
+            parts = rest.split()
+            base = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], parts[0])
+            name = parts[2] if len(parts) > 2 and parts[1].upper() == "AS" else None
+            stages.append(Stage(base, name))
+        else:
+            stages[-1].instructions.append((keyword, rest))
+    return args, stages
+
+
+def _final() -> Stage:
+    return parse(DOCKERFILE.read_text())[1][-1]
+
+
+def test_multi_stage_with_a_pinned_slim_python_base() -> None:
+    _, stages = parse(DOCKERFILE.read_text())
+    assert len(stages) >= 2
+    for stage in stages:
+        image, _, tag = stage.base.partition(":")
+        assert image == "python", stage.base
+        assert "@sha256:" in stage.base or re.fullmatch(r"3\.11\.\d+-slim-\w+", tag), stage.base
+        assert tag != "latest"
+
+
+def test_final_stage_runs_as_a_non_root_user() -> None:
+    users = [rest for kw, rest in _final().instructions if kw == "USER"]
+    assert users, "the final stage sets no USER"
+    user = users[-1].split(":")[0]
+    assert user not in {"root", "0"}
+    assert user.isdigit(), "a numeric UID lets Kubernetes verify runAsNonRoot"
+    assert int(user) == 10001  # the runAsUser of the pods (scorestream.k8s_apps.RUN_AS)
+
+
+def test_no_build_tools_in_the_final_stage() -> None:
+    final = _final()
+    for keyword, rest in final.instructions:
+        if keyword == "RUN":
+            for tool in BUILD_TOOLS:
+                assert tool not in rest, f"{tool} in the final stage: {rest}"
+    copies = [rest for kw, rest in final.instructions if kw == "COPY"]
+    assert any("--from=build" in c and "/opt/scorestream" in c for c in copies)
+
+
+def test_one_entrypoint_for_every_service() -> None:
+    entry = [rest for kw, rest in _final().instructions if kw == "ENTRYPOINT"]
+    assert entry == ['["scorestream"]']
+
+
+def _ignored(path: str, patterns: list[str]) -> bool:
+    ignored = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        pat = pattern.lstrip("!").rstrip("/")
+        if (
+            fnmatch.fnmatch(path, pat)
+            or fnmatch.fnmatch(path, pat.removeprefix("**/"))
+            or path.startswith(pat + "/")
+        ):
+            ignored = not negate
+    return ignored
+
+
+def test_build_context_holds_what_the_image_copies_and_leaves_out_the_rest() -> None:
+    patterns = [
+        line.strip()
+        for line in DOCKERIGNORE.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    for secret_or_heavy in (".git", ".venv", "var", "tests", "k8s", ".env"):
+        assert _ignored(secret_or_heavy, patterns), secret_or_heavy
+    _, stages = parse(DOCKERFILE.read_text())
+    for stage in stages:
+        for keyword, rest in stage.instructions:
+            if keyword != "COPY" or "--from=" in rest:
+                continue
+            *sources, _dest = shlex.split(rest)
+            for source in sources:
+                assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
+                assert not _ignored(source, patterns), f"COPY {source}: excluded by .dockerignore"
+
+
+def test_parser_reads_continuations_and_stages() -> None:
+    text = "ARG B=python:3.11.1-slim-x\nFROM ${B} AS one\nRUN a \\\n  b\nFROM ${B}\nUSER 1\n"
+    args, stages = parse(text)
+    assert args == {"B": "python:3.11.1-slim-x"}
+    assert [s.name for s in stages] == ["one", None]
+    assert stages[0].instructions == [("RUN", "a b")]
