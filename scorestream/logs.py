@@ -1,19 +1,115 @@
-"""JSON-lines logging for services: one object per line, with service and tenant on every line.
+"""JSON-lines logging for services: one object per line, the same fields in every service.
 
-Fields: ``ts`` (UTC, ISO 8601), ``level``, ``service``, ``tenant``, ``logger``, ``msg`` and any
-``extra={...}`` fields (``event_id``, ``trace_id``, ``span_id`` ...). Secrets never reach a log
-call; values that look like settings with passwords are redacted defensively.
+Fields: ``ts`` (UTC, ISO 8601, ms), ``level``, ``service``, ``tenant``, ``logger``, ``msg``,
+``trace_id`` / ``span_id`` (from the record's ``extra`` — the message being processed — else the
+current OpenTelemetry span), ``event_id`` when known, then any other ``extra={...}`` fields and
+``exc`` for tracebacks.
+
+Everything passes a redaction layer before it is written, because a log line is read by more
+people than a secret should be and is kept longer than card data may be:
+
+* values under secret-looking keys (password, secret, token, api key, authorization, JAAS
+  config, credential, private key) become ``***``, in extras and nested dicts alike;
+* ``key=value`` / ``"key": "value"`` spans of text with such keys are masked the same way;
+* the secret values this process was configured with (Kafka SASL/SSL passwords, S3 keys,
+  anything passed to :func:`register_secret`) are replaced wherever they appear verbatim;
+* digit runs that look like a card number (13-19 digits, spaces or dashes allowed, Luhn-valid)
+  keep their first 6 and last 4 digits only, as PCI DSS allows for display.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
+import threading
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from opentelemetry import trace
+
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+_ORDER = ("event_id", "trace_id", "span_id")
+
+SECRET_KEY = re.compile(
+    r"pass(word|wd|phrase)?|secret|token|api[_.-]?key|authorization|jaas|credential|"
+    r"private[_.-]?key",
+    re.IGNORECASE,
+)
+"""Keys whose values are never logged (``sasl.password``, ``sasl.jaas.config``, ``api_key`` ...).
+``sasl.username`` / ``sasl.mechanism`` stay readable: they say who connected, not how."""
+# key=value, key: value, "key": "value", 'key': 'value' with a secret-looking key
+_KV = re.compile(
+    r"""(?P<k>["']?[\w.-]*(?:pass(?:word|wd|phrase)?|secret|token|api[_.-]?key|authorization|"""
+    r"""jaas|credential|private[_.-]?key)[\w.-]*["']?\s*[:=]\s*)"""
+    r"""(?P<v>"[^"]*"|'[^']*'|[^\s,;}\])]+)""",
+    re.IGNORECASE,
+)
+_PAN = re.compile(r"(?<![\d])\d(?:[ -]?\d){12,18}(?![\d])")
+MASK = "***"
+
+_secrets: set[str] = set()
+_secrets_lock = threading.Lock()
+
+
+def register_secret(value: str | None) -> None:
+    """Redact this exact value wherever it appears in a log line (values shorter than 4
+    characters are ignored: masking them would garble ordinary text)."""
+    if value and len(value) >= 4:
+        with _secrets_lock:
+            _secrets.add(value)
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _mask_pan(m: re.Match[str]) -> str:
+    text = m.group(0)
+    digits = re.sub(r"\D", "", text)
+    if not 13 <= len(digits) <= 19 or not _luhn(digits):
+        return text
+    return f"{digits[:6]}{'*' * (len(digits) - 10)}{digits[-4:]}"
+
+
+def _mask_kv(m: re.Match[str]) -> str:
+    value = m.group("v")
+    quote = value[0] if value[:1] in {'"', "'"} else ""
+    return f"{m.group('k')}{quote}{MASK}{quote}"
+
+
+def redact_text(text: str) -> str:
+    """Mask secrets and card-number-like digit runs in free text."""
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, MASK)
+    text = _KV.sub(_mask_kv, text)
+    return _PAN.sub(_mask_pan, text)
+
+
+def redact(value: Any, key: str | None = None) -> Any:
+    """Redact a log field: secret-looking keys hide their value, text is scanned."""
+    if key is not None and SECRET_KEY.search(key):
+        return MASK
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, bytes):
+        return redact_text(value.decode("utf-8", errors="replace"))
+    if isinstance(value, Mapping):
+        return {str(k): redact(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [redact(v) for v in value]
+    if isinstance(value, int | float | bool) or value is None:
+        return value
+    return redact_text(str(value))
 
 
 class JsonFormatter(logging.Formatter):
@@ -29,17 +125,46 @@ class JsonFormatter(logging.Formatter):
             "service": self.service,
             "tenant": self.tenant,
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact_text(record.getMessage()),
         }
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD and not key.startswith("_"):
-                out[key] = "***" if "password" in key or "secret" in key else value
+        extras = {
+            k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")
+        }
+        if not extras.get("trace_id"):
+            ctx = trace.get_current_span().get_span_context()
+            if ctx.is_valid:
+                extras["trace_id"] = format(ctx.trace_id, "032x")
+                extras["span_id"] = format(ctx.span_id, "016x")
+        for key in _ORDER:
+            if extras.get(key):
+                value = extras.pop(key)
+                # trace/span ids are hex the SDK or the W3C parser validated: not scanned
+                out[key] = value if key != "event_id" else redact(value, key)
+        for key, value in extras.items():
+            out[key] = redact(value, key)
         if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
+            out["exc"] = redact_text(self.formatException(record.exc_info))
         return json.dumps(out, default=str)
 
 
+def _register_configured_secrets() -> None:
+    """The secrets this process reads from its environment, so that they are masked even in a
+    library's message that quotes a configuration value."""
+    from scorestream.settings import KafkaSettings, ModelRepoSettings  # noqa: PLC0415
+
+    for factory in (KafkaSettings, ModelRepoSettings):
+        try:
+            settings = factory()
+        except ValueError:  # invalid settings: the service reports that itself
+            continue
+        for value in settings.__dict__.values():
+            secret = getattr(value, "get_secret_value", None)
+            if callable(secret):
+                register_secret(secret())
+
+
 def configure_logging(service: str, tenant: str | None = None, level: str = "INFO") -> None:
+    _register_configured_secrets()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service, tenant))
     root = logging.getLogger()
