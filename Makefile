@@ -5,12 +5,16 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo check lint typecheck test test-unit test-integration format schemas broker-start broker-stop clean promtool docs-metrics
+.PHONY: install demo check lint typecheck test test-unit test-integration format schemas broker-start broker-stop clean promtool kustomize docs-metrics
 
 ## promtool for the alert-rule tests: built once with `go install` (~10 min cold), cached in
 ## ~/.cache/scorestream/bin
 promtool:
 	@.ci/promtool.sh >/dev/null
+
+## kustomize for the k8s/ overlay tests: built once with `go install`, cached the same way
+kustomize:
+	@.ci/kustomize.sh >/dev/null
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,11 +38,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) promtool
+test: $(STAMP) promtool kustomize
 	@$(BIN)/pytest $(PYTEST_ARGS) || { rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; fi; exit $$rc; }
 
-test-unit: $(STAMP) promtool
+test-unit: $(STAMP) promtool kustomize
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 docs-metrics: $(STAMP)
