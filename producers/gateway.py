@@ -38,6 +38,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from producers.gateway_auth import ApiKeyMiddleware, GatewayAuthSettings, auth_store
 from producers.gateway_http import (
     SYNC,
     SYNC_SECONDS,
@@ -535,7 +536,14 @@ TraceState = Annotated[str | None, Header(description="W3C trace context")]
 Prefer = Annotated[str | None, Header(description="`wait=<seconds>` (RFC 7240): the sync deadline")]
 
 
-def create_app(settings: GatewaySettings, *, kafka: KafkaSettings | None = None) -> FastAPI:
+def create_app(
+    settings: GatewaySettings,
+    *,
+    kafka: KafkaSettings | None = None,
+    auth: GatewayAuthSettings | None = None,
+) -> FastAPI:
+    auth = auth or GatewayAuthSettings()
+    keys = auth_store(settings.tenant, auth)  # API keys (producers.gateway_auth); fails closed
     gw = Gateway(settings, kafka)
 
     @asynccontextmanager
@@ -579,6 +587,14 @@ def create_app(settings: GatewaySettings, *, kafka: KafkaSettings | None = None)
         return path.startswith("/v1/") or path.endswith("/infer")
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if keys is not None:  # outside the body limit: no body is read for a request without a key
+        app.add_middleware(
+            ApiKeyMiddleware,
+            tenant=settings.tenant,
+            store=keys,
+            rate_per_s=auth.rate_limit_per_s,
+            burst=auth.rate_limit_burst,
+        )
     app.add_middleware(
         InFlightLimitMiddleware,
         limit=settings.max_in_flight,

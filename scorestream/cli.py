@@ -148,6 +148,17 @@ def _run_service(name: str, argv: list[str]) -> int:
     return code
 
 
+def _cmd_gateway_keys(args: argparse.Namespace) -> int:
+    from pathlib import Path  # noqa: PLC0415
+
+    from producers.gateway_auth import add_key  # noqa: PLC0415
+
+    key, line = add_key(args.tenant, Path(args.file) if args.file else None)
+    print(f"API key (shown once; give it to the client): {key}")
+    print(f"stored line{f' (appended to {args.file})' if args.file else ''}: {line}")
+    return 0
+
+
 def _cmd_up(args: argparse.Namespace) -> int:
     from scorestream.up import up  # noqa: PLC0415
 
@@ -225,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915  (a block per su
     schemas = sub.add_parser("schemas", help="JSON Schemas of the event contracts")
     schemas.add_argument("action", choices=("generate", "publish", "check"))
     schemas.set_defaults(func=_cmd_schemas)
+
+    keys = sub.add_parser("gateway-keys", help="gateway API keys: 'add' prints a new key")
+    keys.add_argument("action", choices=("add",))
+    keys.add_argument("--tenant", required=True)
+    keys.add_argument("--file", help="append the stored (hashed) line to this keys file")
+    keys.set_defaults(func=_cmd_gateway_keys)
 
     up_cmd = sub.add_parser("up", help="start broker, topics and every service of a tenant")
     up_cmd.add_argument("--tenant", default="demo")

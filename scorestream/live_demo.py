@@ -207,9 +207,11 @@ def _sync_requests(stats: Stats, stop: threading.Event, port: int, rate: float) 
     import httpx  # noqa: PLC0415
 
     from producers.generator import generate_transactions  # noqa: PLC0415
+    from scorestream.up import dev_api_key  # noqa: PLC0415
 
     events = generate_transactions(10**6, tenant=TENANT, seed=int(time.time()))
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+    auth = {"Authorization": f"Bearer {dev_api_key(TENANT)[0]}"}  # the key `up` gave the gateway
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5, headers=auth) as client:
         for event in events:
             if stop.is_set():
                 break

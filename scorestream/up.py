@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 from scorestream.supervisor import ServiceSpec, Supervisor, free_port
 
@@ -12,16 +13,24 @@ Progress = Callable[[str], None]
 SERVICE_ORDER = ("enricher", "worker", "decision", "notifier", "audit", "monitor", "gateway")
 
 
-def service_specs(tenant: str, *, gateway_port: int = 8000) -> list[ServiceSpec]:
+def service_specs(
+    tenant: str, *, gateway_port: int = 8000, api_keys_file: Path | None = None
+) -> list[ServiceSpec]:
     """One process per service; the gateway listens on ``gateway_port``, the others get a free
-    health/metrics port each."""
+    health/metrics port each. The gateway checks API keys from ``api_keys_file``; without one it
+    runs with ``SCORESTREAM_GATEWAY_AUTH_MODE=disabled`` (development stacks, benchmarks)."""
     specs = []
     for name in SERVICE_ORDER:
         if name not in _registered():
             continue  # not a service of this build (yet)
         if name == "gateway":
             args: tuple[str, ...] = ("gateway", "--tenant", tenant, "--port", str(gateway_port))
-            specs.append(ServiceSpec(name, args, health_port=gateway_port))
+            auth = (
+                ("SCORESTREAM_GATEWAY_API_KEYS_FILE", str(api_keys_file.resolve()))
+                if api_keys_file is not None
+                else ("SCORESTREAM_GATEWAY_AUTH_MODE", "disabled")
+            )
+            specs.append(ServiceSpec(name, args, health_port=gateway_port, env=(auth,)))
             continue
         port = free_port()
         args = (name, "--tenant", tenant, "--health-port", str(port))
@@ -47,8 +56,19 @@ def up(tenant: str, *, gateway_port: int = 8000, progress: Progress = lambda _: 
     ensure_tenant_topics(tenant)
     progress(f"topics of tenant {tenant} ready")
     supervisor = Supervisor(tenant)
-    supervisor.start(service_specs(tenant, gateway_port=gateway_port), progress=progress)
+    keys_file = dev_api_key(tenant)[1]
+    progress(f"gateway API key of {tenant}: {supervisor.dir / 'api-key'} (scorestream up)")
+    specs = service_specs(tenant, gateway_port=gateway_port, api_keys_file=keys_file)
+    supervisor.start(specs, progress=progress)
     return supervisor
+
+
+def dev_api_key(tenant: str) -> tuple[str, Path]:
+    """The development API key of ``tenant``'s gateway under ``up`` (created once, kept in the
+    supervisor's directory) and the keys file the gateway reads."""
+    from producers.gateway_auth import dev_key  # noqa: PLC0415
+
+    return dev_key(Supervisor(tenant).dir, tenant)
 
 
 def down(tenant: str, *, progress: Progress = lambda _: None) -> int:

@@ -124,8 +124,14 @@ def test_sync_scoring_and_the_v2_protocol(
         "country": "DE",
         "mcc": "5411",
     }
+    from scorestream.up import dev_api_key  # noqa: PLC0415
+
+    auth = {"Authorization": f"Bearer {dev_api_key(tenant.name)[0]}"}  # up's key (gateway_auth)
     r = httpx.post(
-        f"http://127.0.0.1:{ports['gateway']}/v1/transactions:score", json=body, timeout=10
+        f"http://127.0.0.1:{ports['gateway']}/v1/transactions:score",
+        json=body,
+        timeout=10,
+        headers=auth,
     )
     assert r.status_code == 200, r.text
     assert r.json()["decision"] in ("approve", "review", "decline")
@@ -151,7 +157,7 @@ def test_sync_scoring_and_the_v2_protocol(
     amount = triton.InferInput("amount_minor", [n], "INT64")
     amount.set_data_from_numpy(np.array([1000, 50000, 900000], dtype=np.int64))
     inputs.append(amount)
-    result = client.infer("fraud-gbt", inputs)
+    result = client.infer("fraud-gbt", inputs, headers=auth)
     scores = result.as_numpy("score")
     decisions = result.as_numpy("decision")
     assert scores is not None

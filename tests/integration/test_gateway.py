@@ -150,7 +150,12 @@ def gateway(tenant: Tenant, echo: EchoDecision) -> Iterator[str]:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=os.environ | {"SCORESTREAM_GATEWAY_INSTANCE_ID": "gw-test"},
+            # API keys are tested in tests/security/test_gateway_security.py
+            env=os.environ
+            | {
+                "SCORESTREAM_GATEWAY_INSTANCE_ID": "gw-test",
+                "SCORESTREAM_GATEWAY_AUTH_MODE": "disabled",
+            },
         )
     base = f"http://127.0.0.1:{port}"
 
