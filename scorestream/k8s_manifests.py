@@ -75,7 +75,9 @@ def generate_all(root: Path | str = "k8s", tenants: Sequence[str] = ("demo",)) -
     kafka_dir = root / "base" / "kafka"
     kafka_files = [p.name for p in k8s.generate(kafka_dir, tenants)]
     files["base/kafka/cluster.yaml"] = _render(k8s_cluster.cluster_objects())
-    files["base/kafka/networkpolicy.yaml"] = _render([k8s_network.kafka_namespace_default_deny()])
+    files["base/kafka/networkpolicy.yaml"] = _render(
+        [k8s_network.kafka_namespace(), k8s_network.kafka_namespace_default_deny()]
+    )
     files["base/kafka/kustomization.yaml"] = _kustomization(
         ["cluster.yaml", "networkpolicy.yaml", *kafka_files]
     )

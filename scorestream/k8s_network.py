@@ -117,6 +117,18 @@ def tenant_policies(tenant: str) -> list[dict[str, Any]]:
     return [default_deny(tenant)] + [service_policy(a, tenant) for a in (*APPS, RETRAIN)]
 
 
+def kafka_namespace() -> dict[str, Any]:
+    """The Kafka cluster's namespace, with its topics and users (Strimzi watches it)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": cfg.KAFKA_NAMESPACE,
+            "labels": {"app.kubernetes.io/part-of": "scorestream"},
+        },
+    }
+
+
 def kafka_namespace_default_deny() -> dict[str, Any]:
     """Ingress closed in the Kafka namespace; Strimzi generates the allow policies for its own
     components and for each listener's ``networkPolicyPeers``."""

@@ -204,7 +204,7 @@ def test_committed_objects_match_the_strimzi_crd_schemas(path: Path) -> None:
     for obj in objects:
         if obj["kind"] == "Kustomization":
             continue
-        assert obj["apiVersion"] in {k8s.API_VERSION, "networking.k8s.io/v1"}
+        assert obj["apiVersion"] in {k8s.API_VERSION, "networking.k8s.io/v1", "v1"}
         if obj["apiVersion"] == k8s.API_VERSION:
             assert k8s_crds.violations(obj) == [], obj["metadata"]["name"]
         name = obj["metadata"]["name"]

@@ -20,7 +20,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from scorestream import k8s_apps, k8s_config, k8s_crds, k8s_manifests
+from scorestream import cli, k8s_apps, k8s_config, k8s_crds, k8s_manifests
 from scorestream.topics import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,6 +101,19 @@ def test_committed_tree_equals_the_generator_output(tmp_path: Path) -> None:
         assert committed.read_text(encoding="utf-8") == path.read_text(encoding="utf-8"), (
             f"{rel} is stale: run `scorestream k8s generate`"
         )
+
+
+def test_the_cli_writes_the_tree(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["k8s", "generate", "--root", str(tmp_path), "--tenant", "acme"]) == 0
+    printed = capsys.readouterr().out.split()
+    assert str(tmp_path / "base" / "tenants" / "acme" / "workloads.yaml") in printed
+    assert (tmp_path / "overlays" / "tenants" / "acme" / "kustomization.yaml").is_file()
+    assert cli.main(["k8s", "generate", "--out", str(tmp_path / "only"), "--tenant", "acme"]) == 0
+    assert sorted(p.name for p in (tmp_path / "only").iterdir()) == [
+        "topics-acme.yaml",
+        "topics-global.yaml",
+        "users-acme.yaml",
+    ]
 
 
 def test_a_second_tenant_gets_its_own_namespace_and_resources(tmp_path: Path) -> None:
