@@ -263,8 +263,10 @@ def _account(record: Record, state: State[str, Any]) -> Record:
 
 def _merchant(record: Record, state: State[str, Any]) -> Record | None:
     new, windows, labelled = merchant_stage(record, state.get("windows"), state.get("labelled"))
-    state.set("windows", windows)
-    state.set("labelled", labelled)
+    if windows is not None:
+        state.set("windows", windows)
+    if labelled is not None:
+        state.set("labelled", labelled)
     return new
 
 

@@ -119,6 +119,8 @@ def decode_input(
         "kind": "tx",
         "account": event.account_id,
         "merchant": event.merchant_id,
+        "ts": event.timestamp.timestamp(),
+        "amount": event.amount_minor / 100.0,
         "payload": payload.decode(),
         "trace": env.trace,
         # the transaction's own ce_time travels on, so the audit can measure the enrich hop
@@ -133,32 +135,33 @@ def _tx(record: Record) -> TransactionEvent:
 def account_stage(record: Record, state: Json | None) -> tuple[Record, Json]:
     """Stage 1, keyed by account: the account features of a transaction; the new state."""
     windows = AccountWindows.from_json(state)
-    record = {**record, "acc": windows.features(_tx(record))}
+    record = {**record, "acc": windows.features_at(record["ts"], record["amount"])}
     return record, windows.to_json()
 
 
 def merchant_stage(
     record: Record, state: Json | None, labelled: dict[str, float] | None
-) -> tuple[Record | None, Json, dict[str, float]]:
+) -> tuple[Record | None, Json | None, dict[str, float] | None]:
     """Stage 2, keyed by merchant: a label updates the windows (no output), a transaction gets
-    its merchant features. Returns the record (or None), the windows and the labelled ids.
+    its merchant features. Returns the record (or None), then the new windows and labelled ids,
+    each None when unchanged (no store write, no changelog record).
 
     ``labelled`` maps each counted fraud's transaction id to its transaction time, so a
     redelivered label counts once; ids older than the largest window are forgotten (a label
     that old could not count anyway: the windows prune it before counting).
     """
-    windows = MerchantWindows.from_json(state)
-    seen = dict(labelled or {})
+    seen = labelled or {}
     if record["kind"] == "label":
-        if record["is_fraud"] and record["tx_id"] not in seen:
-            seen[record["tx_id"]] = record["tx_time"]
-            windows.frauds.add(record["tx_time"], record["known_at"])
-        return None, windows.to_json(), seen
-    tx = _tx(record)
-    merchant = windows.features(tx)
-    horizon = tx.timestamp.timestamp() - MAX_WINDOW_S
-    seen = {tx_id: t for tx_id, t in seen.items() if t > horizon}
-    return {**record, "mer": merchant}, windows.to_json(), seen
+        if not record["is_fraud"] or record["tx_id"] in seen:
+            return None, None, None
+        windows = MerchantWindows.from_json(state)
+        windows.observe_fraud_at(record["tx_time"], record["known_at"])
+        return None, windows.to_json(), {**seen, record["tx_id"]: record["tx_time"]}
+    windows = MerchantWindows.from_json(state)
+    merchant = windows.features_at(record["ts"])
+    horizon = record["ts"] - MAX_WINDOW_S
+    kept = {tx_id: t for tx_id, t in seen.items() if t > horizon}
+    return {**record, "mer": merchant}, windows.to_json(), (kept if len(kept) < len(seen) else None)
 
 
 def enriched_output(record: Record, *, now: datetime | None = None) -> Outgoing:

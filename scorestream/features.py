@@ -181,8 +181,10 @@ class AccountWindows:
 
     def features(self, tx: TransactionEvent) -> dict[str, float]:
         """Account features of ``tx`` (windows include it); the state then includes ``tx``."""
-        now = _ts(tx.timestamp)
-        amount = tx.amount_minor / 100.0
+        return self.features_at(_ts(tx.timestamp), tx.amount_minor / 100.0)
+
+    def features_at(self, now: float, amount: float) -> dict[str, float]:
+        """:meth:`features` of a transaction at epoch seconds ``now`` of ``amount``."""
         acc = self.series
         acc.add(now, amount)
         acc.prune(now)
@@ -221,7 +223,11 @@ class MerchantWindows:
     def observe_fraud(self, transaction_time: datetime, labelled_at: datetime) -> None:
         """Count a confirmed fraud for transactions at or after ``labelled_at`` (no dedupe:
         callers count each transaction once)."""
-        self.frauds.add(_ts(transaction_time), _ts(labelled_at))
+        self.observe_fraud_at(_ts(transaction_time), _ts(labelled_at))
+
+    def observe_fraud_at(self, transaction_ts: float, labelled_ts: float) -> None:
+        """:meth:`observe_fraud` with epoch seconds."""
+        self.frauds.add(transaction_ts, labelled_ts)
 
     def observe(self, tx: TransactionEvent) -> None:
         """Add ``tx`` without computing its features (state rebuild)."""
@@ -231,7 +237,10 @@ class MerchantWindows:
 
     def features(self, tx: TransactionEvent) -> dict[str, float]:
         """Merchant features of ``tx`` (windows include it); the state then includes ``tx``."""
-        now = _ts(tx.timestamp)
+        return self.features_at(_ts(tx.timestamp))
+
+    def features_at(self, now: float) -> dict[str, float]:
+        """:meth:`features` of a transaction at epoch seconds ``now``."""
         mer = self.counts
         mer.add(now, 1.0)
         mer.prune(now)
