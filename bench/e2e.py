@@ -190,7 +190,8 @@ def async_path(stack: Stack, rate: float, seconds: float) -> dict[str, Any]:
         time.sleep(0.2)
     reader.halt.set()
     reader.join(10)
-    total, hops = [], {"enricher": [], "worker": [], "decision": [], "visible": []}
+    total: list[float] = []
+    hops: dict[str, list[float]] = {"enricher": [], "worker": [], "decision": [], "visible": []}
     hop_keys = (
         ("enricher", "event_time", "enriched_at"),
         ("worker", "enriched_at", "predicted_at"),

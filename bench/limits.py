@@ -12,10 +12,11 @@ two at the same batch size.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bench import common
 from bench import worker_bench as wb
@@ -61,14 +62,14 @@ class _Raw:
 def codec(payloads: list[wb.Payload], model: Any, seconds: float) -> dict[str, Any]:
     """µs/event for decoding the input and encoding the output contract, best of 3 passes."""
     raws = [_Raw(p) for p in payloads]
-    decoded = [decode_message(r, accept=[EnrichedTransaction]) for r in raws[:500]]  # type: ignore[arg-type]
+    decoded = [decode_message(cast("Any", r), accept=[EnrichedTransaction]) for r in raws[:500]]
     preds = score_batch(decoded, tenant=wb.PLACEHOLDER, champion=model).predictions
     best_dec = best_enc = float("inf")
     for _ in range(3):
         t0, n = time.perf_counter(), 0
         while time.perf_counter() - t0 < seconds / 6:
             for r in raws:
-                decode_message(r, accept=[EnrichedTransaction])  # type: ignore[arg-type]
+                decode_message(cast("Any", r), accept=[EnrichedTransaction])
             n += len(raws)
         best_dec = min(best_dec, (time.perf_counter() - t0) / n * 1e6)
         t0, n = time.perf_counter(), 0
@@ -97,7 +98,7 @@ def run(
     workdir = Path(tempfile.mkdtemp(prefix="scorestream-bench-limits-"))
     cleanup.dirs.append(workdir)
     ctx = wb.Context(plan, kafka, cleanup, workdir, ModelRepository(str(workdir / "models")))
-    results = common.header(name, command, plan={**wb.asdict(plan)})
+    results = common.header(name, command, plan=dataclasses.asdict(plan))
     t0 = time.perf_counter()
     try:
         results["model"] = wb.prepare_model(ctx.repo, retrain=False)

@@ -40,11 +40,11 @@ from scorestream.topics import REGISTRY
 
 APPS = Path(__file__).resolve().parent / "peer_apps"
 PEER_PACKAGES = {
-    "mlserver": ["mlserver", "onnxruntime", "numpy", "lz4"],
-    "faust": ["faust-streaming", "onnxruntime", "numpy", "lz4"],
+    "mlserver": ["mlserver", "onnxruntime", "numpy", "cramjam"],
+    "faust": ["faust-streaming", "onnxruntime", "numpy", "cramjam"],
 }
-"""lz4: the benchmark's records are lz4-compressed (scorestream's producer setting) and aiokafka
-needs the codec library to read them."""
+"""cramjam: the benchmark's records are lz4-compressed (scorestream's producer setting) and
+aiokafka >= 0.11 decompresses with cramjam (without it: UnsupportedCodecError)."""
 MODEL_HEADER = [("mlserver-model", b"fraud")]
 """MLServer's Kafka server routes a record to the model named in this header."""
 
@@ -132,9 +132,10 @@ def _high(kafka: KafkaSettings, topic: str) -> int:
         c.close()
 
 
-def _output_rate(kafka: KafkaSettings, topic: str) -> dict[str, Any]:
-    """Records/s from the first to the last output record's CreateTime."""
-    stamps = sorted(m.timestamp()[1] / 1000 for m in wb.read_all(kafka, topic))
+def _output_rate(kafka: KafkaSettings, topic: str, since: float = 0.0) -> dict[str, Any]:
+    """Records/s from the first to the last output record's CreateTime (records written before
+    ``since``, e.g. replies to start-up probes, are left out)."""
+    stamps = sorted(t for m in wb.read_all(kafka, topic) if (t := m.timestamp()[1] / 1000) >= since)
     if len(stamps) < 2:
         return {"outputs": len(stamps), "events_per_s": None}
     span = stamps[-1] - stamps[0]
@@ -238,7 +239,9 @@ def run_mlserver(
                 return result | {"error": "MLServer did not start consuming", "log_tail": tail}
             _produce(ctx.kafka, src, records[:1])
             time.sleep(1.0)
+        time.sleep(1.0)  # the last probe's reply is written
         warm = _high(ctx.kafka, dst)
+        since = time.time()
         t0 = time.perf_counter()
         _produce(ctx.kafka, src, records)
         result["preload_s"] = round(time.perf_counter() - t0, 2)
@@ -248,7 +251,7 @@ def run_mlserver(
         log.close()
     if err:
         return result | {"error": err}
-    rate = _output_rate(ctx.kafka, dst)
+    rate = _output_rate(ctx.kafka, dst, since)
     return result | rate | {"requests": n, "probes": warm}
 
 
