@@ -45,6 +45,12 @@ test: $(STAMP) promtool kustomize
 test-unit: $(STAMP) promtool kustomize
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
+## known vulnerabilities in the installed dependencies: pip-audit + the dated allow-list
+## .pip-audit-allowlist (docs/security.md). Needs PyPI's JSON API: exit 3 = incomplete (offline)
+.PHONY: audit
+audit: $(STAMP)
+	$(BIN)/python -m scorestream.security_audit
+
 docs-metrics: $(STAMP)
 	$(BIN)/python -m scorestream.metrics_catalog
 
