@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, cast
 
 from bench import common
+from bench import data as bd
+from bench import housekeeping as hk
 from bench import worker_bench as wb
 from inference_worker.handler import score_batch
 from inference_worker.model import load_serving_model
@@ -34,7 +36,7 @@ class _Raw:
 
     __slots__ = ("_h", "_k", "_v")
 
-    def __init__(self, p: wb.Payload) -> None:
+    def __init__(self, p: bd.Payload) -> None:
         self._k, self._v, self._h = p.key, p.value, p.headers
 
     def key(self) -> bytes:
@@ -59,11 +61,11 @@ class _Raw:
         return (0, 0)
 
 
-def codec(payloads: list[wb.Payload], model: Any, seconds: float) -> dict[str, Any]:
+def codec(payloads: list[bd.Payload], model: Any, seconds: float) -> dict[str, Any]:
     """µs/event for decoding the input and encoding the output contract, best of 3 passes."""
     raws = [_Raw(p) for p in payloads]
     decoded = [decode_message(cast("Any", r), accept=[EnrichedTransaction]) for r in raws[:500]]
-    preds = score_batch(decoded, tenant=wb.PLACEHOLDER, champion=model).predictions
+    preds = score_batch(decoded, tenant=bd.PLACEHOLDER, champion=model).predictions
     best_dec = best_enc = float("inf")
     for _ in range(3):
         t0, n = time.perf_counter(), 0
@@ -75,7 +77,7 @@ def codec(payloads: list[wb.Payload], model: Any, seconds: float) -> dict[str, A
         t0, n = time.perf_counter(), 0
         while time.perf_counter() - t0 < seconds / 6:
             for s in preds:
-                encode(s.prediction, source=wb.WORKER_SOURCE, trace=s.envelope.trace)
+                encode(s.prediction, source=bd.WORKER_SOURCE, trace=s.envelope.trace)
             n += len(preds)
         best_enc = min(best_enc, (time.perf_counter() - t0) / n * 1e6)
     total = best_dec + best_enc
@@ -94,17 +96,17 @@ def run(
 ) -> dict[str, Any]:
     plan = wb.make_plan(quick=smoke_s is not None, smoke_s=smoke_s)
     kafka = KafkaSettings()
-    cleanup = wb.Cleanup(kafka)
+    cleanup = hk.Cleanup(kafka)
     workdir = Path(tempfile.mkdtemp(prefix="scorestream-bench-limits-"))
     cleanup.dirs.append(workdir)
     ctx = wb.Context(plan, kafka, cleanup, workdir, ModelRepository(str(workdir / "models")))
     results = common.header(name, command, plan=dataclasses.asdict(plan))
     t0 = time.perf_counter()
     try:
-        results["model"] = wb.prepare_model(ctx.repo, retrain=False)
+        results["model"] = bd.prepare_model(ctx.repo, retrain=False)
         ctx.version = str(results["model"]["version"])
-        model = load_serving_model(ctx.repo, wb.MODEL_NAME, ctx.version, ModelAlias.CHAMPION)
-        ctx.payloads, X = wb.make_payloads(plan.events)
+        model = load_serving_model(ctx.repo, bd.MODEL_NAME, ctx.version, ModelAlias.CHAMPION)
+        ctx.payloads, X = bd.make_payloads(plan.events)
         print("  ONNX Runtime only", flush=True)
         results["ort_only"] = {str(b): r for b, r in wb.bench_ort(model, X, plan).items()}
         print("  contracts' JSON alone", flush=True)
@@ -116,7 +118,7 @@ def run(
     results["peaks"] = {
         "ort_rows_per_s": max(r["rows_per_s"] for r in results["ort_only"].values()),
         "passthrough_records_per_s": {
-            wb.SHORT[m]: max(
+            bd.SHORT[m]: max(
                 ((r["records_per_s"] or 0) for r in results["passthrough"] if r["mode"] == m),
                 default=None,
             )
@@ -141,14 +143,14 @@ def plot(results: dict[str, Any], path: Path) -> None:
     ort = results["ort_only"]
     xs = sorted(int(b) for b in ort)
     ax.plot(xs, [ort[str(b)]["rows_per_s"] for b in xs], "-o", label="ONNX Runtime only (rows/s)")
-    for mode in wb.MODES:
+    for mode in bd.MODES:
         pts = [r for r in results["passthrough"] if r["mode"] == mode and r["records_per_s"]]
         if pts:
             ax.plot(
                 [r["batch"] for r in pts],
                 [r["records_per_s"] for r in pts],
                 "-x",
-                label=f"Kafka passthrough {wb.SHORT[mode]} (records/s)",
+                label=f"Kafka passthrough {bd.SHORT[mode]} (records/s)",
             )
     c = results["codec"]["codec_events_per_s_one_core"]
     ax.axhline(c, color="gray", linestyle="-.", label=f"JSON decode+encode alone: {c:,.0f} ev/s")

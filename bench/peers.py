@@ -32,6 +32,8 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench import common
+from bench import data as bd
+from bench import housekeeping as hk
 from bench import worker_bench as wb
 from pipelines.repository import ModelRepository
 from scorestream.kafka_config import common_config, producer_config, resolve_bootstrap
@@ -99,10 +101,10 @@ def ensure_venv(name: str) -> tuple[Path, dict[str, Any]]:
     return venv, info
 
 
-def _topics(kafka: KafkaSettings, cleanup: wb.Cleanup, partitions: int) -> tuple[str, str]:
+def _topics(kafka: KafkaSettings, cleanup: hk.Cleanup, partitions: int) -> tuple[str, str]:
     src, dst = common.rand("bench-peer-in-"), common.rand("bench-peer-out-")
     cleanup.topics |= {src, dst}
-    wb.create_topics(kafka, [src, dst], partitions)
+    bd.create_topics(kafka, [src, dst], partitions)
     return src, dst
 
 
@@ -135,7 +137,7 @@ def _high(kafka: KafkaSettings, topic: str) -> int:
 def _output_rate(kafka: KafkaSettings, topic: str, since: float = 0.0) -> dict[str, Any]:
     """Records/s from the first to the last output record's CreateTime (records written before
     ``since``, e.g. replies to start-up probes, are left out)."""
-    stamps = sorted(t for m in wb.read_all(kafka, topic) if (t := m.timestamp()[1] / 1000) >= since)
+    stamps = sorted(t for m in bd.read_all(kafka, topic) if (t := m.timestamp()[1] / 1000) >= since)
     if len(stamps) < 2:
         return {"outputs": len(stamps), "events_per_s": None}
     span = stamps[-1] - stamps[0]
@@ -171,7 +173,7 @@ def _await_outputs(
 
 
 def _model_files(ctx: wb.Context, workdir: Path) -> dict[str, Any]:
-    loaded = ctx.repo.load(wb.MODEL_NAME, ctx.version)
+    loaded = ctx.repo.load(bd.MODEL_NAME, ctx.version)
     path = workdir / "model.onnx"
     path.write_bytes(loaded.onnx_bytes)
     meta = loaded.metadata
@@ -247,7 +249,7 @@ def run_mlserver(
         result["preload_s"] = round(time.perf_counter() - t0, 2)
         err = _await_outputs(ctx.kafka, proc, dst, warm + n, cap_s, 60)
     finally:
-        wb.stop_process(proc)
+        hk.stop_process(proc)
         log.close()
     if err:
         return result | {"error": err}
@@ -305,7 +307,7 @@ def run_faust(
     try:
         err = _await_outputs(ctx.kafka, proc, dst, n, cap_s, 120)
     finally:
-        wb.stop_process(proc)
+        hk.stop_process(proc)
         log.close()
     if err:
         tail = (workdir / "faust.log").read_text(errors="replace")[-3000:]
@@ -324,7 +326,7 @@ def run(
     n_worker = plan.events if smoke_s is not None else 30_000
     cap = max(2.0, smoke_s / 3) if smoke_s is not None else 20.0
     kafka = KafkaSettings()
-    cleanup = wb.Cleanup(kafka)
+    cleanup = hk.Cleanup(kafka)
     workdir = Path(tempfile.mkdtemp(prefix="scorestream-bench-peers-"))
     cleanup.dirs.append(workdir)
     ctx = wb.Context(plan, kafka, cleanup, workdir, ModelRepository(str(workdir / "models")))
@@ -335,9 +337,9 @@ def run(
     )
     t0 = time.perf_counter()
     try:
-        results["model"] = wb.prepare_model(ctx.repo, retrain=False)
+        results["model"] = bd.prepare_model(ctx.repo, retrain=False)
         ctx.version = str(results["model"]["version"])
-        ctx.payloads, _ = wb.make_payloads(max(n_worker, n_peer))
+        ctx.payloads, _ = bd.make_payloads(max(n_worker, n_peer))
         files = _model_files(ctx, workdir)
         print("  scorestream worker (EOS, batch 500)", flush=True)
         worker_plan = dataclasses.replace(plan, worker_max_events=n_worker, worker_cap_s=cap)

@@ -83,7 +83,7 @@ def running_stack(
     """Start every service of a fresh tenant with ``env`` added (e.g. batching settings to
     compare), wait until all are ready, yield, then stop them and delete the tenant.
     ``services`` limits the stack to those (default: every service, as ``scorestream up``)."""
-    from bench.worker_bench import MODEL_NAME, prepare_model  # noqa: PLC0415
+    from bench.data import MODEL_NAME, prepare_model  # noqa: PLC0415
     from pipelines import lifecycle  # noqa: PLC0415
     from pipelines.repository import ModelRepository  # noqa: PLC0415
     from scorestream.admin import ensure_tenant_topics  # noqa: PLC0415

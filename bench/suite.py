@@ -41,7 +41,9 @@ def _worker(smoke: float | None, out: Path, name: str, cmd: str) -> Any:
 
     plan = worker_bench.make_plan(quick=smoke is not None, smoke_s=smoke)
     results = worker_bench.run(plan, retrain=False, results_dir=out, name=name, command=cmd)
-    worker_bench.print_tables(results)
+    from bench.worker_report import print_tables  # noqa: PLC0415
+
+    print_tables(results)
     return results
 
 

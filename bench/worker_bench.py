@@ -22,22 +22,13 @@ created (topics, consumer groups, processes, the temporary model repository).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import cProfile
-import gc
 import json
 import os
-import platform
-import pstats
-import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import uuid
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -45,9 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 from confluent_kafka import (
-    OFFSET_BEGINNING,
     Consumer,
     KafkaError,
     KafkaException,
@@ -55,43 +44,49 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from bench import common
-from inference_worker.handler import score_batch
+from bench.data import (
+    MODEL_NAME,
+    MODES,
+    PLACEHOLDER,
+    RESULTS,
+    ROOT,
+    SHORT,
+    Matrix,
+    Payload,
+    create_topics,
+    make_payloads,
+    partitions_of,
+    preload,
+    prepare_model,
+    read_all,
+)
+from bench.housekeeping import (
+    Cleanup,
+    ForeignCpu,
+    best_of,
+    broker_pids,
+    descendants,
+    steady_rate,
+    stop_process,
+)
+from bench.worker_report import fmt, git_state, plot, print_tables, summarise
 from inference_worker.model import ServingModel, load_serving_model
 from inference_worker.settings import WorkerSettings
-from inference_worker.worker import Worker
-from pipelines import lifecycle, training
+from pipelines import lifecycle
 from pipelines.repository import ModelRepository
-from schemas.cloudevents import encode
-from schemas.events import EnrichedTransaction, ModelAlias
+from schemas.events import ModelAlias
 from scorestream.admin import ensure_tenant_topics
-from scorestream.features import FEATURE_SPEC
 from scorestream.kafka_config import (
-    admin_config,
     common_config,
     consumer_config,
     producer_config,
     redacted,
     transactional_producer_config,
 )
-from scorestream.serde import decode_message
 from scorestream.settings import KafkaSettings
-from scorestream.topics import REGISTRY, Scope
-from scorestream.versions import KAFKA_VERSION
-from tests.worker_support import TRACEPARENT, enriched_events
-
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = Path(__file__).resolve().parent / "results"
-PLACEHOLDER = "tzzzzzzzzzz"
-"""Tenant the payloads are generated for; replaced byte-for-byte (same length) per run."""
-MODEL_NAME = "fraud-gbt"
-WORKER_SOURCE = "scorestream/worker"
-MODES = ("exactly_once", "at_least_once")
-SHORT = {"exactly_once": "EOS", "at_least_once": "ALO"}
-
-Matrix = npt.NDArray[np.float32]
+from scorestream.topics import REGISTRY
 
 
 # -- plan ------------------------------------------------------------------------------------------
@@ -184,369 +179,6 @@ def make_plan(quick: bool, smoke_s: float | None = None) -> Plan:
         worker_max_events=30_000,
         repeats=2,
     )
-
-
-# -- housekeeping ----------------------------------------------------------------------------------
-@dataclass
-class Cleanup:
-    """What this run created on the broker and the machine; removed in ``close``."""
-
-    kafka: KafkaSettings
-    topics: set[str] = field(default_factory=set)
-    groups: set[str] = field(default_factory=set)
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    dirs: list[Path] = field(default_factory=list)
-
-    def tenant(self, tenant: str) -> None:
-        self.topics |= {s.topic(tenant) for s in REGISTRY.streams if s.scope is Scope.TENANT}
-        self.groups |= {f"{tenant}.worker", f"{tenant}.worker.models"}
-
-    def close(self) -> None:
-        for proc in self.procs:
-            stop_process(proc)
-        admin = AdminClient(admin_config(self.kafka, client_id="bench-cleanup"))
-        if self.groups:
-            futures = admin.delete_consumer_groups(sorted(self.groups), request_timeout=15)
-            for fut in futures.values():
-                with contextlib.suppress(Exception):
-                    fut.result(timeout=15)
-        if self.topics:
-            futures = admin.delete_topics(sorted(self.topics), operation_timeout=30)
-            for fut in futures.values():
-                with contextlib.suppress(Exception):
-                    fut.result(timeout=30)
-        for d in self.dirs:
-            shutil.rmtree(d, ignore_errors=True)
-
-
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
-QUIET_S = 10
-"""--wait-idle waits for this many consecutive seconds under a quarter of a core of foreign load."""
-
-
-class ForeignCpu(threading.Thread):
-    """Once a second, how many cores the *other* processes of the machine use.
-
-    Own processes are this benchmark, its worker processes and the Kafka broker; anything else
-    (a test run, a build) competes for the 2 cores and skews the figures, so each phase of the
-    run records the mean foreign load and its biggest consumers."""
-
-    def __init__(self, own: Callable[[], set[int]]) -> None:
-        super().__init__(name="foreign-cpu", daemon=True)
-        self.own = own
-        self.tick = os.sysconf("SC_CLK_TCK")
-        self.halt = threading.Event()
-        self.lock = threading.Lock()
-        self.phase = "start"
-        self.phases: dict[str, dict[str, Any]] = {}
-        self.recent: list[float] = []
-
-    @staticmethod
-    def _ticks() -> dict[int, tuple[str, int]]:
-        out: dict[int, tuple[str, int]] = {}
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                raw = Path(entry.path, "stat").read_text()
-                comm = raw[raw.index("(") + 1 : raw.rindex(")")]
-                fields = raw[raw.rindex(")") + 2 :].split()
-                out[int(entry.name)] = (comm, int(fields[11]) + int(fields[12]))
-        return out
-
-    def run(self) -> None:
-        prev, t_prev = self._ticks(), time.monotonic()
-        while not self.halt.wait(1.0):
-            cur, now = self._ticks(), time.monotonic()
-            own = self.own()
-            per_comm: dict[str, float] = defaultdict(float)
-            for pid, (comm, ticks) in cur.items():
-                if pid in own or pid not in prev:
-                    continue
-                per_comm[comm] += max(0, ticks - prev[pid][1]) / self.tick
-            wall = now - t_prev
-            with self.lock:
-                ph = self.phases.setdefault(
-                    self.phase, {"wall_s": 0.0, "cpu_s": 0.0, "by_process": defaultdict(float)}
-                )
-                ph["wall_s"] += wall
-                ph["cpu_s"] += sum(per_comm.values())
-                for comm, cpu in per_comm.items():
-                    ph["by_process"][comm] += cpu
-                self.recent = ([*self.recent, sum(per_comm.values()) / wall])[-QUIET_S:]
-            prev, t_prev = cur, now
-
-    def mark(self, phase: str) -> None:
-        with self.lock:
-            self.phase = phase
-
-    def quiet(self) -> bool:
-        with self.lock:
-            return len(self.recent) == QUIET_S and max(self.recent) < 0.25
-
-    def report(self) -> dict[str, Any]:
-        with self.lock:
-            out = {}
-            for name, ph in self.phases.items():
-                top = sorted(ph["by_process"].items(), key=lambda kv: kv[1], reverse=True)[:3]
-                out[name] = {
-                    "foreign_cores_mean": round(ph["cpu_s"] / ph["wall_s"], 2)
-                    if ph["wall_s"]
-                    else None,
-                    "wall_s": round(ph["wall_s"], 1),
-                    "top_foreign": {k: round(v / ph["wall_s"], 2) for k, v in top if v > 0},
-                }
-            return out
-
-    def stop(self) -> None:
-        self.halt.set()
-        self.join(5)
-
-
-def broker_pids() -> set[int]:
-    """The broker's process and its descendants (the JVM may sit under a wrapper)."""
-    from scorestream.broker.state import read_state  # noqa: PLC0415
-    from scorestream.settings import BrokerSettings  # noqa: PLC0415
-
-    state = read_state(BrokerSettings().home)
-    return descendants({state.pid}) if state else set()
-
-
-def descendants(roots: set[int]) -> set[int]:
-    children: dict[int, list[int]] = defaultdict(list)
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                raw = Path(entry.path, "stat").read_text()
-                ppid = int(raw[raw.rindex(")") + 2 :].split()[1])
-                children[ppid].append(int(entry.name))
-    out, todo = set(roots), list(roots)
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in out:
-                out.add(child)
-                todo.append(child)
-    return out
-
-
-def best_of(tries: list[dict[str, Any]], key: str) -> dict[str, Any]:
-    """The run with the highest ``key``; every run's figure is kept under ``runs``."""
-    best = max(tries, key=lambda r: float(r.get(key) or 0))
-    return best | {"runs": [r.get(key) for r in tries]}
-
-
-def rand(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex[:10]}"
-
-
-def steady_rate(stamps: Sequence[tuple[float, int]]) -> float | None:
-    """Events/s over whole batches: the first batch's end starts the clock (start-up excluded)."""
-    if len(stamps) < 2:
-        return None
-    elapsed = stamps[-1][0] - stamps[0][0]
-    return sum(n for _, n in stamps[1:]) / elapsed if elapsed > 0 else None
-
-
-def machine_info() -> dict[str, Any]:
-    import confluent_kafka  # noqa: PLC0415
-    import onnxruntime  # noqa: PLC0415
-    import pydantic  # noqa: PLC0415
-
-    cpu = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem_kb = 0
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_kb = int(line.split()[1])
-    return {
-        "cpu_model": cpu,
-        "nproc": len(os.sched_getaffinity(0)),
-        "memory_gib": round(mem_kb / 2**20, 1),
-        "loadavg_at_start": list(os.getloadavg()),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "onnxruntime": onnxruntime.__version__,
-        "confluent_kafka": confluent_kafka.__version__,
-        "librdkafka": confluent_kafka.libversion()[0],
-        "numpy": np.__version__,
-        "pydantic": pydantic.__version__,
-        "kafka": KAFKA_VERSION,
-    }
-
-
-# -- the model -------------------------------------------------------------------------------------
-MODEL_CACHE = RESULTS / "model-cache"
-"""Models this benchmark trained, one per feature-spec hash (training takes ~30 s)."""
-
-
-def _reuse(source: Path, repo: ModelRepository) -> dict[str, Any] | None:
-    """Copy the newest model of ``source`` computed with this code's feature spec into ``repo``."""
-    with contextlib.suppress(Exception):
-        models = ModelRepository(str(source))
-        for version in reversed(models.versions(MODEL_NAME)):
-            if models.metadata(MODEL_NAME, version).feature_spec_hash != FEATURE_SPEC.hash:
-                continue
-            loaded = models.load(MODEL_NAME, version)
-            repo.publish(loaded.onnx_bytes, loaded.metadata)
-            where = source.relative_to(ROOT) if source.is_relative_to(ROOT) else source
-            return _model_info(loaded.metadata, f"reused {where}/{MODEL_NAME}/{version}")
-    return None
-
-
-def prepare_model(repo: ModelRepository, *, retrain: bool) -> dict[str, Any]:
-    """The newest production model with this feature spec (var/models, then this benchmark's
-    cache), else train one the production way and cache it."""
-    if not retrain:
-        for source in (ROOT / "var" / "models", MODEL_CACHE / FEATURE_SPEC.hash):
-            info = _reuse(source, repo)
-            if info is not None:
-                return info
-    from producers.simulator import SimulatorConfig, simulate  # noqa: PLC0415
-
-    print("training the production model (simulate 45 days, LightGBM 300 trees)...", flush=True)
-    sim = simulate(SimulatorConfig(days=45))
-    result = training.run(
-        [t.event for t in sim.transactions],
-        sim.labels,
-        version="1",
-        config=training.TrainConfig(model_name=MODEL_NAME, n_estimators=300),
-    )
-    repo.publish(result.onnx_bytes, result.metadata)
-    cache = ModelRepository(str(MODEL_CACHE / FEATURE_SPEC.hash))
-    with contextlib.suppress(Exception):  # a cache: never fails the run
-        if not cache.versions(MODEL_NAME):
-            cache.publish(result.onnx_bytes, result.metadata)
-    return _model_info(result.metadata, "trained: simulate(days=45), n_estimators=300")
-
-
-def _model_info(meta: Any, source: str) -> dict[str, Any]:
-    return {
-        "source": source,
-        "name": meta.name,
-        "version": meta.version,
-        "size_bytes": meta.size_bytes,
-        "features": len(meta.feature_names),
-        "feature_spec_hash": meta.feature_spec_hash,
-        "params": meta.framework.get("params"),
-        "average_precision": meta.metrics.get("average_precision"),
-    }
-
-
-# -- payloads --------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Payload:
-    key: bytes
-    value: bytes
-    headers: list[tuple[str, str | bytes | None]]
-
-
-def make_payloads(n: int) -> tuple[list[Payload], Matrix]:
-    """Real EnrichedTransaction CloudEvents (the tests' generator) and their feature rows."""
-    events = list(enriched_events(PLACEHOLDER, n))
-    X = np.array(
-        [[e.features[name] for name in FEATURE_SPEC.names] for e in events], dtype=np.float32
-    )
-    payloads = []
-    for i, event in enumerate(events):
-        trace = {"traceparent": TRACEPARENT.format(span=f"{i:016x}")}
-        msg = encode(event, source="tests/enricher", trace=trace)
-        payloads.append(Payload(msg.key, msg.value, list(msg.headers)))
-    return payloads, X
-
-
-def preload(kafka: KafkaSettings, topic: str, payloads: Sequence[Payload], tenant: str) -> None:
-    producer = Producer(producer_config(kafka, client_id="bench-preload"))
-    failures: list[str] = []
-
-    def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-        if err is not None:
-            failures.append(err.str())
-
-    old, new = PLACEHOLDER.encode(), tenant.encode()
-    for i, p in enumerate(payloads):
-        value = p.value.replace(old, new)
-        while True:
-            try:
-                producer.produce(
-                    topic, value=value, key=p.key, headers=p.headers, on_delivery=on_delivery
-                )
-                break
-            except BufferError:
-                producer.poll(0.1)
-        if i % 1000 == 0:
-            producer.poll(0)
-    if producer.flush(60) or failures:
-        raise RuntimeError(f"preload of {topic} failed: {failures[:3]}")
-
-
-def partitions_of(kafka: KafkaSettings, topic: str) -> int:
-    admin = AdminClient(admin_config(kafka, client_id="bench-meta"))
-    meta = admin.list_topics(topic, timeout=15).topics[topic]
-    return len(meta.partitions)
-
-
-def read_all(kafka: KafkaSettings, topic: str, timeout: float = 60.0) -> list[Message]:
-    """Every committed record of ``topic``, to the end of each partition (read_committed)."""
-    consumer = Consumer(
-        common_config(kafka, client_id="bench-reader")
-        | {
-            "group.id": rand("bench-reader-"),
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "isolation.level": "read_committed",
-        }
-    )
-    n = partitions_of(kafka, topic)
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(n)])
-    out: list[Message] = []
-    eof: set[int] = set()
-    deadline = time.monotonic() + timeout
-    try:
-        while len(eof) < n and time.monotonic() < deadline:
-            for msg in consumer.consume(num_messages=10_000, timeout=0.5):
-                err = msg.error()
-                if err is None:
-                    out.append(msg)
-                elif err.code() == KafkaError._PARTITION_EOF:
-                    eof.add(msg.partition() or 0)
-                else:
-                    raise KafkaException(err)
-    finally:
-        consumer.close()
-    if len(eof) < n:
-        raise TimeoutError(f"reading {topic}: {len(eof)}/{n} partitions to the end in {timeout}s")
-    return out
-
-
-def create_topics(kafka: KafkaSettings, names: Sequence[str], partitions: int) -> None:
-    admin = AdminClient(admin_config(kafka, client_id="bench-admin"))
-    futures = admin.create_topics(
-        [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names],
-        operation_timeout=30,
-    )
-    for fut in futures.values():
-        fut.result(timeout=30)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # metadata of new topics propagates
-        md = admin.list_topics(timeout=10).topics
-        if all(n in md and len(md[n].partitions) == partitions for n in names):
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"topics {names} not visible")
 
 
 # -- (a) ONNX Runtime alone ------------------------------------------------------------------------
@@ -696,7 +328,7 @@ def passthrough_run(
     producer_extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     src, dst = topics
-    settings = settings_for(rand("p"), rand("bench-pt-"), mode, batch, plan)
+    settings = settings_for(common.rand("p"), common.rand("bench-pt-"), mode, batch, plan)
     cleanup.groups.add(settings.group_id)
     pt = Passthrough(kafka, settings, dst, producer_extra)
     stamps: list[tuple[float, int]] = []
@@ -739,7 +371,7 @@ def _committed(consumer: Consumer, topic: str, partitions: int) -> int:
 
 
 def new_tenant(kafka: KafkaSettings, repo: ModelRepository, version: str, cleanup: Cleanup) -> str:
-    tenant = rand("b")
+    tenant = common.rand("b")
     cleanup.tenant(tenant)
     ensure_tenant_topics(tenant, kafka=kafka)
     lifecycle.promote(repo, tenant=tenant, name=MODEL_NAME, version=version, kafka=kafka)
@@ -794,7 +426,7 @@ def worker_run(
         "--tenant",
         tenant,
         "--instance-id",
-        rand("bench-w-"),
+        common.rand("bench-w-"),
         "--health-port",
         "0",
         "--delivery",
@@ -851,459 +483,6 @@ def worker_run(
     )
 
 
-# -- the pure path, per stage, without Kafka -------------------------------------------------------
-def _stage_pass(messages: Sequence[Message], model: ServingModel, batch: int) -> dict[str, float]:
-    t: dict[str, float] = defaultdict(float)
-    clock = time.perf_counter
-    for i in range(0, len(messages), batch):
-        chunk = messages[i : i + batch]
-        t0 = clock()
-        decoded = [decode_message(m, accept=[EnrichedTransaction]) for m in chunk]
-        t1 = clock()
-        out = score_batch(decoded, tenant=PLACEHOLDER, champion=model)
-        t2 = clock()
-        encoded = [
-            encode(s.prediction, source=WORKER_SOURCE, trace=s.envelope.trace)
-            for s in out.predictions
-        ]
-        t3 = clock()
-        _ = [list(e.headers) for e in encoded]  # the worker copies headers for produce()
-        t4 = clock()
-        ort_s = out.inference_s.get("champion", 0.0)
-        t["decode_message (headers + pydantic JSON)"] += t1 - t0
-        t["score_batch minus ORT (rows, events)"] += (t2 - t1) - ort_s
-        t["onnxruntime (inside score_batch)"] += ort_s
-        t["encode (CloudEvents headers + JSON)"] += t3 - t2
-        t["header list copies"] += t4 - t3
-        if out.dead_letters or len(out.predictions) != len(chunk):
-            raise RuntimeError("stage breakdown: unexpected dead letters")
-    return {k: v / len(messages) * 1e6 for k, v in t.items()}
-
-
-def stage_breakdown(
-    kafka: KafkaSettings, src: str, repo_url: str, version: str, batch: int, plan: Plan
-) -> dict[str, Any]:
-    """µs/event of what the worker does to a batch besides Kafka calls, on real records.
-
-    Best of three passes (other processes on a 2-core machine add noise), with the garbage
-    collector on as in the worker, and again with it off to show what collections cost."""
-    consumer = Consumer(
-        common_config(kafka, client_id="bench-stages")
-        | {"group.id": rand("bench-stages-"), "enable.auto.commit": False}
-    )
-    parts = partitions_of(kafka, src)
-    consumer.assign([TopicPartition(src, p, OFFSET_BEGINNING) for p in range(parts)])
-    messages: list[Message] = []
-    deadline = time.monotonic() + 30
-    while len(messages) < plan.stage_events and time.monotonic() < deadline:
-        messages += [m for m in consumer.consume(10_000, 0.5) if m.error() is None]
-    consumer.close()
-    messages = messages[: plan.stage_events]
-    model = load_serving_model(ModelRepository(repo_url), MODEL_NAME, version, ModelAlias.CHAMPION)
-    gc.collect()
-    passes = [_stage_pass(messages, model, batch) for _ in range(3)]
-    best = min(passes, key=lambda p: sum(p.values()))
-    gc.disable()
-    try:
-        no_gc = min(sum(_stage_pass(messages, model, batch).values()) for _ in range(3))
-    finally:
-        gc.enable()
-    total = sum(best.values())
-    return {
-        "batch": batch,
-        "events": len(messages),
-        "us_per_event": best,
-        "total_us_per_event": total,
-        "events_per_s_one_core": 1e6 / total if total else None,
-        "total_us_per_event_gc_disabled": no_gc,
-        "passes_total_us": [sum(p.values()) for p in passes],
-    }
-
-
-# -- profile of the best configuration, in-process -------------------------------------------------
-HOOKED = "score_batch"
-"""The worker module's name for the scoring handler (imported from inference_worker.handler)."""
-
-
-class ScoreHook:
-    """Wraps ``score_batch`` as the worker module sees it: starts cProfile in the worker's thread
-    at the first batch (so start-up is excluded) and counts the events scored."""
-
-    def __init__(self) -> None:
-        import inference_worker.worker as worker_module  # noqa: PLC0415
-
-        self.module = worker_module
-        self.original: Callable[..., Any] = getattr(worker_module, HOOKED)
-        self.profiler = cProfile.Profile()
-        self.events = 0
-        self.started: float | None = None
-        self.finished: float | None = None
-        self.stop_requested = False
-
-    def __call__(self, batch: list[Any], **kwargs: Any) -> Any:
-        if self.started is None:
-            self.started = time.perf_counter()
-            self.profiler.enable()
-        out = self.original(batch, **kwargs)
-        self.events += len(batch)
-        return out
-
-    def __enter__(self) -> ScoreHook:
-        setattr(self.module, HOOKED, self)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        setattr(self.module, HOOKED, self.original)
-
-    def finish(self) -> None:
-        """Called in the worker's thread: between two batches, or once its loop returned."""
-        if self.started is not None and self.finished is None:
-            self.profiler.disable()
-            self.finished = time.perf_counter()
-
-
-def hooked_worker(hook: ScoreHook, target: int) -> type[Worker]:
-    """A Worker that ends the profile between batches, once ``target`` events were scored or
-    ``hook.stop_requested`` is set, so neither idle polls nor the shutdown are profiled.
-
-    ``_apply_swaps`` runs in the worker's thread before every ``consume``."""
-
-    class _Hooked(Worker):
-        def _apply_swaps(self) -> None:
-            if hook.started is not None and (hook.events >= target or hook.stop_requested):
-                hook.finish()
-            super()._apply_swaps()
-
-    return _Hooked
-
-
-def _profile_rows(prof: pstats.StatsProfile, wall: float, events: int) -> list[dict[str, Any]]:
-    rows = []
-    for name, fp in prof.func_profiles.items():
-        where = fp.file_name
-        with contextlib.suppress(ValueError):
-            where = str(Path(where).resolve().relative_to(ROOT))
-        where = where.split("site-packages/")[-1]
-        rows.append(
-            {
-                "function": name,
-                "where": f"{where}:{fp.line_number}" if fp.line_number else where,
-                "ncalls": fp.ncalls,
-                "tottime_s": round(fp.tottime, 4),
-                "cumtime_s": round(fp.cumtime, 4),
-                "tottime_pct_of_wall": round(100 * fp.tottime / wall, 1),
-                "cumtime_pct_of_wall": round(100 * fp.cumtime / wall, 1),
-                "tottime_us_per_event": round(fp.tottime / max(1, events) * 1e6, 2),
-            }
-        )
-    return rows
-
-
-OWN_CODE = ("inference_worker/", "scorestream/", "schemas/")
-
-
-def profile_worker(
-    kafka: KafkaSettings,
-    repo: ModelRepository,
-    version: str,
-    payloads: Sequence[Payload],
-    cleanup: Cleanup,
-    *,
-    mode: str,
-    batch: int,
-    plan: Plan,
-) -> dict[str, Any]:
-    tenant = new_tenant(kafka, repo, version, cleanup)
-    n = min(plan.profile_events, len(payloads))
-    preload(kafka, REGISTRY.topic("transactions.enriched", tenant), payloads[:n], tenant)
-    args = {"tenant": tenant, "repo_url": repo.url, "n": n, "mode": mode, "batch": batch}
-    return run_child(
-        "profile", args, plan, timeout=plan.startup_timeout_s + plan.profile_cap_s + 60
-    )
-
-
-def profile_in_process(
-    kafka: KafkaSettings, tenant: str, repo_url: str, n: int, mode: str, batch: int, plan: Plan
-) -> dict[str, Any]:
-    """In a fresh interpreter (so the heap, hence the garbage collector's work, is a worker's)."""
-    repo = ModelRepository(repo_url)
-    settings = settings_for(tenant, rand("bench-prof-"), mode, batch, plan)
-    failure: list[BaseException] = []
-    with ScoreHook() as hook:
-        worker = hooked_worker(hook, n)(settings, kafka=kafka, repo=repo)
-
-        def run() -> None:
-            try:
-                worker.run(install_signals=False)
-            except BaseException as exc:  # noqa: BLE001  (reported below)
-                failure.append(exc)
-            finally:
-                hook.finish()
-
-        thread = threading.Thread(target=run, name="profiled-worker", daemon=True)
-        thread.start()
-        deadline = time.monotonic() + plan.startup_timeout_s
-        capped = False
-        while thread.is_alive() and hook.finished is None:
-            if hook.started is not None and not capped:
-                deadline, capped = time.monotonic() + plan.profile_cap_s, True
-            if time.monotonic() > deadline:
-                hook.stop_requested = True
-            if time.monotonic() > deadline + 10:
-                break
-            time.sleep(0.05)
-        worker.stop()
-        thread.join(60)
-    if failure:
-        raise RuntimeError(f"profiled worker failed: {failure[0]!r}")
-    if hook.started is None or hook.finished is None:
-        raise RuntimeError("profiled worker scored nothing (is score_batch still used?)")
-    wall = hook.finished - hook.started
-    rows = _profile_rows(pstats.Stats(hook.profiler).get_stats_profile(), wall, hook.events)
-    by_self = sorted(rows, key=lambda r: float(r["tottime_s"]), reverse=True)[:15]
-    own = [r for r in rows if any(str(r["where"]).startswith(d) for d in OWN_CODE)]
-    by_cum = sorted(own, key=lambda r: float(r["cumtime_s"]), reverse=True)[:20]
-    return {
-        "mode": mode,
-        "batch": batch,
-        "events": hook.events,
-        "wall_s": wall,
-        "events_per_s_profiled": hook.events / wall if wall else None,
-        "profiler": (
-            "cProfile in the worker's thread from its first batch to its stop; deterministic, "
-            "so many small Python calls are inflated while C calls (ORT, librdkafka, "
-            "pydantic-core) count once"
-        ),
-        "top_self": by_self,
-        "top_cumulative_own_code": by_cum,
-    }
-
-
-def run_child(kind: str, args: dict[str, Any], plan: Plan, *, timeout: float) -> dict[str, Any]:
-    """Run ``kind`` in a fresh interpreter: its heap is a worker's, not this benchmark's (the
-    50k preloaded payloads here would make every full garbage collection several times dearer)."""
-    cmd = [sys.executable, "-m", "bench.worker_bench", "--child", kind, json.dumps(args)]
-    cmd += ["--quick"] if plan.quick else []
-    done = subprocess.run(
-        cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"child {kind} failed ({done.returncode}): {done.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
-
-
-def child_main(kind: str, raw: str, plan: Plan) -> int:
-    import inference_worker.worker  # noqa: F401, PLC0415  (the modules a worker process holds)
-
-    args = json.loads(raw)
-    kafka = KafkaSettings()
-    if kind == "stages":
-        out = stage_breakdown(kafka, plan=plan, **args)
-    elif kind == "profile":
-        out = profile_in_process(kafka, plan=plan, **args)
-    else:
-        raise SystemExit(f"unknown child {kind!r}")
-    print(json.dumps(out, default=str))
-    return 0
-
-
-# -- report ----------------------------------------------------------------------------------------
-COLORS = {"exactly_once": "tab:blue", "at_least_once": "tab:orange"}
-
-
-def plot(results: dict[str, Any], path: Path) -> None:
-    import matplotlib  # noqa: PLC0415
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    fig, ax = plt.subplots(figsize=(10, 6.2), dpi=110)
-    ort = results["ort_only"]
-    xs = sorted(int(b) for b in ort)
-    ort_label = "(a) ONNX Runtime only, 1 thread (rows/s)"
-    ax.plot(xs, [ort[str(b)]["rows_per_s"] for b in xs], "--", color="tab:green", label=ort_label)
-    rates = {
-        (r["mode"], r["batch"]): r["events_per_s"]
-        for r in results["worker"]
-        if r.get("events_per_s")
-    }
-    for mode in MODES:
-        color = COLORS[mode]
-        # the higher of the two worker curves is labelled above its points, the lower below
-        peer = {b: v for (m, b), v in rates.items() if m != mode}
-        pt = [r for r in results["passthrough"] if r["mode"] == mode and r["records_per_s"]]
-        if pt:
-            ax.plot(
-                [r["batch"] for r in pt],
-                [r["records_per_s"] for r in pt],
-                ":",
-                marker="x",
-                color=color,
-                alpha=0.7,
-                label=f"(b) Kafka passthrough {SHORT[mode]} (records/s)",
-            )
-        wk = [r for r in results["worker"] if r["mode"] == mode and r.get("events_per_s")]
-        if wk:
-            ax.plot(
-                [r["batch"] for r in wk],
-                [r["events_per_s"] for r in wk],
-                "-o",
-                color=color,
-                linewidth=2.2,
-                label=f"(c) worker {SHORT[mode]} (events/s)",
-            )
-            for r in wk:
-                ax.annotate(
-                    f"{r['events_per_s']:,.0f}",
-                    (r["batch"], r["events_per_s"]),
-                    textcoords="offset points",
-                    xytext=(5, 6 if r["events_per_s"] >= peer.get(r["batch"], 0) else -13),
-                    fontsize=7.5,
-                    color=color,
-                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
-                )
-    tuned = [r for r in results["passthrough_eos_short_backoff"] if r["records_per_s"]]
-    if tuned:
-        ax.plot(
-            [r["batch"] for r in tuned],
-            [r["records_per_s"] for r in tuned],
-            ":",
-            marker="+",
-            color="tab:purple",
-            alpha=0.7,
-            label="(b') Kafka passthrough EOS, retry.backoff.ms=10 (records/s)",
-        )
-    limits = results["limits"]
-    a, b = limits["ort_peak_rows_per_s"], limits["passthrough_eos_peak_records_per_s"]
-    ax.axhline(a, color="tab:green", linewidth=1.3, label=f"limit (a): ORT peak {a:,.0f} rows/s")
-    ax.axhline(
-        b, color="tab:red", linewidth=1.3, label=f"limit (b): EOS passthrough peak {b:,.0f} rec/s"
-    )
-    stage = results.get("pure_path")
-    if stage and stage.get("events_per_s_one_core"):
-        c = stage["events_per_s_one_core"]
-        ax.axhline(
-            c,
-            color="gray",
-            linestyle="-.",
-            linewidth=1,
-            label=f"pure Python path decode→score→encode, 1 core: {c:,.0f} ev/s",
-        )
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("batch size (records per consume() and per transaction)")
-    ax.set_ylabel("throughput per second (log scale)")
-    m = results["machine"]
-    ax.set_title(
-        f"scorestream worker throughput: {m['cpu_model']}, {m['nproc']} cores, "
-        f"Kafka {m['kafka']}, librdkafka {m['librdkafka']}, ORT {m['onnxruntime']}",
-        fontsize=9.5,
-    )
-    ax.grid(visible=True, which="both", alpha=0.25)
-    ax.legend(fontsize=7.5, loc="lower right", framealpha=0.92)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def fmt(x: float | None, digits: int = 0) -> str:
-    return "-" if x is None else f"{x:,.{digits}f}"
-
-
-def print_tables(results: dict[str, Any]) -> None:
-    print("\n(a) ONNX Runtime only, 1 intra-op thread")
-    print(f"{'batch':>6} {'rows/s':>12} {'us/call':>10}")
-    for b, r in sorted(results["ort_only"].items(), key=lambda kv: int(kv[0])):
-        print(f"{b:>6} {fmt(r['rows_per_s']):>12} {fmt(r['us_per_call'], 1):>10}")
-    print("\n(b) Kafka passthrough and (c) worker by batch size; ratio = c / min(a, b same mode)")
-    cols = (
-        "batch",
-        "ORT rows/s",
-        "pt EOS",
-        "pt EOS 10ms",
-        "worker EOS",
-        "ratio",
-        "pt ALO",
-        "worker ALO",
-        "ratio",
-    )
-    widths = (6, 11, 9, 12, 11, 6, 9, 11, 6)
-    print(" ".join(f"{c:>{w}}" for c, w in zip(cols, widths, strict=True)))
-    for row in results["summary"]:
-        cells = (
-            str(row["batch"]),
-            fmt(row["ort_rows_per_s"]),
-            fmt(row["passthrough_eos"]),
-            fmt(row["passthrough_eos_short_backoff"]),
-            fmt(row["worker_eos"]),
-            fmt(row["ratio_eos"], 2),
-            fmt(row["passthrough_alo"]),
-            fmt(row["worker_alo"]),
-            fmt(row["ratio_alo"], 2),
-        )
-        print(" ".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True)))
-    stage = results.get("pure_path")
-    if stage:
-        print(f"\npure Python path at batch {stage['batch']} (us/event, no Kafka)")
-        for k, v in stage["us_per_event"].items():
-            print(f"  {k:<42} {v:8.1f}")
-        rate = fmt(stage["events_per_s_one_core"])
-        print(f"  {'total':<42} {stage['total_us_per_event']:8.1f}  = {rate} events/s on 1 core")
-        print(
-            f"  {'total with the GC disabled':<42} {stage['total_us_per_event_gc_disabled']:8.1f}"
-        )
-    busy = {
-        k: v
-        for k, v in results.get("foreign_cpu", {}).items()
-        if (v["foreign_cores_mean"] or 0) >= 0.15
-    }
-    if busy:
-        print("\nWARNING: other processes used CPU during these phases (cores, mean):")
-        for k, v in busy.items():
-            print(f"  {k:<44} {v['foreign_cores_mean']:.2f}  {v['top_foreign']}")
-    prof = results.get("profile")
-    if prof:
-        print(
-            f"\nprofile: worker {SHORT[prof['mode']]} batch {prof['batch']}, {prof['events']:,} "
-            f"events in {prof['wall_s']:.1f}s under cProfile "
-            f"({fmt(prof['events_per_s_profiled'])} ev/s); top self time:"
-        )
-        for r in prof["top_self"]:
-            print(
-                f"  {r['tottime_pct_of_wall']:5.1f}%  {r['tottime_us_per_event']:8.1f} us/ev  "
-                f"{r['function']}  ({r['where']})"
-            )
-
-
-def summarise(results: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
-    ort = results["ort_only"]
-    pt = {(r["mode"], r["batch"]): r["records_per_s"] for r in results["passthrough"]}
-    wk = {(r["mode"], r["batch"]): r.get("events_per_s") for r in results["worker"]}
-    tuned = {r["batch"]: r["records_per_s"] for r in results["passthrough_eos_short_backoff"]}
-    rows = []
-    for b in plan.worker_batches:
-        row: dict[str, Any] = {
-            "batch": b,
-            "ort_rows_per_s": ort.get(str(b), {}).get("rows_per_s"),
-            "passthrough_eos_short_backoff": tuned.get(b),
-        }
-        for mode in MODES:
-            s = SHORT[mode].lower()
-            p, w = pt.get((mode, b)), wk.get((mode, b))
-            row[f"passthrough_{s}"] = p
-            row[f"worker_{s}"] = w
-            known = [x for x in (row["ort_rows_per_s"], p) if x]
-            limit = min(known) if known else None
-            row[f"limit_{s}"] = limit
-            row[f"ratio_{s}"] = w / limit if w and limit else None
-        t, w = row["passthrough_eos_short_backoff"], row["worker_eos"]
-        known = [x for x in (row["ort_rows_per_s"], t) if x]
-        row["ratio_eos_vs_short_backoff"] = w / min(known) if w and known else None
-        rows.append(row)
-    return rows
-
-
 def client_settings(kafka: KafkaSettings) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for mode in MODES:
@@ -1312,19 +491,6 @@ def client_settings(kafka: KafkaSettings) -> dict[str, Any]:
         out[f"consumer_{SHORT[mode]}"] = redacted(consumer)
         out[f"producer_{SHORT[mode]}"] = redacted(producer)
     return out
-
-
-def git_state() -> dict[str, Any]:
-    def git(*args: str) -> str:
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            done = subprocess.run(
-                ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10, check=False
-            )
-            return done.stdout.strip()
-        return ""
-
-    dirty = git("status", "--porcelain", "--", "inference_worker", "scorestream", "schemas")
-    return {"head": git("rev-parse", "HEAD"), "uncommitted_changes": dirty.splitlines()}
 
 
 # -- main ------------------------------------------------------------------------------------------
@@ -1352,7 +518,7 @@ class Context:
 
 
 def run_passthrough(ctx: Context) -> list[dict[str, Any]]:
-    src, dst = rand("bench-pt-in-"), rand("bench-pt-out-")
+    src, dst = common.rand("bench-pt-in-"), common.rand("bench-pt-out-")
     ctx.passthrough_topics = (src, dst)
     ctx.cleanup.topics |= {src, dst}
     create_topics(ctx.kafka, [src, dst], REGISTRY.get("transactions.enriched").partitions)
@@ -1483,6 +649,8 @@ def measure(ctx: Context, results: dict[str, Any], retrain: bool) -> None:
         "version": ctx.version,
         "batch": batch,
     }
+    from bench.profiling import profile_worker, run_child  # noqa: PLC0415  (imports this module)
+
     results["pure_path"] = run_child("stages", args, plan, timeout=240)
     done()
 
@@ -1623,6 +791,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.child:
+        from bench.profiling import child_main  # noqa: PLC0415  (imports this module)
+
         return child_main(args.child[0], args.child[1], make_plan(args.quick))
     if args.plot_only:
         saved = json.loads((args.results_dir / "worker.json").read_text())
