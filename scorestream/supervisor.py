@@ -67,6 +67,11 @@ class Supervisor:
     def running(self) -> dict[str, int]:
         return {name: pid for name, pid in self.pids().items() if _alive(pid)}
 
+    def dead(self) -> dict[str, int]:
+        """Services whose process has exited (crashed or killed): the restart candidates of a
+        watchdog (``scorestream chaos``); name → the exited pid."""
+        return {name: pid for name, pid in self.pids().items() if not _alive(pid)}
+
     def start(self, services: Sequence[ServiceSpec], progress: Progress = lambda _: None) -> None:
         already = self.running()
         if already:
@@ -139,6 +144,15 @@ class Supervisor:
 
 
 _CHILDREN: list[subprocess.Popen[bytes]] = []
+
+
+def exit_code(pid: int) -> int | None:
+    """Exit code of a service process started by this process (negative: killed by that
+    signal); ``None`` while it runs or when it is not our child."""
+    for proc in _CHILDREN:
+        if proc.pid == pid:
+            return proc.poll()
+    return None
 
 
 def _reap_children() -> None:
