@@ -546,6 +546,7 @@ def main(argv: list[str] | None = None, *, on_ready: Callable[[Audit], None] | N
     """Entry point of ``scorestream audit`` (and ``scorestream audit replay ...``)."""
     import argparse  # noqa: PLC0415
 
+    from scorestream import tracing  # noqa: PLC0415
     from scorestream.logs import configure_logging  # noqa: PLC0415
 
     args_in = list(sys.argv[1:] if argv is None else argv)
@@ -569,6 +570,7 @@ def main(argv: list[str] | None = None, *, on_ready: Callable[[Audit], None] | N
     overrides = {k: v for k, v in vars(args).items() if v is not None}
     settings = AuditSettings(**overrides)
     configure_logging(SERVICE, settings.tenant)
+    tracing.setup(SERVICE, settings.tenant)
     try:
         service = Audit(settings)
     except ScorestreamError as exc:

@@ -330,6 +330,7 @@ def main(
     """Entry point of ``scorestream decision`` and of the container."""
     import argparse  # noqa: PLC0415
 
+    from scorestream import tracing  # noqa: PLC0415
     from scorestream.errors import ScorestreamError  # noqa: PLC0415
     from scorestream.logs import configure_logging  # noqa: PLC0415
 
@@ -349,6 +350,7 @@ def main(
     overrides = {k: v for k, v in vars(args).items() if v is not None}
     settings = DecisionSettings(**overrides)
     configure_logging(SERVICE, settings.tenant)
+    tracing.setup(SERVICE, settings.tenant)
     try:
         service = Decision(settings)
     except ScorestreamError as exc:  # e.g. an invalid policy file at startup: fail fast

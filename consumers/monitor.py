@@ -532,6 +532,7 @@ def main(
     """Entry point of ``scorestream monitor`` and of the container."""
     import argparse  # noqa: PLC0415
 
+    from scorestream import tracing  # noqa: PLC0415
     from scorestream.logs import configure_logging  # noqa: PLC0415
     from scorestream.settings import ModelRepoSettings  # noqa: PLC0415
 
@@ -545,6 +546,7 @@ def main(
     overrides = {k: v for k, v in vars(args).items() if v is not None}
     settings = MonitorSettings(**overrides)
     configure_logging(SERVICE, settings.tenant)
+    tracing.setup(SERVICE, settings.tenant)
     repo_settings = ModelRepoSettings()
     repo = ModelRepository(repo_settings.url, repo_settings.storage_options())
     monitor = Monitor(settings, repo=repo)

@@ -46,7 +46,7 @@ from consumers.decision import carried_extensions
 from schemas.cloudevents import Envelope
 from schemas.errors import RawRecord
 from schemas.events import DecisionEvent, Outcome
-from scorestream import __version__, metrics
+from scorestream import __version__, metrics, tracing
 from scorestream.dlq import DeadLetter
 from scorestream.processor import Emit, Processor, ProcessorConfig, Result
 from scorestream.settings import KafkaSettings, ProcessingSettings
@@ -380,7 +380,12 @@ def notify_batch(
     deadline = None if budget_s is None else clock() + budget_s
 
     def send(env: Envelope[DecisionEvent]) -> WebhookResult:
-        return webhook.deliver(env.event, trace=env.trace, deadline=deadline)
+        # a client span under the decision's process span; its context goes on the request
+        parent = tracing.parent_of(env.trace)
+        with tracing.client_span("POST", str(webhook.url), parent=parent) as (span, sent):
+            result = webhook.deliver(env.event, trace=sent or env.trace, deadline=deadline)
+            tracing.http_result(span, result.status, result.error_type, result.attempts)
+            return result
 
     if pool is None:
         results = [send(env) for env in out.alerts]
@@ -517,6 +522,7 @@ def main(
     overrides = {k: v for k, v in vars(args).items() if v is not None}
     settings = NotifierSettings(**overrides)
     configure_logging(SERVICE, settings.tenant)
+    tracing.setup(SERVICE, settings.tenant)
     service = Notifier(settings)
     if on_ready is not None:
         on_ready(service)

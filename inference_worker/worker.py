@@ -166,6 +166,7 @@ def main(argv: list[str] | None = None, *, on_ready: Callable[[Worker], None] | 
     """Entry point of ``scorestream worker`` and of the container."""
     import argparse  # noqa: PLC0415
 
+    from scorestream import tracing  # noqa: PLC0415
     from scorestream.logs import configure_logging  # noqa: PLC0415
     from scorestream.settings import ModelRepoSettings  # noqa: PLC0415
 
@@ -180,6 +181,7 @@ def main(argv: list[str] | None = None, *, on_ready: Callable[[Worker], None] | 
     overrides = {k: v for k, v in vars(args).items() if v is not None}
     settings = WorkerSettings(**overrides)
     configure_logging(SERVICE, settings.tenant)
+    tracing.setup(SERVICE, settings.tenant)
     repo_settings = ModelRepoSettings()
     repo = ModelRepository(repo_settings.url, repo_settings.storage_options())
     worker = Worker(settings, repo=repo)

@@ -70,6 +70,7 @@ from producers.publisher import (
     validate_transaction,
 )
 from schemas.events import DecisionEvent, TransactionEvent
+from scorestream import tracing
 from scorestream.settings import KafkaSettings
 
 log = logging.getLogger("scorestream.gateway")
@@ -352,13 +353,17 @@ class Gateway:
         *,
         reply: bool,
     ) -> DeliveryReport:
-        return await self._pub().apublish(
-            tx,
-            traceparent=child_traceparent(traceparent),
-            tracestate=tracestate,
-            extensions={"replyto": self.router.replyto} if reply else None,
-            timeout=self.settings.publish_timeout_s + 2.0,
-        )
+        pub = self._pub()
+        # a producer span under the request's server span (when tracing is on): its context is
+        # the record's traceparent, so the first consumer's span is its child
+        with tracing.send_span(pub.topic, key=tx.partition_key()) as sent:
+            return await pub.apublish(
+                tx,
+                traceparent=sent.get("traceparent") or child_traceparent(traceparent),
+                tracestate=sent.get("tracestate", tracestate) if sent else tracestate,
+                extensions={"replyto": self.router.replyto} if reply else None,
+                timeout=self.settings.publish_timeout_s + 2.0,
+            )
 
     async def accept(
         self, body: bytes, traceparent: str | None, tracestate: str | None
@@ -602,6 +607,7 @@ def create_app(
         exempt=lambda p: not limited(p),
     )
     app.add_middleware(MetricsMiddleware, routes=lambda: app.routes)
+    app.add_middleware(tracing.ServerSpanMiddleware)  # outermost: 413/503 get a span too
     return app
 
 
@@ -822,6 +828,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {k: v for k, v in vars(args).items() if v is not None}
     settings = GatewaySettings(**overrides)
     configure_logging(SERVICE, settings.tenant)
+    tracing.setup(SERVICE, settings.tenant)
     logging.getLogger("uvicorn.error").addFilter(_DropColorMessage())
     app = create_app(settings)
     config = uvicorn.Config(

@@ -16,6 +16,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from schemas.cloudevents import Envelope, decode, encode
 from schemas.errors import RawRecord
 from schemas.events import Contract
+from scorestream import tracing
 from scorestream.errors import DeliveryError
 from scorestream.kafka_config import ClientConfig
 
@@ -75,22 +76,30 @@ class EventProducer:
         event_id: str | None = None,
         extensions: Mapping[str, str] | None = None,
     ) -> None:
-        message = encode(
-            event, source=self._source, event_id=event_id, trace=trace, extensions=extensions
-        )
-        headers: list[tuple[str, str | bytes | None]] = list(message.headers)
-        while True:
-            try:
-                self._producer.produce(
-                    topic,
-                    value=message.value,
-                    key=message.key,
-                    headers=headers,
-                    on_delivery=self._on_delivery,
-                )
-                break
-            except BufferError:
-                self._producer.poll(0.1)  # queue full: serve delivery reports, then retry
+        # a send span (child of ``trace``'s context, else of the current span) whose context
+        # the record carries; with tracing off the given headers pass through unchanged
+        parent = tracing.parent_of(trace) if trace else None
+        with tracing.send_span(topic, parent=parent, key=event.partition_key()) as sent:
+            message = encode(
+                event,
+                source=self._source,
+                event_id=event_id,
+                trace=sent or trace,
+                extensions=extensions,
+            )
+            headers: list[tuple[str, str | bytes | None]] = list(message.headers)
+            while True:
+                try:
+                    self._producer.produce(
+                        topic,
+                        value=message.value,
+                        key=message.key,
+                        headers=headers,
+                        on_delivery=self._on_delivery,
+                    )
+                    break
+                except BufferError:
+                    self._producer.poll(0.1)  # queue full: serve delivery reports, then retry
         self._producer.poll(0)
 
     def flush(self, timeout: float = 30.0) -> int:

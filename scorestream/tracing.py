@@ -362,15 +362,24 @@ def hop(
     partition: int | None = None,
     offset: int | None = None,
     key: bytes | str | None = None,
-) -> HeaderList:
-    """One consume → produce hop in a single call, for stream pipelines (Quix ``set_headers``):
-    records a ``process`` span continuing ``headers`` and a ``send`` span under it, and returns
-    a copy of ``headers`` carrying the send span's context (unchanged when tracing is off)."""
-    items: HeaderList = (
-        [(k, v) for k, v in headers.items()]
-        if isinstance(headers, Mapping)
-        else list(headers or [])
-    )
+) -> Any:
+    """One consume → produce hop in a single call, for stream pipelines (Quix ``set_headers``,
+    or the ``trace`` dict an output is encoded with): records a ``process`` span continuing
+    ``headers`` and a ``send`` span under it, and returns a copy of ``headers`` — a list of
+    pairs for a list, a dict for a mapping — carrying the send span's context (an unchanged
+    copy when tracing is off)."""
+    if isinstance(headers, Mapping):
+        pairs = hop(
+            list(headers.items()),
+            consumed_from=consumed_from,
+            produce_to=produce_to,
+            group=group,
+            partition=partition,
+            offset=offset,
+            key=key,
+        )
+        return {k: _text(v) or "" for k, v in pairs}
+    items: HeaderList = list(headers or [])
     if _state is None:
         return items
     attrs = kafka_attributes(

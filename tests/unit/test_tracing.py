@@ -318,3 +318,17 @@ def test_server_span_middleware_names_the_route_and_continues_the_caller(
     assert server.attributes["http.response.status_code"] == 200
     assert server.attributes["http.route"] == "/v1/items/{item}"
     assert len(spans) == 2  # /livez is not traced
+
+
+def test_hop_on_a_trace_dict_returns_a_dict_in_the_same_trace(
+    exporter: InMemorySpanExporter,
+) -> None:
+    out = tracing.hop(
+        {"traceparent": UPSTREAM, "tracestate": "v=1"}, consumed_from="a", produce_to="b"
+    )
+    assert isinstance(out, dict)
+    assert out["traceparent"].split("-")[1] == f"{UPSTREAM_TRACE:032x}"
+    assert out["traceparent"] != UPSTREAM
+    assert out["tracestate"] == "v=1"
+    send = by_name(finished(exporter), "send b")
+    assert out["traceparent"].split("-")[2] == f"{send.context.span_id:016x}"
