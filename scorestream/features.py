@@ -7,6 +7,11 @@ class (:func:`compute_offline`), so served and trained features are identical by
 no train/serve skew. The ordered :data:`FEATURE_SPEC` and its hash go into every model's
 metadata; a model trained against another spec is refused.
 
+:class:`FeatureState` is composed of one :class:`AccountWindows` per account and one
+:class:`MerchantWindows` per merchant, each JSON-serialisable: the live enricher keeps them in
+separate keyed state stores (account stage keyed like the input, merchant stage after a
+repartition by merchant) and calls the very same methods, so the arithmetic cannot drift.
+
 Windows are event-time windows ``(t - w, t]`` and include the current transaction, as in the
 "Reproducible Machine Learning for Credit Card Fraud Detection" handbook. Merchant (terminal)
 risk only counts frauds whose label has arrived by the transaction's time (the label delay is
