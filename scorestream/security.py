@@ -18,6 +18,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
@@ -70,15 +71,26 @@ class ServicePrincipal:
     username: str
     password: str = field(repr=False)
 
-    def client_env(self, bootstrap: str, *, protocol: str = "SASL_PLAINTEXT") -> dict[str, str]:
-        return client_env(bootstrap, self.username, self.password, protocol=protocol)
+    def client_env(
+        self, bootstrap: str, *, protocol: str = "SASL_PLAINTEXT", ca_location: Path | None = None
+    ) -> dict[str, str]:
+        return client_env(
+            bootstrap, self.username, self.password, protocol=protocol, ca_location=ca_location
+        )
 
 
 def client_env(
-    bootstrap: str, username: str, password: str, *, protocol: str = "SASL_PLAINTEXT"
+    bootstrap: str,
+    username: str,
+    password: str,
+    *,
+    protocol: str = "SASL_PLAINTEXT",
+    ca_location: Path | None = None,
 ) -> dict[str, str]:
-    """Environment of a service process that connects as ``username`` (see KafkaSettings)."""
-    return {
+    """Environment of a service process that connects as ``username`` (see KafkaSettings);
+    ``ca_location``: the PEM CA bundle that verifies the brokers for ``SASL_SSL``."""
+    tls = {"SCORESTREAM_KAFKA_SSL_CA_LOCATION": str(ca_location)} if ca_location else {}
+    return tls | {
         "SCORESTREAM_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "SCORESTREAM_KAFKA_SECURITY_PROTOCOL": protocol,

@@ -33,6 +33,13 @@ from tests.security.tls_broker import (
     make_certificates,
     start_tls_broker,
 )
+from tests.worker_support import (
+    Tenant,
+    enriched_events,
+    exactly_once,
+    publish_enriched,
+    read_predictions,
+)
 
 pytestmark = [pytest.mark.security, pytest.mark.integration, pytest.mark.slow]
 
@@ -129,3 +136,31 @@ def test_the_host_name_is_verified(tls_broker: TlsBroker) -> None:
     assert "certificate verify failed" in errors[0].str()
     relaxed = tls_settings(by_name, ADMIN_USER, ADMIN_PASSWORD, tls_broker.ca, verify_host=False)
     assert _connect_errors(relaxed) == []
+
+
+def test_the_worker_scores_over_sasl_ssl_as_its_own_principal(
+    tls_broker: TlsBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real worker process whose only Kafka settings are SASL_SSL + its principal + the CA."""
+    monkeypatch.delenv("SCORESTREAM_KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", tls_broker.plaintext)  # the test's own setup
+    tenant = Tenant(f"w{uuid.uuid4().hex[:8]}", tmp_path / "models")
+    ensure_tenant_topics(tenant.name)
+    tenant.publish_model("1")
+    tenant.promote("1")
+    admin = AdminClient(
+        admin_config(tls_settings(tls_broker.tls, ADMIN_USER, ADMIN_PASSWORD, tls_broker.ca))
+    )
+    worker = security.provision(admin, tenant.name, ["worker"])["worker"]
+    try:
+        env = worker.client_env(tls_broker.tls, protocol="SASL_SSL", ca_location=tls_broker.ca)
+        tenant.start_worker("w-tls", **env)
+        events = list(enriched_events(tenant.name, 200))
+        publish_enriched(tenant, events)
+        preds = read_predictions(tls_broker.plaintext, tenant, len(events), timeout=180)
+        ids = {e.transaction.transaction_id for e in events}
+        assert exactly_once(preds, ids) == (0, 0, 0), tenant.worker_logs()
+        assert worker.password not in tenant.worker_logs()
+    finally:
+        tenant.stop_all()
+        security.deprovision(admin, tenant.name, ["worker"])
