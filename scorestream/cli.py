@@ -165,6 +165,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
     supervisor = up(args.tenant, gateway_port=args.gateway_port, progress=_progress)
     print(
         f"gateway: http://127.0.0.1:{args.gateway_port}/docs   logs: {supervisor.dir}/\n"
+        f"API key: {supervisor.dir}/api-key (send it as 'Authorization: Bearer <key>')\n"
         f"stop with: scorestream down --tenant {args.tenant}"
     )
     return 0
