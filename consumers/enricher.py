@@ -30,6 +30,10 @@ event-time order and a label reaches it before the first transaction at or after
 closely; across partitions two accounts' transactions at one merchant can interleave
 differently, which shifts that merchant's counts by the swapped records (documented in the ADR).
 
+Metrics (``scorestream_events_in_total``, ``_events_out_total``, ``_dlq_total`` with
+``service="enricher"``) count records as they are processed: unlike the shared Processor there is
+no per-batch commit callback in Quix, so records reprocessed after a crash are counted again.
+
 Flags: ``--max-batch`` commits a checkpoint (one transaction) after that many input records
 (Quix ``commit_every``); ``--max-wait-ms`` is the longest a processed record waits for its
 checkpoint to commit (Quix ``commit_interval``, also the poll timeout).
@@ -39,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -92,9 +97,12 @@ class EnricherSettings(ProcessingSettings):
 
     instance_id: str = "enricher-0"
     """Stable per tenant: it is the transactional.id suffix that fences a previous instance."""
-    state_dir: Path = Field(default=Path("var/enricher-state"))
+    state_dir: Path = Field(
+        default_factory=lambda: Path(tempfile.gettempdir()) / "scorestream" / "enricher-state"
+    )
     """RocksDB state root; the instance keeps ``<state_dir>/<tenant>/<instance_id>`` so two
-    instances on one host never share files. Losing it only costs a changelog replay."""
+    instances on one host never share files. Losing it only costs a changelog replay. The
+    default is under the temp dir, writable in the pods (read-only root, ``/tmp`` emptyDir)."""
 
     def resolved_state_dir(self) -> Path:
         return self.state_dir / self.tenant / self.instance_id
@@ -239,10 +247,11 @@ class Enricher:
             ).start()
         try:
             log.info(
-                "starting: group %s, transactional.id %s, state %s",
+                "starting: group %s, transactional.id %s, state %s, internal topics %s",
                 self.settings.group_id,
                 self.settings.transactional_id,
                 self.settings.resolved_state_dir(),
+                ", ".join(self.internal_topics()),
             )
             self.app.run()  # installs SIGTERM/SIGINT → app.stop(): commit, leave the group
             return 0

@@ -265,6 +265,13 @@ def test_rebalance_enriches_every_transaction_exactly_once(
             if proc.poll() is None:
                 _stop(proc)
     assert len(got) == len(txs)
+    # the internal topic names the ADR gives for ACLs
+    started = (tmp_path / "e0.log").read_text()
+    assert (
+        f"repartition__{tenant}.enricher--{tenant}.labels--{tenant}.transactions--merchant"
+        in started
+    )
+    assert f"changelog__{tenant}.enricher--{tenant}.transactions--default" in started
     # account windows are keyed like the input: exact across partitions and the rebalance
     assert _mismatches(txs, got, labels, ACCOUNT_FEATURES) == []
     merchant = _mismatches(txs, got, labels)
