@@ -136,8 +136,8 @@ class JsonFormatter(logging.Formatter):
                 extras["trace_id"] = format(ctx.trace_id, "032x")
                 extras["span_id"] = format(ctx.span_id, "016x")
         for key in _ORDER:
-            if extras.get(key):
-                value = extras.pop(key)
+            value = extras.pop(key, None)
+            if value:
                 # trace/span ids are hex the SDK or the W3C parser validated: not scanned
                 out[key] = value if key != "event_id" else redact(value, key)
         for key, value in extras.items():
