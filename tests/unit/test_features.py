@@ -170,3 +170,35 @@ def test_labels_count_by_event_time_whatever_the_processing_order() -> None:
     after = early.features_for(tx(3, at=T0 + timedelta(days=3), account="acc-c"))
     assert before["merchant_frauds_7d"] == 0.0  # ...but not known yet at day 1
     assert after["merchant_frauds_7d"] == 1.0
+
+
+def test_per_key_parts_through_json_equal_the_feature_state() -> None:
+    """The enricher keeps AccountWindows / MerchantWindows as JSON in separate keyed stores;
+    round-tripping them after every event changes no feature bit."""
+    import json  # noqa: PLC0415
+
+    from producers.generator import generate_transactions  # noqa: PLC0415
+    from scorestream.features import AccountWindows, MerchantWindows  # noqa: PLC0415
+
+    events = list(generate_transactions(300, tenant="acme", seed=9, accounts=8, merchants=4))
+    events.sort(key=lambda e: e.timestamp)
+    frauds = {e.transaction_id for e in events[::13]}
+    reference = FeatureState()
+    accounts: dict[str, str] = {}
+    merchants: dict[str, str] = {}
+    counted = 0.0
+    for e in events:
+        expected = reference.features_for(e)
+        counted += expected["merchant_frauds_30d"]
+        acc = AccountWindows.from_json(json.loads(accounts.get(e.account_id, "null")))
+        mer = MerchantWindows.from_json(json.loads(merchants.get(e.merchant_id, "null")))
+        got = stateless_features(e) | acc.features(e) | mer.features(e)
+        assert got == expected
+        assert list(got) == list(expected)
+        if e.transaction_id in frauds:
+            label = fraud_label(e, labelled_at=e.timestamp + timedelta(minutes=30))
+            reference.observe_label(label)
+            mer.observe_fraud(label.transaction_time, label.labelled_at)
+        accounts[e.account_id] = json.dumps(acc.to_json())
+        merchants[e.merchant_id] = json.dumps(mer.to_json())
+    assert counted > 0, "the labels took effect"
