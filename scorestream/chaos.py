@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import random
 import shutil
 import threading
 import time
@@ -114,6 +115,24 @@ def _prepare_models(repo_dir: Path, tenant: str) -> Callable[[], str]:
     return promote
 
 
+def _stable_ports(n: int, rng: random.Random) -> list[int]:
+    """Free ports *below* the kernel's ephemeral range: the broker must get its ports back after a
+    SIGKILL, and a port from the ephemeral range can meanwhile become the source port of one of
+    the many reconnecting clients."""
+    from scorestream.broker.local import port_is_free  # noqa: PLC0415
+
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    chosen: list[int] = []
+    while len(chosen) < n:
+        port = rng.randrange(20000, max(20001, low - 1))
+        if port not in chosen and port_is_free(port):
+            chosen.append(port)
+    return chosen
+
+
 def _specs(tenant: str, env: dict[str, str]) -> list[ServiceSpec]:
     """Every service of ``up``, with two workers (so a paused one's partitions can move)."""
     from scorestream.up import service_specs  # noqa: PLC0415
@@ -209,12 +228,13 @@ def run_chaos(cfg: ChaosConfig, progress: Progress) -> dict[str, Any]:
     run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:4]}"
     tenant = f"chaos-{uuid.uuid4().hex[:8]}"
     run_dir = (cfg.work_dir / run_id).resolve()
+    ports = _stable_ports(3, random.Random())  # noqa: S311  (not a secret)
     broker = LocalBroker(
         BrokerSettings(
             home=run_dir / "broker",
-            plaintext_port=0,
-            sasl_port=0,
-            controller_port=0,
+            plaintext_port=ports[0],
+            sasl_port=ports[1],
+            controller_port=ports[2],
             heap=cfg.broker_heap,
             ready_timeout_s=cfg.recovery_timeout_s,  # log recovery after SIGKILL takes a while
         )

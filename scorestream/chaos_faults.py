@@ -25,8 +25,9 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from scorestream.broker import LocalBroker
+from scorestream.broker import BrokerState, LocalBroker
 from scorestream.broker.state import pid_is_broker
+from scorestream.errors import PortUnavailableError
 from scorestream.supervisor import Supervisor, exit_code
 
 Progress = Callable[[str], None]
@@ -213,10 +214,23 @@ class Injector:
                 os.waitpid(state.pid, os.WNOHANG)
             time.sleep(0.1)
         down_at = time.monotonic()
-        new = self.broker.start(progress=lambda _: None)
+        new = self._restart_broker()
         if new.bootstrap != state.bootstrap:
             return f"broker came back on {new.bootstrap}, not {state.bootstrap}"
         return f"broker pid {state.pid} -> {new.pid}, down {time.monotonic() - down_at:.1f}s"
+
+    def _restart_broker(self) -> BrokerState:
+        """Start the broker again on its recorded ports; a port still held (a lingering socket)
+        is retried rather than fatal."""
+        deadline = time.monotonic() + self.recovery_timeout_s
+        while True:
+            try:
+                return self.broker.start(progress=lambda _: None)
+            except PortUnavailableError as exc:
+                if time.monotonic() > deadline:
+                    raise
+                self.progress(f"broker restart: {exc}; retrying")
+                time.sleep(2.0)
 
     def _pause(self, target: str) -> str:
         other = next(w for w in WORKERS if w != target)

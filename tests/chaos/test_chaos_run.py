@@ -1,0 +1,71 @@
+"""The CI-sized ``scorestream chaos`` run: every kind of fault once or more, invariants hold.
+
+The runner starts its own broker (own home directory, free ports), so the shared broker of the
+test session is never touched; it runs as a subprocess exactly as an operator would run it, and
+the test reads the JSON report it writes. The full run (100k events, >= 20 faults) is the same
+command with its defaults; its table is in the README's Reliability section.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scorestream.chaos_faults import FaultKind, make_schedule
+
+pytestmark = [pytest.mark.chaos, pytest.mark.slow]
+
+EVENTS = 2000
+FAULTS = 8
+BAD = 12
+
+
+def test_schedule_is_seeded_and_covers_every_kind_of_fault() -> None:
+    a = make_schedule(FAULTS, 60.0, seed=3)
+    assert a == make_schedule(FAULTS, 60.0, seed=3)
+    assert a != make_schedule(FAULTS, 60.0, seed=4)
+    assert len(a) == FAULTS
+    assert {f.kind for f in a} == set(FaultKind)
+    assert all(3.0 <= f.at_s <= 51.0 for f in a)
+    assert [f.at_s for f in a] == sorted(f.at_s for f in a)
+    full = make_schedule(24, 250.0, seed=7)
+    killed = [f.target for f in full if f.kind is FaultKind.KILL]
+    for service in ("enricher", "decision", "audit"):
+        assert killed.count(service) >= 2, (service, killed)
+    assert sum(1 for f in full if f.kind is FaultKind.BROKER) >= 2
+
+
+@pytest.mark.timeout(1200)
+def test_ci_sized_chaos_run_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    report_path = tmp_path / "chaos.json"
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "scorestream", "chaos"),
+            *("--events", str(EVENTS), "--faults", str(FAULTS), "--bad", str(BAD)),
+            *("--rate", "40", "--seed", "11", "--report", str(report_path)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1150,
+        check=False,
+    )
+    output = proc.stdout[-6000:] + proc.stderr[-3000:]
+    assert report_path.exists(), output
+    report = json.loads(report_path.read_text())
+    assert proc.returncode == 0, (report["failures"], output)
+    assert report["failures"] == []
+    assert report["faults_injected"] == FAULTS
+    assert report["faults_survived"] == FAULTS
+    kinds = {f["fault"]["kind"] for f in report["faults"]}
+    assert kinds == {k.value for k in FaultKind}
+    assert report["events_in"] == EVENTS
+    assert (report["lost"], report["duplicated"], report["reorderings"]) == (0, 0, 0)
+    assert report["dlq"] == report["bad_in"] > 0
+    for stream in ("transactions.enriched", "predictions", "decisions", "audit"):
+        assert report["streams"][stream]["records"] == EVENTS, stream
+    assert "v2" in report["versions"], "the mid-run promotion never took effect"
+    assert "| faults injected" in proc.stdout
