@@ -196,7 +196,7 @@ def test_per_key_parts_through_json_equal_the_feature_state() -> None:
         assert got == expected
         assert list(got) == list(expected)
         if e.transaction_id in frauds:
-            label = fraud_label(e, labelled_at=e.timestamp + timedelta(minutes=30))
+            label = fraud_label(e, labelled_at=e.timestamp + timedelta(seconds=20))
             reference.observe_label(label)
             mer.observe_fraud(label.transaction_time, label.labelled_at)
         accounts[e.account_id] = json.dumps(acc.to_json())
