@@ -55,7 +55,10 @@ Check = Callable[[], tuple[bool, str]]
 
 @dataclass(frozen=True, slots=True)
 class Emit:
-    """One event to produce; ``trace`` carries the W3C context of the event it derives from."""
+    """One event to produce; ``trace`` carries the W3C context of the event it derives from.
+
+    With tracing on, the processor starts a ``send`` span under that input's ``process`` span
+    and puts the send span's context on the record instead, so the next hop is its child."""
 
     topic: str
     event: Contract

@@ -302,9 +302,7 @@ def kafka_attributes(
         attrs[GROUP] = group
     if message_id:
         attrs[MESSAGE_ID] = message_id
-    if _state is not None and _state.tenant:
-        attrs[TENANT] = _state.tenant
-    return attrs
+    return attrs  # the tenant is on the resource of every span, not repeated here
 
 
 @contextlib.contextmanager
@@ -492,6 +490,17 @@ _registry: dict[str, Span] = {}
 running for that message (a webhook in a thread pool) can parent its spans under it."""
 
 
+def _unsampled(traceparent: str | None) -> bool:
+    """A valid-looking ``traceparent`` whose sampled flag is off: nobody records this trace, so
+    the hop only passes the context on (no span objects on the hot path)."""
+    if not traceparent or len(traceparent) != 55:
+        return False
+    try:
+        return not int(traceparent[53:], 16) & 1
+    except ValueError:
+        return False
+
+
 def parent_of(trace_headers: Carrier | None) -> Context:
     """The context to parent work for a consumed message under: its process span while the
     processor handles it, else the context in its headers."""
@@ -505,7 +514,11 @@ def parent_of(trace_headers: Carrier | None) -> Context:
 
 class BatchTrace:
     """The spans of one processor batch: a batch span linking every message's context, a
-    process span per message (child of that message's context), send spans per output."""
+    process span per message (child of that message's context), send spans per output.
+
+    Messages of unsampled traces (``traceparent`` flag 00) get no spans at all and their outputs
+    carry the incoming context on: with a sampler ratio below 1 at the gateway, the hot path of
+    every later hop costs the ratio times the full span work, not a span per message."""
 
     def __init__(self, *, topics: Sequence[str], group: str, count: int) -> None:
         self.group = group
@@ -531,6 +544,9 @@ class BatchTrace:
         key: bytes | None,
         message_id: str | None,
     ) -> None:
+        tp = trace_headers.get("traceparent")
+        if _unsampled(tp):
+            return
         ctx = extract(trace_headers)
         remote = trace.get_current_span(ctx).get_span_context()
         if remote.is_valid:
@@ -552,7 +568,6 @@ class BatchTrace:
             links=[Link(self.batch.get_span_context())],
         )
         self.spans.append(span)
-        tp = trace_headers.get("traceparent")
         if tp:
             self.by_parent[tp] = span
             _registry[tp] = span
@@ -568,7 +583,10 @@ class BatchTrace:
         """Start a send span for one output and return the headers naming it as parent: under
         the process span of the message the output derives from (its ``trace``), else under
         that context, else under the batch span."""
-        parent = self.by_parent.get(trace_headers.get("traceparent", "")) if trace_headers else None
+        tp = trace_headers.get("traceparent") if trace_headers else None
+        parent = self.by_parent.get(tp) if tp else None
+        if parent is None and trace_headers and _unsampled(tp):
+            return dict(trace_headers)  # an unsampled trace: pass the context on
         if parent is not None:
             ctx = trace.set_span_in_context(parent)
         elif trace_headers:

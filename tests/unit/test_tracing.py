@@ -176,7 +176,6 @@ def test_one_trace_across_hops_with_parent_links_and_messaging_attributes(
         "messaging.kafka.message.key": "acc-1",
         "messaging.consumer.group.name": "acme.worker",
         "messaging.message.id": "ev-1",
-        "scorestream.tenant": "acme",
     }
     assert w_send.attributes is not None
     assert w_send.attributes["messaging.destination.name"] == "acme.predictions"
@@ -274,8 +273,8 @@ def test_sampler_ratio_zero_records_nothing_but_still_propagates() -> None:
         )
         out = batch.sending("acme.predictions", sent)
         batch.end(committed=True)
-        assert out["traceparent"].split("-")[1] == sent["traceparent"].split("-")[1]
-        assert out["traceparent"] != sent["traceparent"]  # a new span id per hop
+        # an unsampled trace costs no spans downstream: the context is passed on as it came
+        assert out == sent
         assert finished(exp) == []
     finally:
         tracing.shutdown()
