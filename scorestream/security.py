@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
@@ -31,6 +33,7 @@ from confluent_kafka.admin import (
     ResourceType,
     ScramCredentialInfo,
     ScramMechanism,
+    UserScramCredentialAlteration,
     UserScramCredentialDeletion,
     UserScramCredentialUpsertion,
 )
@@ -119,11 +122,11 @@ def acl_bindings(principal: str, rules: Iterable[AclRule]) -> list[AclBinding]:
     ]
 
 
-def _wait(futures: dict[object, object], what: str) -> None:
+def _wait(futures: Mapping[Any, Future[Any]], what: str) -> None:
     errors = []
     for key, future in futures.items():
         try:
-            future.result(TIMEOUT_S)  # type: ignore[attr-defined]
+            future.result(TIMEOUT_S)
         except KafkaException as exc:
             errors.append(f"{key}: {exc.args[0]}")
     if errors:
@@ -181,10 +184,10 @@ def principal_acls(admin: AdminClient, username: str) -> list[AclBinding]:
     """Every ACL binding of ``User:<username>`` the broker has."""
     flt = AclBindingFilter(
         ResourceType.ANY,
-        None,
+        None,  # type: ignore[arg-type]  # None matches any name; the 2.16 stub is too narrow
         ResourcePatternType.ANY,
         f"User:{username}",
-        None,
+        None,  # type: ignore[arg-type]  # any host
         AclOperation.ANY,
         AclPermissionType.ANY,
     )
@@ -195,16 +198,16 @@ def principal_acls(admin: AdminClient, username: str) -> list[AclBinding]:
 def deprovision(admin: AdminClient, tenant: str, services: Sequence[str]) -> None:
     """Delete the ACLs and SCRAM credentials of the given services of ``tenant``."""
     filters = []
-    deletions = []
+    deletions: list[UserScramCredentialAlteration] = []
     for service in services:
         username = principal_name(tenant, service)
         filters.append(
             AclBindingFilter(
                 ResourceType.ANY,
-                None,
+                None,  # type: ignore[arg-type]  # None matches any name
                 ResourcePatternType.ANY,
                 f"User:{username}",
-                None,
+                None,  # type: ignore[arg-type]  # any host
                 AclOperation.ANY,
                 AclPermissionType.ANY,
             )

@@ -1,0 +1,2 @@
+from .conversion_util import ConversionUtil as ConversionUtil
+from .validation_util import ValidationUtil as ValidationUtil

@@ -1,0 +1,19 @@
+from ..cimpl import KafkaError as KafkaError
+from typing import Any
+
+string_type = basestring
+string_type = str
+
+class ValidationUtil:
+    @staticmethod
+    def check_multiple_not_none(obj: Any, vars_to_check: list[str]) -> None: ...
+    @staticmethod
+    def check_not_none(obj: Any, param: str) -> None: ...
+    @staticmethod
+    def check_multiple_is_string(obj: Any, vars_to_check: list[str]) -> None: ...
+    @staticmethod
+    def check_is_string(obj: Any, param: str) -> None: ...
+    @staticmethod
+    def check_kafka_errors(errors: list[KafkaError]) -> None: ...
+    @staticmethod
+    def check_kafka_error(error: KafkaError) -> None: ...
