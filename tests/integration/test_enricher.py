@@ -327,3 +327,12 @@ def test_bad_records_go_to_the_dlqs(kafka_bootstrap: str, tmp_path: Path) -> Non
     }
     assert len(label_dlq) == 1
     assert dict(label_dlq[0].headers() or [])["dlq.reason"] == b"unknown_tenant"
+
+
+def test_a_tenant_without_topics_is_refused(kafka_bootstrap: str) -> None:
+    """Quix would create missing topics with one partition; the enricher refuses instead."""
+    from consumers.enricher import Enricher, EnricherSettings  # noqa: PLC0415
+    from scorestream.errors import KafkaClientError  # noqa: PLC0415
+
+    with pytest.raises(KafkaClientError, match="topics missing"):
+        Enricher(EnricherSettings(tenant=f"t{uuid.uuid4().hex[:10]}", health_port=0))
