@@ -226,7 +226,8 @@ def check(bootstrap: str, tenant: str, inputs: Inputs) -> Verdict:
             if not reason:
                 without_reason += 1
             else:
-                reasons[f"{spec.name}:{bytes(reason).decode(errors='replace')}"] += 1
+                text = reason if isinstance(reason, str) else reason.decode(errors="replace")
+                reasons[f"{spec.name}:{text}"] += 1
     return Verdict(
         streams=streams,
         dlq_records=sum(dlq_keys.values()),

@@ -48,14 +48,19 @@ def simulated(events: int, seed: int, tenant: str) -> tuple[list[tuple[str, Cont
     return items, inputs
 
 
-def bad_record(kind: str, key: str, tenant: str) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+Headers = list[tuple[str, str | bytes | None]]
+
+
+def bad_record(kind: str, key: str, tenant: str) -> tuple[bytes, bytes, Headers]:
     """A deliberately broken transaction record: (key, value, headers)."""
     from producers.generator import generate_transactions  # noqa: PLC0415
 
     sample = next(iter(generate_transactions(1, tenant=tenant, seed=len(key))))
     event = sample.model_copy(update={"transaction_id": key, "account_id": key})
     message = encode(event, source="scorestream/chaos")
-    headers = [(k, v if isinstance(v, bytes) else str(v).encode()) for k, v in message.headers]
+    headers: Headers = [
+        (k, v if isinstance(v, bytes) else str(v).encode()) for k, v in message.headers
+    ]
     value = message.value
     rng = random.Random(key)  # noqa: S311  (reproducible damage)
     if kind == "random-bytes":
