@@ -19,6 +19,7 @@ here talks to Kubernetes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any
 
 from scorestream import __version__
@@ -27,6 +28,9 @@ from scorestream.topics import REGISTRY
 
 IMAGE = f"ghcr.io/scorestream/scorestream:{__version__}"
 RUN_AS = 10001
+API_KEYS_SECRET = "scorestream-gateway-api-keys"  # noqa: S105  (the name of a Secret)
+"""Created by the operator from `scorestream gateway-keys add` lines (key ``keys``); see README."""
+API_KEYS_FILE = "/etc/scorestream/api-keys/keys"
 GRACE_MARGIN_S = 15
 METRICS_LABEL = "scorestream.io/metrics"
 """On the one gateway Service that the ServiceMonitor scrapes (not on the headless one)."""
@@ -173,6 +177,9 @@ def _env(app: App, tenant: str) -> list[dict[str, Any]]:
                 },
             }
         )
+    if app.service == "gateway":
+        # hashed API key lines (`scorestream gateway-keys add`), from a Secret mounted as a file
+        env.append({"name": "SCORESTREAM_GATEWAY_API_KEYS_FILE", "value": API_KEYS_FILE})
     if app.uses_models:
         for field, key in (("s3_access_key", "access-key"), ("s3_secret_key", "secret-key")):
             env.append(
@@ -233,6 +240,14 @@ def container(app: App, tenant: str, args: list[str] | None = None) -> dict[str,
             {"name": "kafka-ca", "mountPath": cfg.CA_MOUNT, "readOnly": True},
         ],
     }
+    if app.service == "gateway":
+        spec["volumeMounts"].append(
+            {
+                "name": "api-keys",
+                "mountPath": str(PurePosixPath(API_KEYS_FILE).parent),
+                "readOnly": True,
+            }
+        )
     if args is None:
         spec["ports"] = [{"name": "http", "containerPort": app.port, "protocol": "TCP"}]
         spec["startupProbe"] = _probe("/livez", period=5, failures=60)  # model load, restore
@@ -264,6 +279,16 @@ def pod_spec(app: App, tenant: str, args: list[str] | None = None) -> dict[str, 
             },
         ],
     }
+    if app.service == "gateway":
+        spec["volumes"].append(
+            {
+                "name": "api-keys",
+                "secret": {
+                    "secretName": API_KEYS_SECRET,
+                    "items": [{"key": "keys", "path": PurePosixPath(API_KEYS_FILE).name}],
+                },
+            }
+        )
     if args is None:
         spec["terminationGracePeriodSeconds"] = grace_seconds(app.service)
         spec["topologySpreadConstraints"] = [

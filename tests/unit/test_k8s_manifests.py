@@ -460,10 +460,14 @@ def test_settings_load_from_the_pod_environment(
     for ref in (*k8s_config.SERVICE_SETTINGS.values(), k8s_config.KAFKA, k8s_config.MODELS):
         cls = ref.load()
         known |= {f"{cls.model_config.get('env_prefix', '')}{f.upper()}" for f in cls.model_fields}
-    cls = k8s_config.TRACING.load()
-    known |= {f"{cls.model_config.get('env_prefix', '')}{f.upper()}" for f in cls.model_fields}
+    for ref in (k8s_config.TRACING, k8s_config.GATEWAY_AUTH):
+        cls = ref.load()
+        known |= {f"{cls.model_config.get('env_prefix', '')}{f.upper()}" for f in cls.model_fields}
     assert scorestream_keys <= known, scorestream_keys - known
     if service == "gateway":
+        auth: Any = k8s_config.GATEWAY_AUTH.load()()
+        assert auth.auth_mode == "api_key"
+        assert str(auth.api_keys_file) == k8s_apps.API_KEYS_FILE
         assert settings.reply_partition == 1
         assert settings.port == k8s_config.GATEWAY_PORT
     else:
