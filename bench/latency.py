@@ -62,8 +62,8 @@ def run(
     name: str = "latency",
     command: str = "scorestream bench latency",
 ) -> dict[str, Any]:
-    rounds = 1 if smoke_s is not None else 4
-    seconds = max(2.0, smoke_s / 4) if smoke_s is not None else 10.0
+    rounds = 1 if smoke_s is not None else 3
+    seconds = max(2.0, smoke_s / 4) if smoke_s is not None else 8.0
     async_rate, sync_rate = 50.0, 20.0
     results = common.header(
         name,

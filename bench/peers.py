@@ -364,6 +364,11 @@ def run(
             r = results[peer]
             print(f"    {common.fmt(r.get('events_per_s'))} events/s {r.get('error') or ''}")
     finally:
+        logs = common.ROOT / "var" / "bench" / "logs" / name
+        with contextlib.suppress(OSError):
+            logs.mkdir(parents=True, exist_ok=True)
+            for f in workdir.glob("*.log"):
+                shutil.copy(f, logs / f.name)
         with contextlib.suppress(Exception):
             cleanup.close()
     ours = results["scorestream"].get("events_per_s")
