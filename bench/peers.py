@@ -148,6 +148,30 @@ def _output_rate(kafka: KafkaSettings, topic: str, since: float = 0.0) -> dict[s
     }
 
 
+def _scores(kafka: KafkaSettings, topic: str) -> dict[str, float]:
+    """transaction id → score from a scorestream prediction, a faust output or an MLServer V2
+    response (``id`` = the record key = the transaction id; output ``score``)."""
+    out: dict[str, float] = {}
+    for m in wb.read_all(kafka, topic):
+        body = json.loads(m.value() or b"{}")
+        if "outputs" in body:
+            out[str(body["id"])] = float(body["outputs"][0]["data"][0])
+        elif "transaction_id" in body:
+            out[str(body["transaction_id"])] = float(body["score"])
+    return out
+
+
+def score_check(ours: dict[str, float], theirs: dict[str, float]) -> dict[str, Any]:
+    """Same model, same features: the peers' scores must equal the worker's (float32 ONNX)."""
+    common_ids = ours.keys() & theirs.keys()
+    diffs = [abs(ours[t] - theirs[t]) for t in common_ids]
+    return {
+        "compared": len(diffs),
+        "max_abs_diff": max(diffs) if diffs else None,
+        "equal_within_1e-6": bool(diffs) and max(diffs) <= 1e-6,
+    }
+
+
 def _await_outputs(
     kafka: KafkaSettings,
     proc: subprocess.Popen[bytes],
@@ -254,6 +278,7 @@ def run_mlserver(
     if err:
         return result | {"error": err}
     rate = _output_rate(ctx.kafka, dst, since)
+    result["scores"] = _scores(ctx.kafka, dst)
     return result | rate | {"requests": n, "probes": warm}
 
 
@@ -312,6 +337,7 @@ def run_faust(
     if err:
         tail = (workdir / "faust.log").read_text(errors="replace")[-3000:]
         return result | {"error": err, "log_tail": tail}
+    result["scores"] = _scores(ctx.kafka, dst)
     return result | _output_rate(ctx.kafka, dst) | {"events": n}
 
 
@@ -355,6 +381,8 @@ def run(
             plan=worker_plan,
         )
         print(f"    {common.fmt(results['scorestream'].get('events_per_s'))} events/s", flush=True)
+        tenant = results["scorestream"]["tenant"]
+        worker_scores = _scores(kafka, REGISTRY.topic("predictions", tenant))
         for peer, fn in (("mlserver", run_mlserver), ("faust", run_faust)):
             print(f"  {peer}", flush=True)
             try:
@@ -362,6 +390,7 @@ def run(
             except Exception as exc:  # noqa: BLE001  (a peer that cannot run is a result)
                 results[peer] = {"peer": peer, "error": f"{type(exc).__name__}: {exc}"}
             r = results[peer]
+            r["score_check"] = score_check(worker_scores, r.pop("scores", {}))
             print(f"    {common.fmt(r.get('events_per_s'))} events/s {r.get('error') or ''}")
     finally:
         logs = common.ROOT / "var" / "bench" / "logs" / name

@@ -127,6 +127,10 @@ def rows(results: Path = RESULTS) -> list[str]:
             target = "≥ 20x" if p == "mlserver" else ""
             met = _met(peers["targets"]["ge_20x_mlserver_kafka_mode"]["met"]) if target else ""
             fig = r.get("error") or f"{_n(r.get('events_per_s'))} events/s"
+            chk = r.get("score_check")
+            if chk and chk["compared"]:
+                same = "identical to" if chk["equal_within_1e-6"] else "DIFFERENT from"
+                fig += f"; scores {same} the worker's on {chk['compared']:,} events"
             out.append(
                 f"| peers: {label} ({ver}); scorestream ratio {_n(ratio, 1)}x | {fig} | "
                 f"{target} | {met} | {src} |"

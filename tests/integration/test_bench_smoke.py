@@ -94,3 +94,6 @@ def test_peers_smoke(kafka_bootstrap: str, tmp_path: Path) -> None:
         assert "error" not in r[peer], r[peer].get("log_tail") or r[peer]["error"]
         assert r[peer]["outputs"] > 0
         assert r["ratios"][f"scorestream_over_{peer}"] is not None
+        check = r[peer]["score_check"]  # same ONNX file, same features: same scores
+        assert check["compared"] > 0
+        assert check["equal_within_1e-6"], check
