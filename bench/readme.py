@@ -117,24 +117,30 @@ def rows(results: Path = RESULTS) -> list[str]:
             )
     peers = _load("peers", results)
     if peers:
-        src = _src(peers, "peers")
-        ours = peers["scorestream"].get("events_per_s")
-        out.append(f"| peers: scorestream worker EOS batch 500 | {_n(ours)} events/s | | | {src} |")
-        for p, label in (("mlserver", "MLServer Kafka mode"), ("faust", "faust naive agent")):
-            r = peers[p]
-            ver = ", ".join(f"{k} {v}" for k, v in (r.get("versions") or {}).items())
-            ratio = peers["ratios"][f"scorestream_over_{p}"]
-            target = "≥ 20x" if p == "mlserver" else ""
-            met = _met(peers["targets"]["ge_20x_mlserver_kafka_mode"]["met"]) if target else ""
-            fig = r.get("error") or f"{_n(r.get('events_per_s'))} events/s"
-            chk = r.get("score_check")
-            if chk and chk["compared"]:
-                same = "identical to" if chk["equal_within_1e-6"] else "DIFFERENT from"
-                fig += f"; scores {same} the worker's on {chk['compared']:,} events"
-            out.append(
-                f"| peers: {label} ({ver}); scorestream ratio {_n(ratio, 1)}x | {fig} | "
-                f"{target} | {met} | {src} |"
-            )
+        out += _peer_rows(peers)
+    return out
+
+
+def _peer_rows(peers: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    src = _src(peers, "peers")
+    ours = peers["scorestream"].get("events_per_s")
+    out.append(f"| peers: scorestream worker EOS batch 500 | {_n(ours)} events/s | | | {src} |")
+    for p, label in (("mlserver", "MLServer Kafka mode"), ("faust", "faust naive agent")):
+        r = peers[p]
+        ver = ", ".join(f"{k} {v}" for k, v in (r.get("versions") or {}).items())
+        ratio = peers["ratios"][f"scorestream_over_{p}"]
+        target = "≥ 20x" if p == "mlserver" else ""
+        met = _met(peers["targets"]["ge_20x_mlserver_kafka_mode"]["met"]) if target else ""
+        fig = r.get("error") or f"{_n(r.get('events_per_s'))} events/s"
+        chk = r.get("score_check")
+        if chk and chk["compared"]:
+            same = "identical to" if chk["equal_within_1e-6"] else "DIFFERENT from"
+            fig += f"; scores {same} the worker's on {chk['compared']:,} events"
+        out.append(
+            f"| peers: {label} ({ver}); scorestream ratio {_n(ratio, 1)}x | {fig} | "
+            f"{target} | {met} | {src} |"
+        )
     return out
 
 
