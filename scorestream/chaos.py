@@ -56,7 +56,7 @@ class ChaosConfig:
     events: int = 100_000
     """Simulated transactions (labels come on top, as the simulator produces them)."""
     faults: int = 24
-    rate: float = 400.0
+    rate: float = 250.0
     """Events per second sent to Kafka (open loop)."""
     seed: int = 7
     bad: int = 50
@@ -437,7 +437,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--events", type=int, default=100_000, help="simulated transactions")
     p.add_argument("--faults", type=int, default=24, help="faults to inject (>= 20 for a full run)")
-    p.add_argument("--rate", type=float, default=400.0, help="events/s sent to Kafka")
+    p.add_argument("--rate", type=float, default=250.0, help="events/s sent to Kafka")
     p.add_argument("--seed", type=int, default=7, help="seeds the traffic and the fault schedule")
     p.add_argument("--bad", type=int, default=50, help="deliberately bad records mixed in")
     p.add_argument("--report", help="JSON report path (default var/chaos/<run>/report.json)")
