@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
+from producers.gateway_auth import new_key
 from scorestream.supervisor import Supervisor
 from scorestream.up import up
 from tests.jaeger import Jaeger, start_jaeger
@@ -53,7 +54,7 @@ def jaeger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jaeger]:
 @pytest.fixture
 def traced_stack(
     kafka_bootstrap: str, jaeger: Jaeger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[Tenant, dict[str, int], WebhookServer]]:
+) -> Iterator[tuple[Tenant, dict[str, int], WebhookServer, str]]:
     tenant = Tenant(f"tr{uuid.uuid4().hex[:9]}", tmp_path / "models")
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
@@ -64,6 +65,8 @@ def traced_stack(
     monkeypatch.setenv("SCORESTREAM_TRACING_SCHEDULE_DELAY_MS", "200")
     monkeypatch.setenv("SCORESTREAM_DECISION_POLICY_FILE", str(policy))
     monkeypatch.setenv("SCORESTREAM_NOTIFIER_WEBHOOK_URL", hook.url("/ok"))
+    key, line = new_key(tenant.name)
+    monkeypatch.setenv("SCORESTREAM_GATEWAY_API_KEYS", line)
     from scorestream.admin import ensure_tenant_topics  # noqa: PLC0415
 
     ensure_tenant_topics(tenant.name)
@@ -74,7 +77,7 @@ def traced_stack(
         ports = supervisor.ports()
         for name, p in ports.items():
             wait_until(lambda p=p: http_get(p, "/readyz")[0] == 200, 120, f"{name} ready")
-        yield tenant, ports, hook
+        yield tenant, ports, hook, key
     finally:
         supervisor.stop()
         hook.stop()
@@ -150,13 +153,14 @@ def _complete(t: Trace, tenant: str) -> bool:
 
 
 def test_one_transaction_is_one_trace_in_jaeger_with_every_hop_a_child_of_the_previous(
-    jaeger: Jaeger, traced_stack: tuple[Tenant, dict[str, int], WebhookServer]
+    jaeger: Jaeger, traced_stack: tuple[Tenant, dict[str, int], WebhookServer, str]
 ) -> None:
-    tenant, ports, hook = traced_stack
+    tenant, ports, hook, key = traced_stack
     name = tenant.name
     r = httpx.post(
         f"http://127.0.0.1:{ports['gateway']}/v1/transactions:score",
         json=_transaction(name),
+        headers={"Authorization": f"Bearer {key}"},
         timeout=30,
     )
     assert r.status_code == 200, r.text
@@ -228,7 +232,9 @@ def test_one_transaction_is_one_trace_in_jaeger_with_every_hop_a_child_of_the_pr
     tx_id = r.json()["transaction_id"]
     got = [h for h in hook.requests("/ok") if h.body.get("transaction_id") == tx_id]
     assert got
-    assert got[0].headers["traceparent"] == f"00-{trace_id}-{client['spanID']}-01"
+    version, tid, sid, flags = got[0].headers["traceparent"].split("-")
+    assert (version, tid, sid) == ("00", trace_id, client["spanID"])
+    assert int(flags, 16) & 1  # sampled (0x02, W3C level 2's random-id flag, may be set too)
 
     a_process = t.one("audit", f"process {name}.decisions")
     assert t.parent(a_process) == d_sends[0]["spanID"]

@@ -1,11 +1,12 @@
 """No secret and no full card number in any log line or HTTP error body.
 
 Every service runs as a real process connected to the broker's SCRAM listener with a *canary*
-password (a SCRAM user per service with the registry's ACLs, as in production), and logs the
-Kafka client configuration it connects with. Traffic carries a canary card number: in a valid
-transaction through the gateway, in invalid requests (422/404 bodies), and in the key, payload
-and headers of bad records sent to every consuming service's input (each ends in a DLQ and a
-``dead-lettered`` log line). Then neither canary may appear in any log file or response body —
+password (a SCRAM user per service with the registry's ACLs, as in production) and logs the
+Kafka client configuration it connects with; the gateway runs with a real API key, and a wrong
+key made of the canary is tried too. Traffic carries a canary card number: in a valid
+transaction through the gateway, in invalid requests (422/404/401 bodies), and in the key,
+payload and headers of bad records sent to every consuming service's input (each ends in a DLQ
+and a ``dead-lettered`` log line). Then no canary may appear in any log file or response body —
 the card number only masked (first six and last four digits).
 """
 
@@ -24,6 +25,7 @@ import httpx
 import pytest
 from confluent_kafka.admin import AdminClient
 
+from producers.gateway_auth import new_key
 from scorestream import security
 from scorestream.admin import ensure_tenant_topics
 from scorestream.kafka_config import admin_config
@@ -50,11 +52,15 @@ def luhn_pan(rng: random.Random) -> str:
 class Canaries:
     secret: str
     pan: str
+    api_key: str = ""
+    """The gateway API key the test uses: its secret part must not be logged either."""
 
     def leaks(self, text: str) -> list[str]:
         found = []
         if self.secret in text:
             found.append("secret")
+        if self.api_key and self.api_key.rsplit("_", 1)[-1] in text:
+            found.append("api key")
         digits_only = re.sub(r"(?<=\d)[ -](?=\d)", "", text)
         if self.pan in digits_only:
             found.append("pan")
@@ -85,6 +91,8 @@ def canary_stack(
     )
     tenant = Tenant(f"rd{uuid.uuid4().hex[:9]}", tmp_path / "models")
     ensure_tenant_topics(tenant.name)
+    canaries.api_key, line = new_key(tenant.name)
+    monkeypatch.setenv("SCORESTREAM_GATEWAY_API_KEYS", line)
     monkeypatch.setenv("SCORESTREAM_MODELS_URL", str(tenant.repo_dir))
     tenant.publish_model("1")
     tenant.promote("1")
@@ -153,7 +161,8 @@ def test_canary_secret_and_card_number_never_reach_logs_or_error_bodies(
     name = tenant.name
     gateway = f"http://127.0.0.1:{supervisor.ports()['gateway']}"
     bodies: list[str] = []
-    with httpx.Client(base_url=gateway, timeout=30) as http:
+    auth = {"Authorization": f"Bearer {c.api_key}"}
+    with httpx.Client(base_url=gateway, timeout=30, headers=auth) as http:
         # a valid transaction carrying the number where an identifier is allowed: the services
         # run under the canary credentials, end to end
         ok = http.post("/v1/transactions:score", json=_tx(name, merchant_id=c.pan))
@@ -166,6 +175,15 @@ def test_canary_secret_and_card_number_never_reach_logs_or_error_bodies(
             (422, http.post("/v1/transactions", content=f'{{"pan": {c.pan},'.encode())),
             (422, http.post("/v1/transactions:score", json=_tx(name, card_country=c.pan))),
             (404, http.get(f"/v1/cards/{c.pan}")),
+            # a wrong key made of the canary secret: 401, and the presented key is not echoed
+            (
+                401,
+                http.post(
+                    "/v1/transactions",
+                    json=_tx(name),
+                    headers={"Authorization": f"Bearer ssk_0123456789ab_{c.secret}"},
+                ),
+            ),
         ):
             assert resp.status_code == status, (status, resp.text)
             bodies.append(resp.text)
