@@ -25,7 +25,6 @@ from typing import Any
 import httpx
 import pytest
 
-from producers.gateway_auth import new_key
 from scorestream.supervisor import Supervisor
 from scorestream.up import up
 from tests.jaeger import Jaeger, start_jaeger
@@ -54,7 +53,7 @@ def jaeger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jaeger]:
 @pytest.fixture
 def traced_stack(
     kafka_bootstrap: str, jaeger: Jaeger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[Tenant, dict[str, int], WebhookServer, str]]:
+) -> Iterator[tuple[Tenant, dict[str, int], WebhookServer]]:
     tenant = Tenant(f"tr{uuid.uuid4().hex[:9]}", tmp_path / "models")
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
@@ -65,19 +64,18 @@ def traced_stack(
     monkeypatch.setenv("SCORESTREAM_TRACING_SCHEDULE_DELAY_MS", "200")
     monkeypatch.setenv("SCORESTREAM_DECISION_POLICY_FILE", str(policy))
     monkeypatch.setenv("SCORESTREAM_NOTIFIER_WEBHOOK_URL", hook.url("/ok"))
-    key, line = new_key(tenant.name)
-    monkeypatch.setenv("SCORESTREAM_GATEWAY_API_KEYS", line)
     from scorestream.admin import ensure_tenant_topics  # noqa: PLC0415
 
     ensure_tenant_topics(tenant.name)
     tenant.publish_model("1")
     tenant.promote("1")
+    # a development stack (``up``: gateway API keys off; tests/security covers them)
     supervisor: Supervisor = up(tenant.name, gateway_port=free_port())
     try:
         ports = supervisor.ports()
         for name, p in ports.items():
             wait_until(lambda p=p: http_get(p, "/readyz")[0] == 200, 120, f"{name} ready")
-        yield tenant, ports, hook, key
+        yield tenant, ports, hook
     finally:
         supervisor.stop()
         hook.stop()
@@ -153,14 +151,13 @@ def _complete(t: Trace, tenant: str) -> bool:
 
 
 def test_one_transaction_is_one_trace_in_jaeger_with_every_hop_a_child_of_the_previous(
-    jaeger: Jaeger, traced_stack: tuple[Tenant, dict[str, int], WebhookServer, str]
+    jaeger: Jaeger, traced_stack: tuple[Tenant, dict[str, int], WebhookServer]
 ) -> None:
-    tenant, ports, hook, key = traced_stack
+    tenant, ports, hook = traced_stack
     name = tenant.name
     r = httpx.post(
         f"http://127.0.0.1:{ports['gateway']}/v1/transactions:score",
         json=_transaction(name),
-        headers={"Authorization": f"Bearer {key}"},
         timeout=30,
     )
     assert r.status_code == 200, r.text

@@ -92,12 +92,13 @@ def canary_stack(
     tenant = Tenant(f"rd{uuid.uuid4().hex[:9]}", tmp_path / "models")
     ensure_tenant_topics(tenant.name)
     canaries.api_key, line = new_key(tenant.name)
-    monkeypatch.setenv("SCORESTREAM_GATEWAY_API_KEYS", line)
+    keys_file = tmp_path / "gateway-keys"
+    keys_file.write_text(line + "\n")
     monkeypatch.setenv("SCORESTREAM_MODELS_URL", str(tenant.repo_dir))
     tenant.publish_model("1")
     tenant.promote("1")
     admin = AdminClient(admin_config(KafkaSettings(), client_id="redaction-test-admin"))
-    specs = service_specs(tenant.name, gateway_port=free_port())
+    specs = service_specs(tenant.name, gateway_port=free_port(), api_keys_file=keys_file)
     names = [s.name for s in specs]
     principals = security.provision(admin, tenant.name, names)
     run: list[ServiceSpec] = []
@@ -178,10 +179,11 @@ def test_canary_secret_and_card_number_never_reach_logs_or_error_bodies(
             # a wrong key made of the canary secret: 401, and the presented key is not echoed
             (
                 401,
-                http.post(
-                    "/v1/transactions",
+                httpx.post(
+                    f"{gateway}/v1/transactions",
                     json=_tx(name),
                     headers={"Authorization": f"Bearer ssk_0123456789ab_{c.secret}"},
+                    timeout=30,
                 ),
             ),
         ):
