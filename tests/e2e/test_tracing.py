@@ -26,7 +26,7 @@ import httpx
 import pytest
 
 from scorestream.supervisor import Supervisor
-from scorestream.up import up
+from scorestream.up import dev_api_key, up
 from tests.jaeger import Jaeger, start_jaeger
 from tests.webhook_server import WebhookServer
 from tests.worker_support import Tenant, free_port, http_get, wait_until
@@ -69,7 +69,6 @@ def traced_stack(
     ensure_tenant_topics(tenant.name)
     tenant.publish_model("1")
     tenant.promote("1")
-    # a development stack (``up``: gateway API keys off; tests/security covers them)
     supervisor: Supervisor = up(tenant.name, gateway_port=free_port())
     try:
         ports = supervisor.ports()
@@ -158,6 +157,7 @@ def test_one_transaction_is_one_trace_in_jaeger_with_every_hop_a_child_of_the_pr
     r = httpx.post(
         f"http://127.0.0.1:{ports['gateway']}/v1/transactions:score",
         json=_transaction(name),
+        headers={"Authorization": f"Bearer {dev_api_key(name)[0]}"},  # the key ``up`` made
         timeout=30,
     )
     assert r.status_code == 200, r.text
