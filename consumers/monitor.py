@@ -76,6 +76,15 @@ from scorestream.serde import decode_message, raw_from_message
 from scorestream.settings import KafkaSettings
 from scorestream.topics import REGISTRY
 
+_COORDINATOR_NOT_READY = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError._TIMED_OUT,
+    }
+)
+
 log = logging.getLogger("scorestream.monitor")
 SERVICE = "monitor"
 STREAMS: dict[str, type[Contract]] = {
@@ -368,6 +377,27 @@ class Monitor:
             )
         return sorted(tmd.partitions)
 
+    def _committed_offsets(
+        self, partitions: list[TopicPartition], timeout: float
+    ) -> list[TopicPartition]:
+        """``committed()``, retried while the group coordinator is still being elected or loaded
+        (NOT_COORDINATOR and friends on a freshly started broker) instead of exiting."""
+        deadline = time.monotonic() + max(timeout, 30.0)
+        while True:
+            try:
+                result: list[TopicPartition] = self._c().committed(partitions, timeout=timeout)
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                retriable = isinstance(err, KafkaError) and (
+                    err.retriable() or err.code() in _COORDINATOR_NOT_READY
+                )
+                if not retriable or time.monotonic() > deadline:
+                    raise
+                log.warning("committed offsets not available yet (%s); retrying", err)
+                time.sleep(0.5)
+                continue
+            return result
+
     def _assign(self, *, initial: bool) -> None:
         """Assign every partition not yet assigned, positioned at ``now - window``."""
         new = [
@@ -390,7 +420,7 @@ class Monitor:
                 raise KafkaClientError(f"offsets_for_times {tp.topic}[{tp.partition}]: {tp.error}")
             if tp.offset < 0 and tp.offset != OFFSET_BEGINNING:
                 tp.offset = OFFSET_END  # nothing in the window yet
-        for tp in self._c().committed(new, timeout=timeout):
+        for tp in self._committed_offsets(new, timeout):
             self._dlq_mark[(tp.topic, tp.partition)] = max(tp.offset, 0)
             if tp.offset >= 0:
                 self._committed[(tp.topic, tp.partition)] = tp.offset
