@@ -50,6 +50,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from confluent_kafka.admin import AdminClient
+from opentelemetry.trace import SpanKind
+from prometheus_client import Counter, Histogram
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 from quixstreams import State, message_context
@@ -72,9 +74,13 @@ from consumers.enricher_stages import (
     enriched_output,
     merchant_stage,
     raw_record,
+    reorder_stage,
+    sampled,
+    with_sequence,
 )
+from schemas.errors import RawRecord
 from schemas.events import LabelEvent, TransactionEvent
-from scorestream import metrics
+from scorestream import metrics, tracing
 from scorestream.dlq import DeadLetter
 from scorestream.errors import KafkaClientError
 from scorestream.health import HealthServer
@@ -86,6 +92,22 @@ log = logging.getLogger("scorestream.enricher")
 SERVICE = "enricher"
 MERCHANT_GROUP_BY = "merchant"
 """The name of the repartition operation (the suffix of the repartition topic)."""
+ACCOUNT_HOP = "account"
+"""The suffix of the topic back to the account for the reorder stage:
+``repartition__<tenant>.enricher--<tenant>.transactions--account``."""
+REORDERED = Counter(
+    "scorestream_enricher_reordered_total",
+    "Enriched records held back until an earlier record of the same account was emitted",
+    ["tenant"],
+)
+REORDER_PENDING = Histogram(
+    "scorestream_enricher_reorder_pending",
+    "Records an account's reorder buffer holds, observed whenever a record is held back",
+    ["tenant"],
+    buckets=metrics.BATCH_BUCKETS,
+)
+PENDING_WARN = 1000
+"""Log a warning when one account's reorder buffer reaches this size (and each doubling)."""
 
 
 class EnricherSettings(ProcessingSettings):
@@ -194,6 +216,8 @@ class Enricher:
             decoded = decode_input(raw, tenant=tenant, accept=accept)
             if isinstance(decoded, DeadLetter):
                 return dead_letter(decoded, SERVICE)
+            if decoded["kind"] == "tx":
+                mark_span_start(decoded, raw)
             return decoded
 
         return decode
@@ -210,6 +234,60 @@ class Enricher:
         bad.to_topic(topic, key=_key).update(count)
         return sdf.filter(lambda v: not isinstance(v, Outgoing))
 
+    def _by_account_topic(self, merchant: Topic) -> Topic:
+        """The account hop: named under this group's ``repartition__`` prefix (the ACLs of
+        scorestream/acl.py), configured like the merchant repartition topic Quix derived
+        (partitions and retention of the inputs)."""
+        name = f"repartition__{self.settings.group_id}--{self.tx_topic}--{ACCOUNT_HOP}"
+        return self.app.topic(
+            name,
+            key_serializer="bytes",
+            key_deserializer="bytes",
+            value_serializer="json",
+            value_deserializer="json",
+            config=merchant.create_config,
+        )
+
+    def _reorder(self) -> Callable[[Record, State[str, Any]], list[Record]]:
+        """Stage 3 (keyed by account): the reorder buffer of :func:`reorder_stage` in state."""
+        tenant = self.settings.tenant
+        reordered = REORDERED.labels(tenant)
+        pending_size = REORDER_PENDING.labels(tenant)
+
+        def reorder(record: Record, state: State[str, Any]) -> list[Record]:
+            held = state.get("pending")
+            out, nxt, pending = reorder_stage(record, state.get("next"), held)
+            if nxt is not None:
+                state.set("next", nxt)
+            if pending is not None:
+                if pending:
+                    state.set("pending", pending)
+                else:
+                    state.delete("pending")
+                if len(pending) > len(held or ()):  # this record was held back
+                    reordered.inc()
+                    pending_size.observe(len(pending))
+                    if len(pending) >= PENDING_WARN and len(pending) & (len(pending) - 1) == 0:
+                        log.warning(
+                            "reorder buffer of account %s holds %d records (waiting for seq %s)",
+                            record.get("account"),
+                            len(pending),
+                            nxt if nxt is not None else state.get("next", 0),
+                        )
+            elif not out:
+                log.warning(
+                    "dropped seq %s of account %s: already emitted",
+                    record.get("seq"),
+                    record.get("account"),
+                )
+            return out
+
+        return reorder
+
+    def _output_record(self) -> Callable[[Record], Outgoing]:
+        group, out_topic = self.settings.group_id, self.out_topic
+        return lambda record: traced_output(record, group=group, out_topic=out_topic)
+
     def _build(self) -> None:
         app = self.app
         out = self._output(self.out_topic)
@@ -225,7 +303,17 @@ class Enricher:
 
         merged = txs.concat(labels).group_by(_merchant_key, name=MERCHANT_GROUP_BY)
         enriched = merged.apply(_merchant, stateful=True).filter(lambda v: v is not None)
-        enriched = enriched.apply(enriched_output)
+        merchant_topics = list(app._topic_manager.repartition_topics.values())  # no accessor
+        if merchant_topics:
+            # back to the account: emit each account's records in its input order (stage 3).
+            # Quix forbids a second group_by, so the hop is an explicit topic of this group,
+            # written in the same transaction and read like an input (read_committed).
+            by_account = self._by_account_topic(merchant_topics[0])
+            enriched.to_topic(by_account, key=_account_key_bytes)
+            enriched = app.dataframe(by_account)
+            enriched = enriched.apply(self._reorder(), stateful=True, expand=True)
+        # else one partition: Quix re-keyed in place, every record is already in input order
+        enriched = enriched.apply(self._output_record())
         enriched = enriched.set_timestamp(_now_ms).set_headers(_headers)
         stream = self.out_topic.removeprefix(f"{self.settings.tenant}.")
         events_out = metrics.EVENTS_OUT.labels(SERVICE, self.settings.tenant, stream)
@@ -235,9 +323,9 @@ class Enricher:
     def internal_topics(self) -> list[str]:
         """The repartition and changelog topics Quix uses for this tenant (ACLs, ops)."""
         manager = self.app._topic_manager  # no public accessor in quixstreams 3.28
-        return sorted(
-            [*manager.repartition_topics, *(t.name for t in manager.changelog_topics_list)]
-        )
+        ours = [t for t in manager.topics if t.startswith("repartition__")]  # the account hop
+        changelogs = [t.name for t in manager.changelog_topics_list]
+        return sorted({*manager.repartition_topics, *ours, *changelogs})
 
     def run(self) -> int:
         health = None
@@ -247,7 +335,8 @@ class Enricher:
             ).start()
         try:
             log.info(
-                "starting: group %s, transactional.id %s, state %s, internal topics %s",
+                "starting: tracing %s, group %s, transactional.id %s, state %s, internal topics %s",
+                "on" if tracing.active() else "off",
                 self.settings.group_id,
                 self.settings.transactional_id,
                 self.settings.resolved_state_dir(),
@@ -258,15 +347,70 @@ class Enricher:
         finally:
             if health is not None:
                 health.stop()
+            tracing.shutdown()  # flushes the spans still queued
+
+
+def mark_span_start(record: Record, raw: RawRecord) -> None:
+    """Note where and when the enricher's ``process`` span of a transaction starts (it ends
+    when the output is written, stages and hops later); only with tracing on and a trace that
+    may be sampled, so unsampled traffic carries nothing extra."""
+    if tracing.active() and sampled(record["trace"]):
+        ce_id = tracing.GETTER.get(raw.headers, "ce_id")
+        record["span"] = [
+            raw.topic,
+            raw.partition,
+            raw.offset,
+            time.time_ns(),
+            ce_id[0] if ce_id else None,
+        ]
+
+
+def traced_output(record: Record, *, group: str, out_topic: str) -> Outgoing:
+    """The enriched record. For a transaction marked by :func:`mark_span_start`: the
+    enricher's ``process <input topic>`` span (decode → now, a child of the input's context,
+    messaging attributes of the consumed record) and a ``send <output topic>`` span under it,
+    whose context the output carries — the worker's span is then a child of the enricher's."""
+    where = record.get("span")
+    if where is None or not tracing.active():
+        return enriched_output(record)
+    topic, partition, offset, start_ns, message_id = where
+    account = record["account"]
+    attrs = tracing.kafka_attributes(
+        topic,
+        operation="process",
+        partition=partition,
+        offset=offset,
+        key=account,
+        group=group,
+        message_id=message_id,
+    )
+    span = tracing.tracer().start_span(
+        f"process {topic}",
+        context=tracing.extract(record["trace"]),
+        kind=SpanKind.CONSUMER,
+        attributes=attrs,
+        start_time=start_ns,
+    )
+    try:
+        with tracing.send_span(out_topic, parent=span, key=account) as w3c:
+            return enriched_output({**record, "trace": w3c or record["trace"]})
+    finally:
+        span.end()
 
 
 def _merchant_key(record: Record) -> str:
     return str(record["merchant"])
 
 
+def _account_key_bytes(record: Record) -> bytes:
+    return str(record["account"]).encode()
+
+
 def _account(record: Record, state: State[str, Any]) -> Record:
     new, windows = account_stage(record, state.get("windows"))
+    new, next_seq = with_sequence(new, state.get("seq"))
     state.set("windows", windows)
+    state.set("seq", next_seq)
     return new
 
 
@@ -296,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = EnricherSettings(**{k: v for k, v in vars(args).items() if v is not None})
     configure_logging(SERVICE, settings.tenant)
+    tracing.setup(SERVICE, settings.tenant)
     return Enricher(settings).run()
 
 

@@ -177,3 +177,60 @@ def enriched_output(record: Record, *, now: datetime | None = None) -> Outgoing:
     )
     message = encode(enriched, source=SOURCE, trace=record["trace"], extensions=record["ext"])
     return Outgoing(message.key, message.value, list(message.headers))
+
+
+def with_sequence(record: Record, next_seq: int | None) -> tuple[Record, int]:
+    """Stage 1, keyed by account: number the account's transactions 0, 1, 2, … in input order
+    (its partition order = publish order); returns the record with ``seq`` and the next number.
+
+    Only transactions that reach stage 1 are numbered — dead letters are split off before it —
+    so every number is followed by exactly one record reaching the reorder stage, which
+    therefore never waits for a number that will not come."""
+    seq = next_seq or 0
+    return {**record, "seq": seq}, seq + 1
+
+
+def reorder_stage(
+    record: Record, expected: int | None, pending: dict[str, Record] | None
+) -> tuple[list[Record], int | None, dict[str, Record] | None]:
+    """Stage 3, keyed by account: emit an account's records strictly in ``seq`` order.
+
+    The merchant stage writes each record when its merchant's partition is processed, so a
+    later record of an account can arrive here before an earlier one; it is held in ``pending``
+    (by its seq, as a JSON key) until every earlier one has been emitted. Returns the records to
+    emit now (0..n, in order), then the new expected seq and pending map, each None when
+    unchanged (no store write). A record without ``seq`` (written by an enricher version before
+    numbering, still in flight in the repartition topic) passes straight through. A seq below
+    ``expected`` was already emitted: under exactly-once it cannot occur, and it is dropped
+    rather than emitted twice.
+    """
+    if "seq" not in record:
+        return [record], None, None
+    nxt = expected or 0
+    seq = int(record["seq"])
+    held = pending or {}
+    if seq < nxt or str(seq) in held:
+        return [], None, None
+    if seq > nxt:
+        return [], None, {**held, str(seq): record}
+    out = [record]
+    nxt += 1
+    rest = dict(held)
+    while rest and str(nxt) in rest:
+        out.append(rest.pop(str(nxt)))
+        nxt += 1
+    return out, nxt, (rest if len(rest) < len(held) else None)
+
+
+def sampled(trace: dict[str, str] | None) -> bool:
+    """Whether the input's trace may be recorded: not a ``traceparent`` whose sampled flag is
+    off (nobody records such a trace, so the enricher only passes its context on and spends no
+    span work on it — the processor's rule). No context at all: a new trace, the sampler
+    decides."""
+    tp = (trace or {}).get("traceparent")
+    if not tp or len(tp) != 55:
+        return True
+    try:
+        return bool(int(tp[53:], 16) & 1)
+    except ValueError:
+        return True

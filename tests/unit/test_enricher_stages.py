@@ -17,6 +17,9 @@ from consumers.enricher_stages import (
     enriched_output,
     merchant_stage,
     raw_record,
+    reorder_stage,
+    sampled,
+    with_sequence,
 )
 from schemas import LabelEvent, LabelSource
 from schemas.cloudevents import decode, encode
@@ -188,3 +191,88 @@ def test_stage_records_and_states_are_json() -> None:
     out, mer_state, _ = merchant_stage(rec, None, None)
     assert _roundtrip(out) == out
     assert _roundtrip(mer_state) == mer_state
+
+
+def _numbered(n: int) -> list[Record]:
+    """n transactions of one account numbered by stage 1, as the account stage emits them."""
+    out: list[Record] = []
+    nxt: int | None = None
+    for i in range(n):
+        rec, nxt = with_sequence({"kind": "tx", "account": "a1", "i": i}, nxt)
+        out.append(rec)
+    assert nxt == n
+    return out
+
+
+def _reorder_all(records: list[Record]) -> tuple[list[Record], int | None, dict[str, Record]]:
+    """Feed records through the reorder stage as the Quix store would hold its state."""
+    expected: int | None = None
+    pending: dict[str, Record] = {}
+    emitted: list[Record] = []
+    for rec in records:
+        out, nxt, held = reorder_stage(rec, expected, pending or None)
+        emitted += out
+        expected = nxt if nxt is not None else expected
+        pending = held if held is not None else pending
+    return emitted, expected, pending
+
+
+def test_reorder_stage_emits_out_of_order_input_in_seq_order_and_empties_its_buffer() -> None:
+    records = _numbered(8)
+    shuffled = [records[i] for i in (2, 0, 1, 5, 3, 7, 4, 6)]
+    emitted, expected, pending = _reorder_all(shuffled)
+    assert [r["i"] for r in emitted] == list(range(8))
+    assert expected == 8
+    assert pending == {}
+    # held back until the gap closes: record 2 first, nothing out until 0 arrives
+    out, nxt, held = reorder_stage(records[2], None, None)
+    assert (out, nxt) == ([], None)
+    assert held == {"2": records[2]}
+    out, nxt, held = reorder_stage(records[0], None, held)
+    assert [r["i"] for r in out] == [0]
+    assert (nxt, held) == (1, None)  # pending unchanged: no store write
+
+
+def test_reorder_stage_never_emits_a_seq_twice() -> None:
+    records = _numbered(4)
+    # a redelivered seq (already emitted, or already held) is dropped, never emitted again
+    emitted, expected, pending = _reorder_all(
+        [records[0], records[0], records[2], records[2], records[1], records[1], records[3]]
+    )
+    assert [r["i"] for r in emitted] == [0, 1, 2, 3]
+    assert (expected, pending) == (4, {})
+
+
+def test_reorder_stage_passes_unnumbered_records_through() -> None:
+    # written before numbering existed and still in flight: no seq, no waiting
+    out, nxt, held = reorder_stage({"kind": "tx", "account": "a1"}, 3, {"5": {"seq": 5}})
+    assert out == [{"kind": "tx", "account": "a1"}]
+    assert (nxt, held) == (None, None)
+
+
+def test_dead_letters_get_no_sequence_number() -> None:
+    """Stage 1 numbers only decoded transactions, so the reorder stage never waits for a
+    number a dead letter took: a garbage record between two good ones leaves no gap."""
+    tx = transaction(account_id="a1", timestamp=T0)
+    bad = decode_input(
+        raw_record(b"a1", b"{not json", [], topic="t.in", partition=0, offset=1),
+        tenant=tx.tenant_id,
+        accept=TransactionEvent,
+    )
+    assert isinstance(bad, DeadLetter)
+    good = decode_input(_raw(tx), tenant=tx.tenant_id, accept=TransactionEvent)
+    assert not isinstance(good, DeadLetter)
+    first, nxt = with_sequence(good, None)
+    second, nxt = with_sequence(good, nxt)
+    assert (first["seq"], second["seq"], nxt) == (0, 1, 2)
+    emitted, expected, pending = _reorder_all([second, first])
+    assert [r["seq"] for r in emitted] == [0, 1]
+    assert (expected, pending) == (2, {})
+
+
+def test_sampled_skips_only_traces_whose_sampled_flag_is_off() -> None:
+    tid, sid = "ab" * 16, "cd" * 8
+    assert sampled({"traceparent": f"00-{tid}-{sid}-01"})
+    assert not sampled({"traceparent": f"00-{tid}-{sid}-00"})
+    assert sampled({})  # no context: a new trace, the sampler decides
+    assert sampled(None)
