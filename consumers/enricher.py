@@ -6,22 +6,35 @@ training replays, so served and trained features are identical. It runs on **Qui
 Kafka 4.4 broker (docs/adr/0001-enricher-state.md).
 
 Per-merchant windows span every account while transactions and labels are keyed by account, so
-the topology has two keyed stages (consumer group ``<tenant>.enricher``)::
+the topology has keyed stages on both keys (consumer group ``<tenant>.enricher``)::
 
     <tenant>.transactions ─ decode ─┬─ bad ──────────────────────────► <tenant>.transactions.dlq
-                                    └─ account stage (state keyed by account) ─┐
+                                    └─ account stage + seq (state keyed by account) ─┐
     <tenant>.labels ─────── decode ─┬─ bad ──────────────────────────► <tenant>.labels.dlq
-                                    └──────────────────────────────────────────┤ concat
+                                    └────────────────────────────────────────────────┤ concat
              group_by(merchant): repartition__<tenant>.enricher--<tenant>.labels--…--merchant
-                   merchant stage (state keyed by merchant) ─► <tenant>.transactions.enriched
+             merchant stage (state keyed by merchant)
+             → repartition__<tenant>.enricher--<tenant>.transactions--account (key = account)
+             reorder stage (state keyed by account) ─► <tenant>.transactions.enriched
 
 Stage 1 keeps each account's windows under the input key (transactions are keyed by account and
-read in partition order, so an account's transactions arrive in the order they were published).
-Stage 2 receives every transaction and label of a merchant on one partition of the repartition
-topic; labels update the fraud windows there. Outputs, dead letters, repartition records,
-changelog writes and input offsets of a checkpoint commit in one Kafka transaction. The stage
-arithmetic is in :mod:`consumers.enricher_stages` (pure), the Quix plumbing in
-:mod:`consumers.enricher_quix`.
+read in partition order, so an account's transactions arrive in the order they were published)
+and numbers them (``seq``). Stage 2 receives every transaction and label of a merchant on one
+partition of the repartition topic; labels update the fraud windows there. Stage 2 handles a
+record when its *merchant's* partition gets to it, so an account's records leave it out of
+order; stage 3, back on the account key, holds a record that overtook an earlier one of its
+account until that one is emitted, and writes the output strictly in ``seq`` order (the per-key
+order every later service keeps). Quix allows one ``group_by`` per pipeline, so the hop back to
+the account is an explicit topic of this group, written and read like Quix's own repartition
+topic. On a one-partition tenant there is no repartition at all and no stage 3 (order is kept).
+Outputs, dead letters, hop records, changelog writes and input offsets of a checkpoint commit
+in one Kafka transaction. The stage arithmetic is in :mod:`consumers.enricher_stages` (pure),
+the Quix plumbing in :mod:`consumers.enricher_quix`.
+
+Tracing (``SCORESTREAM_TRACING_*``, as every service): per transaction of a sampled (or new)
+trace a ``process <tenant>.transactions`` span, a child of the input's context, from decode to
+the output write, and a ``send <tenant>.transactions.enriched`` span under it whose context the
+output carries. Unsampled traces cost nothing beyond passing their headers on.
 
 Exactness: account features always equal the offline path's (per-key order is the publish
 order). Merchant features equal it when each merchant's transactions reach the merchant stage in

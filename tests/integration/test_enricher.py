@@ -272,6 +272,18 @@ def test_rebalance_enriches_every_transaction_exactly_once(
         in started
     )
     assert f"changelog__{tenant}.enricher--{tenant}.transactions--default" in started
+    assert f"repartition__{tenant}.enricher--{tenant}.transactions--account" in started
+    # per account, enriched records come out in the order its transactions were produced
+    # (read_committed, each partition in offset order; an account is on one partition)
+    produced: dict[str, list[str]] = {}
+    for tx in txs:
+        produced.setdefault(tx.account_id, []).append(tx.transaction_id)
+    emitted: dict[str, list[str]] = {}
+    for env in got.values():
+        t = env.event.transaction
+        emitted.setdefault(t.account_id, []).append(t.transaction_id)
+    out_of_order = [a for a, ids in produced.items() if emitted[a] != ids]
+    assert out_of_order == [], f"{len(out_of_order)} accounts out of order"
     # account windows are keyed like the input: exact across partitions and the rebalance
     assert _mismatches(txs, got, labels, ACCOUNT_FEATURES) == []
     merchant = _mismatches(txs, got, labels)
