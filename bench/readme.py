@@ -69,6 +69,18 @@ def rows(results: Path = RESULTS) -> list[str]:
             f"| ≥ 0.60 | {_met(ratio['met'])} | {src} |",
             f"| worker ALO, best batch | {_n(alo)} events/s | | | {src} |",
         ]
+        sc = wk.get("scaling") or {}
+        if sc.get("runs"):
+            one, two = (r.get("events_per_s") for r in sc["runs"])
+            out.append(
+                f"| worker EOS batch {sc['batch']}: 1 → 2 processes "
+                f"({sc['runs'][1]['partitions']} partitions) | {_n(one)} → {_n(two)} events/s, "
+                f"efficiency {_n(sc['efficiency'], 2)} | | | {src} |"
+            )
+        sweep = wk.get("max_wait_sweep") or []
+        if sweep:
+            cells = ", ".join(f"{r['max_wait_ms']} ms: {_n(r.get('events_per_s'))}" for r in sweep)
+            out.append(f"| worker EOS batch 500 by max_wait_ms | {cells} events/s | | | {src} |")
     e2e = _load("e2e", results)
     if e2e:
         src = _src(e2e, "e2e")
