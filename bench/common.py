@@ -8,6 +8,7 @@ one run and reported as ratios as well as absolute numbers.
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -58,7 +59,7 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "onnxruntime": onnxruntime.__version__,
-        "confluent_kafka": confluent_kafka.__version__,
+        "confluent_kafka": importlib.metadata.version("confluent-kafka"),
         "librdkafka": confluent_kafka.libversion()[0],
         "numpy": np.__version__,
         "pydantic": pydantic.__version__,

@@ -152,7 +152,7 @@ def _scores(kafka: KafkaSettings, topic: str) -> dict[str, float]:
     """transaction id → score from a scorestream prediction, a faust output or an MLServer V2
     response (``id`` = the record key = the transaction id; output ``score``)."""
     out: dict[str, float] = {}
-    for m in wb.read_all(kafka, topic):
+    for m in bd.read_all(kafka, topic):
         body = json.loads(m.value() or b"{}")
         if "outputs" in body:
             out[str(body["id"])] = float(body["outputs"][0]["data"][0])
