@@ -22,6 +22,7 @@ from schemas.types import (
     AmountMinor,
     Country,
     Currency,
+    EventTime,
     Identifier,
     Mcc,
     ModelName,
@@ -65,7 +66,7 @@ class TransactionEvent(Contract):
     merchant_id: Identifier
     amount_minor: AmountMinor
     currency: Currency
-    timestamp: UtcDatetime
+    timestamp: EventTime
     channel: Channel
     country: Country
     mcc: Mcc

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import pycountry
@@ -31,6 +31,25 @@ def _iso3166(code: str) -> str:
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 """A timezone-aware timestamp, normalised to UTC. Naive timestamps are rejected."""
+
+MAX_EVENT_TIME_AHEAD = timedelta(days=366)
+"""How far ahead of the validating clock an event time may lie. Beyond it the record is a schema
+violation and goes to the DLQ: a year-9999 timestamp is corrupt data, not a payment. The bound is
+loose on purpose: simulations and tests legitimately produce dates some weeks ahead, and the
+check must not depend on clock skew between services."""
+
+
+def _not_far_future(value: datetime) -> datetime:
+    limit = datetime.now(UTC) + MAX_EVENT_TIME_AHEAD
+    if value > limit:
+        raise ValueError(
+            f"event time {value.isoformat()} is more than {MAX_EVENT_TIME_AHEAD} in the future"
+        )
+    return value
+
+
+EventTime = Annotated[UtcDatetime, AfterValidator(_not_far_future)]
+"""When an upstream event happened: a :data:`UtcDatetime` at most a year ahead of this clock."""
 
 Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")

@@ -97,6 +97,19 @@ def test_missing_fields_are_named(missing: str) -> None:
     assert exc.errors[0].code == "missing"
 
 
+def test_far_future_event_times_are_schema_violations() -> None:
+    data = transaction_json()
+    data["timestamp"] = "9999-12-31T23:59:59Z"
+    exc = _decode_tx(json.dumps(data).encode())
+    assert isinstance(exc, SchemaViolationError)
+    assert exc.fields == ("timestamp",)
+    soon = datetime.now(UTC) + timedelta(days=30)  # simulations run some weeks ahead: fine
+    data["timestamp"] = soon.isoformat()
+    good = encode(transaction(), source="test")
+    raw = RawRecord(key=b"acc-42", value=json.dumps(data).encode(), headers=good.headers, topic="t")
+    assert decode(raw).event.timestamp == soon
+
+
 def test_nested_field_paths_are_dotted() -> None:
     from schemas import EnrichedTransaction  # noqa: PLC0415
 
