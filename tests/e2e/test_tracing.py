@@ -5,13 +5,13 @@ service of a fresh tenant runs as a real process exporting OTLP to it. One trans
 through the gateway's synchronous endpoint, and the test reads the trace back from Jaeger's
 query API until each hop is there, with the right service and the right parent:
 
-gateway ``POST`` (server) → gateway ``send transactions`` → [enricher ``process`` → ``send``] →
+gateway ``POST`` (server) → gateway ``send transactions`` → enricher ``process`` → ``send`` →
 worker ``process transactions.enriched`` → ``send predictions`` → decision ``process
 predictions`` → ``send decisions`` → notifier ``process decisions`` → webhook ``POST`` (client),
 and audit ``process decisions``.
 
-The enricher's own spans are optional here: while it does not report spans it passes the W3C
-headers through, so the worker's span is then a child of the gateway's send span.
+The enricher reports its own spans (a ``process`` span per transaction, a ``send`` under it), so
+the worker's span is a child of the enricher's send span.
 """
 
 from __future__ import annotations
@@ -136,6 +136,8 @@ class Trace:
 def _complete(t: Trace, tenant: str) -> bool:
     wanted = [
         ("gateway", f"send {tenant}.transactions"),
+        ("enricher", f"process {tenant}.transactions"),
+        ("enricher", f"send {tenant}.transactions.enriched"),
         ("worker", f"process {tenant}.transactions.enriched"),
         ("worker", f"send {tenant}.predictions"),
         ("decision", f"process {tenant}.predictions"),
@@ -187,18 +189,20 @@ def test_one_transaction_is_one_trace_in_jaeger_with_every_hop_a_child_of_the_pr
     assert t.parent(gw_send) == server["spanID"]
     assert t.tags(gw_send)["span.kind"] == "producer"
 
-    # the worker's message span: child of the enricher's send span when the enricher reports
-    # spans, else (headers passed through) of the gateway's
+    # enricher: process (child of the gateway's send) → send; the worker's span under that send
+    e_process = t.one("enricher", f"process {name}.transactions")
+    assert t.parent(e_process) == gw_send["spanID"]
+    e_tags = t.tags(e_process)
+    assert e_tags["messaging.system"] == "kafka"
+    assert e_tags["messaging.destination.name"] == f"{name}.transactions"
+    assert e_tags["messaging.consumer.group.name"] == f"{name}.enricher"
+    assert "messaging.kafka.offset" in e_tags
+    assert "messaging.destination.partition.id" in e_tags
+    assert e_tags["span.kind"] == "consumer"
+    e_send = t.one("enricher", f"send {name}.transactions.enriched")
+    assert t.parent(e_send) == e_process["spanID"]
     w_process = t.one("worker", f"process {name}.transactions.enriched")
-    enricher_sends = t.find("enricher", f"send {name}.transactions.enriched")
-    if enricher_sends:
-        e_send = enricher_sends[0]
-        assert t.parent(w_process) == e_send["spanID"]
-        e_process = t.spans[t.parent(e_send) or ""]
-        assert t.service(e_process) == "scorestream-enricher"
-        assert t.parent(e_process) == gw_send["spanID"]
-    else:
-        assert t.parent(w_process) == gw_send["spanID"]
+    assert t.parent(w_process) == e_send["spanID"]
     tags = t.tags(w_process)
     assert tags["messaging.system"] == "kafka"
     assert tags["messaging.destination.name"] == f"{name}.transactions.enriched"
