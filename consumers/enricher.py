@@ -70,6 +70,7 @@ from pydantic_settings import SettingsConfigDict
 from quixstreams import State, message_context
 from quixstreams.dataframe import StreamingDataFrame
 from quixstreams.models import Topic
+from quixstreams.models.topics.exceptions import TopicNotFoundError
 
 from consumers.enricher_quix import (
     EnricherApplication,
@@ -119,6 +120,8 @@ REORDER_PENDING = Histogram(
     ["tenant"],
     buckets=metrics.BATCH_BUCKETS,
 )
+TOPIC_ATTEMPTS = 5
+"""Builds of the topology before a never-visible internal topic is an error."""
 PENDING_WARN = 1000
 """Log a warning when one account's reorder buffer reaches this size (and each doubling)."""
 
@@ -169,8 +172,24 @@ class Enricher:
             self.label_topic: REGISTRY.dlq_topic("labels", t),
         }
         self._require_topics()
+        for attempt in range(1, TOPIC_ATTEMPTS + 1):
+            self.app = self._application()
+            try:
+                self._build()
+                break
+            except TopicNotFoundError as exc:
+                # Quix creates an internal topic and reads its config back at once; under load
+                # the broker's metadata may not show it yet. A fresh Application finds it.
+                if attempt == TOPIC_ATTEMPTS:
+                    raise KafkaClientError(f"internal topic never became visible: {exc}") from exc
+                log.warning("%s right after creating it; building again (%d)", exc, attempt)
+                time.sleep(attempt)
+
+    def _application(self) -> EnricherApplication:
+        """The Quix application (Kafka clients are created lazily, on run)."""
+        settings = self.settings
         conn, _ = connection(self.kafka, client_id=settings.instance_id)
-        self.app = EnricherApplication(
+        return EnricherApplication(
             broker_address=conn,
             consumer_group=settings.group_id,
             processing_guarantee="exactly-once",
@@ -196,7 +215,6 @@ class Enricher:
             service=SERVICE,
             live_after_s=settings.live_after_s,
         )
-        self._build()
 
     def _require_topics(self) -> None:
         """Quix would create a missing topic with one partition; refuse instead."""
