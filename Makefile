@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo check lint typecheck test test-unit test-integration format schemas broker-start broker-stop clean promtool kustomize jaeger docs-metrics
+.PHONY: install demo check lint typecheck test test-unit test-integration format schemas broker-start broker-stop clean promtool kustomize jaeger vegeta docs-metrics
 
 ## promtool for the alert-rule tests: built once with `go install` (~10 min cold), cached in
 ## ~/.cache/scorestream/bin
@@ -19,6 +19,10 @@ kustomize:
 ## Jaeger v2 for the tracing end-to-end test: built once with Go (10-25 min cold), cached the same way
 jaeger:
 	@.ci/jaeger.sh >/dev/null
+
+## vegeta (open-loop HTTP load) for the gateway overload test, cached the same way
+vegeta:
+	@.ci/vegeta.sh >/dev/null
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,7 +46,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) promtool kustomize jaeger
+test: $(STAMP) promtool kustomize jaeger vegeta
 	@$(BIN)/pytest $(PYTEST_ARGS) || { rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; fi; exit $$rc; }
 
