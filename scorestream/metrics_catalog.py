@@ -24,6 +24,7 @@ METRIC_MODULES: tuple[str, ...] = (
     "scorestream.metrics",
     "consumers.audit",
     "consumers.decision",
+    "consumers.enricher",
     "consumers.monitor",
     "consumers.notifier",
     "consumers.policy",
