@@ -210,6 +210,7 @@ class Enricher:
                 client_id=settings.instance_id,
                 session_timeout_ms=settings.session_timeout_ms,
                 max_poll_interval_ms=settings.max_poll_interval_ms,
+                fetch_wait_max_ms=max(1, min(100, settings.max_wait_ms // 2)),
             ),
             loglevel=None,  # quixstreams logs through our JSON root handler
             service=SERVICE,

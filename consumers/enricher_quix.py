@@ -80,6 +80,7 @@ def consumer_extra(
     client_id: str,
     session_timeout_ms: int,
     max_poll_interval_ms: int,
+    fetch_wait_max_ms: int = 10,
 ) -> ClientConfig:
     conf = consumer_config(kafka, group_id=group_id, client_id=client_id, read_committed=True)
     _, rest = connection(kafka, client_id=client_id)
@@ -88,6 +89,10 @@ def consumer_extra(
         k: v for k, v in conf.items() if k not in common and k not in _QUIX_OWNED_CONSUMER
     } | rest
     extra |= {
+        # Quix aligns the inputs of one partition number by timestamp and, after draining a
+        # partition, waits until the next fetch response tells it the partition is idle: with
+        # librdkafka's default (500 ms) every stage waited up to half a second at low load.
+        "fetch.wait.max.ms": fetch_wait_max_ms,
         "session.timeout.ms": session_timeout_ms,
         "heartbeat.interval.ms": max(1000, session_timeout_ms // 5),
         "max.poll.interval.ms": max_poll_interval_ms,
