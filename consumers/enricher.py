@@ -138,12 +138,14 @@ class EnricherSettings(ProcessingSettings):
     state_dir: Path = Field(
         default_factory=lambda: Path(tempfile.gettempdir()) / "scorestream" / "enricher-state"
     )
-    """RocksDB state root; the instance keeps ``<state_dir>/<tenant>/<instance_id>`` so two
-    instances on one host never share files. Losing it only costs a changelog replay. The
+    """RocksDB state root; the instance keeps ``<state_dir>/<cluster id>/<tenant>/<instance_id>``
+    so two instances on one host never share files. Losing it only costs a changelog replay. The
     default is under the temp dir, writable in the pods (read-only root, ``/tmp`` emptyDir)."""
 
-    def resolved_state_dir(self) -> Path:
-        return self.state_dir / self.tenant / self.instance_id
+    def resolved_state_dir(self, cluster_id: str) -> Path:
+        """Per Kafka cluster: local state holds changelog offsets of one cluster, and reusing it
+        against a recreated broker makes Quix refuse to commit (InvalidChangelogOffset)."""
+        return self.state_dir / cluster_id / self.tenant / self.instance_id
 
 
 def _now_ms(*_: Any) -> int:
@@ -171,7 +173,7 @@ class Enricher:
             self.tx_topic: REGISTRY.dlq_topic("transactions", t),
             self.label_topic: REGISTRY.dlq_topic("labels", t),
         }
-        self._require_topics()
+        self.cluster_id = self._require_topics()
         for attempt in range(1, TOPIC_ATTEMPTS + 1):
             self.app = self._application()
             try:
@@ -197,7 +199,7 @@ class Enricher:
             commit_interval=settings.max_wait_ms / 1000,
             commit_every=settings.max_batch,
             consumer_poll_timeout=settings.max_wait_ms / 1000,
-            state_dir=settings.resolved_state_dir(),
+            state_dir=settings.resolved_state_dir(self.cluster_id),
             producer_extra_config=producer_extra(
                 self.kafka,
                 transactional_id=settings.transactional_id,
@@ -217,14 +219,17 @@ class Enricher:
             live_after_s=settings.live_after_s,
         )
 
-    def _require_topics(self) -> None:
-        """Quix would create a missing topic with one partition; refuse instead."""
+    def _require_topics(self) -> str:
+        """Quix would create a missing topic with one partition; refuse instead. Returns the
+        cluster id (it scopes the local state)."""
         admin = AdminClient(admin_config(self.kafka, client_id=self.settings.instance_id))
-        existing = admin.list_topics(timeout=30).topics
+        metadata = admin.list_topics(timeout=30)
+        existing = metadata.topics
         wanted = [self.tx_topic, self.label_topic, self.out_topic, *self.dlq_topics.values()]
         missing = [name for name in wanted if name not in existing]
         if missing:
             raise KafkaClientError(f"topics missing (run `scorestream topics create`): {missing}")
+        return str(metadata.cluster_id or "unknown-cluster")
 
     # -- topology ----------------------------------------------------------------------------------
     def _input(self, name: str) -> Topic:
@@ -371,7 +376,7 @@ class Enricher:
                 "on" if tracing.active() else "off",
                 self.settings.group_id,
                 self.settings.transactional_id,
-                self.settings.resolved_state_dir(),
+                self.settings.resolved_state_dir(self.cluster_id),
                 ", ".join(self.internal_topics()),
             )
             self.app.run()  # installs SIGTERM/SIGINT → app.stop(): commit, leave the group

@@ -70,7 +70,8 @@ def test_settings_names_and_state_dir(monkeypatch: pytest.MonkeyPatch, tmp_path:
     s = EnricherSettings(tenant="acme", instance_id="pod-1")
     assert s.group_id == "acme.enricher"
     assert s.transactional_id == "acme.enricher.pod-1"
-    assert s.resolved_state_dir() == tmp_path / "acme" / "pod-1"
+    assert s.resolved_state_dir("cluster-a") == tmp_path / "cluster-a" / "acme" / "pod-1"
+    assert s.resolved_state_dir("cluster-b") != s.resolved_state_dir("cluster-a")
     with pytest.raises(ValidationError):
         EnricherSettings(tenant="Not A Tenant")
     with pytest.raises(ValidationError):
