@@ -47,6 +47,7 @@ from confluent_kafka import (
 )
 
 from bench import common
+from bench.common import git_state
 from bench.data import (
     MODEL_NAME,
     MODES,
@@ -72,7 +73,7 @@ from bench.housekeeping import (
     steady_rate,
     stop_process,
 )
-from bench.worker_report import fmt, git_state, plot, print_tables, summarise
+from bench.worker_report import fmt, plot, print_tables, summarise
 from inference_worker.model import ServingModel, load_serving_model
 from inference_worker.settings import WorkerSettings
 from pipelines import lifecycle

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.data import MODES, ROOT, SHORT
+from bench.data import MODES, SHORT
 
 if TYPE_CHECKING:
     from bench.worker_bench import Plan
@@ -206,16 +204,3 @@ def summarise(results: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
         row["ratio_eos_vs_short_backoff"] = w / min(known) if w and known else None
         rows.append(row)
     return rows
-
-
-def git_state() -> dict[str, Any]:
-    def git(*args: str) -> str:
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            done = subprocess.run(
-                ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10, check=False
-            )
-            return done.stdout.strip()
-        return ""
-
-    dirty = git("status", "--porcelain", "--", "inference_worker", "scorestream", "schemas")
-    return {"head": git("rev-parse", "HEAD"), "uncommitted_changes": dirty.splitlines()}
