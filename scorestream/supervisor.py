@@ -65,12 +65,14 @@ class Supervisor:
         return out
 
     def running(self) -> dict[str, int]:
-        return {name: pid for name, pid in self.pids().items() if _alive(pid)}
+        return {name: int(r["pid"]) for name, r in self._records().items() if _same_process(r)}
 
     def dead(self) -> dict[str, int]:
         """Services whose process has exited (crashed or killed): the restart candidates of a
         watchdog (``scorestream chaos``); name → the exited pid."""
-        return {name: pid for name, pid in self.pids().items() if not _alive(pid)}
+        return {
+            name: int(r["pid"] or 0) for name, r in self._records().items() if not _same_process(r)
+        }
 
     def start(self, services: Sequence[ServiceSpec], progress: Progress = lambda _: None) -> None:
         already = self.running()
@@ -104,17 +106,19 @@ class Supervisor:
                 env=os.environ | env,
             )
         _CHILDREN.append(proc)
-        return {"pid": proc.pid, "port": port, "args": args, "env": env}
+        start = _start_ticks(proc.pid)
+        return {"pid": proc.pid, "start": start, "port": port, "args": args, "env": env}
 
     def restart(self, name: str, *, kill: bool = True) -> int:
         """SIGKILL (or SIGTERM) one service and start it again with the same arguments and port.
         Returns the new pid. Used by the chaos and end-to-end tests."""
         records = self._records()
         record = records[name]
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(int(record["pid"]), signal.SIGKILL if kill else signal.SIGTERM)
+        if _same_process(record):  # never signal a recycled pid (pid_max can be 32768)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(record["pid"]), signal.SIGKILL if kill else signal.SIGTERM)
         deadline = time.monotonic() + 15
-        while _alive(int(record["pid"])) and time.monotonic() < deadline:
+        while _same_process(record) and time.monotonic() < deadline:
             _reap_children()
             time.sleep(0.05)
         records[name] = self._spawn(
@@ -159,6 +163,26 @@ def _reap_children() -> None:
     for proc in list(_CHILDREN):
         if proc.poll() is not None:
             _CHILDREN.remove(proc)
+
+
+def _start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (/proc/<pid>/stat field 22)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.split(") ", 1)[1].split()[19])
+
+
+def _same_process(record: dict[str, Any]) -> bool:
+    """The recorded service is still this pid: alive, and not a recycled pid now owned by
+    another process (with pid_max 32768 a stale pids.json could make a stop SIGTERM, say, the
+    Kafka broker)."""
+    pid = int(record.get("pid") or 0)
+    if pid <= 0 or not _alive(pid):
+        return False
+    start = record.get("start")
+    return start is None or _start_ticks(pid) == start
 
 
 def _alive(pid: int) -> bool:
