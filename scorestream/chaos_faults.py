@@ -206,10 +206,12 @@ class Injector:
         state = self.broker.state()
         if state is None:
             return "no broker state"
+        if not pid_is_broker(state.pid, self.broker.home):
+            return "private broker not running"
         with contextlib.suppress(ProcessLookupError):
             os.killpg(state.pid, signal.SIGKILL)
         deadline = time.monotonic() + 30
-        while pid_is_broker(state.pid) and time.monotonic() < deadline:
+        while pid_is_broker(state.pid, self.broker.home) and time.monotonic() < deadline:
             with contextlib.suppress(ChildProcessError, OSError):
                 os.waitpid(state.pid, os.WNOHANG)
             time.sleep(0.1)

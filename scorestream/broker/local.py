@@ -127,7 +127,7 @@ class LocalBroker:
 
     def status(self) -> BrokerStatus:
         state = self.state()
-        if state is None or not pid_is_broker(state.pid):
+        if state is None or not pid_is_broker(state.pid, self.home):
             return BrokerStatus(running=False, ready=False, state=state)
         return BrokerStatus(running=True, ready=metadata_ready(state.bootstrap), state=state)
 
@@ -333,23 +333,23 @@ class LocalBroker:
     def stop(self, *, timeout: float = 30.0, progress: Progress = lambda _: None) -> bool:
         """SIGTERM, wait for a controlled shutdown, then SIGKILL. True if a broker was stopped."""
         state = self.state()
-        if state is None or not pid_is_broker(state.pid):
+        if state is None or not pid_is_broker(state.pid, self.home):
             progress("broker is not running")
             return False
         progress(f"stopping broker (pid {state.pid}) ...")
         with contextlib.suppress(ProcessLookupError):
             os.kill(state.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and pid_is_broker(state.pid):
+        while time.monotonic() < deadline and pid_is_broker(state.pid, self.home):
             _reap(state.pid)
             time.sleep(0.1)
-        if pid_is_broker(state.pid):
+        if pid_is_broker(state.pid, self.home):
             progress(f"broker did not stop within {timeout:.0f}s; killing it")
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(state.pid, signal.SIGKILL)
             for _ in range(50):
                 _reap(state.pid)
-                if not pid_is_broker(state.pid):
+                if not pid_is_broker(state.pid, self.home):
                     break
                 time.sleep(0.1)
         progress("broker stopped")

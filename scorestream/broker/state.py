@@ -58,8 +58,10 @@ def write_state(home: Path, state: BrokerState) -> None:
     os.replace(tmp, path)
 
 
-def pid_is_broker(pid: int) -> bool:
-    """True if ``pid`` is alive and is a Kafka broker JVM (guards against pid reuse)."""
+def pid_is_broker(pid: int, home: Path | None = None) -> bool:
+    """True if ``pid`` is alive and is a Kafka broker JVM — with ``home``, the broker of that
+    home (guards against pid reuse: with pid_max 32768 a dead private broker's pid can come back
+    as *another* broker, which a stop must never signal)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
@@ -68,7 +70,9 @@ def pid_is_broker(pid: int) -> bool:
         except OSError:
             return False
         return True  # no /proc (not Linux): trust the live pid
-    return b"kafka.Kafka" in cmdline
+    if b"kafka.Kafka" not in cmdline:
+        return False
+    return home is None or str(home).encode() in cmdline
 
 
 def read_running_bootstrap(home: Path | None = None) -> str | None:
@@ -78,6 +82,6 @@ def read_running_bootstrap(home: Path | None = None) -> str | None:
 
         home = BrokerSettings().home
     state = read_state(home)
-    if state is None or not pid_is_broker(state.pid):
+    if state is None or not pid_is_broker(state.pid, home):
         return None
     return state.bootstrap
