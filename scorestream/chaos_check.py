@@ -98,6 +98,9 @@ class StreamCheck:
     unexpected: int
     reorderings: int
     undecodable: int
+    duplicates: dict[str, list[str]] = field(default_factory=dict)
+    """Up to ten duplicated transaction ids → where each copy is (``p<partition>@<offset>``
+    and its ``ce_id``): what a failing run needs for ``kafka-dump-log`` on the kept data."""
 
 
 @dataclass
@@ -136,6 +139,8 @@ class Verdict:
                 n = getattr(s, what)
                 if n and not (what == "reorderings" and name in ORDER_BY_DESIGN):
                     out.append(f"{name}: {n} {what}")
+            for txid, copies in s.duplicates.items():
+                out.append(f"{name}: {txid} {len(copies)} times: {'; '.join(copies)}")
         if self.dlq_unexpected:
             out.append(f"DLQ: {len(self.dlq_unexpected)} records that were not sent as bad")
         if self.dlq_missing:
@@ -155,29 +160,42 @@ def _txid(event: Any) -> str:
     return str(event.transaction_id)
 
 
-def _decoded(messages: list[Message], contract: type[Any]) -> tuple[list[tuple[int, Any]], int]:
-    """(partition, event) in read order (offset order within a partition), undecodable count."""
+@dataclass(frozen=True, slots=True)
+class Read:
+    partition: int
+    offset: int
+    event_id: str
+    event: Any
+
+
+def _decoded(messages: list[Message], contract: type[Any]) -> tuple[list[Read], int]:
+    """Decoded records in read order (offset order within a partition), undecodable count."""
     out = []
     bad = 0
     for msg in messages:
         try:
-            out.append((msg.partition() or 0, decode_message(msg, accept=[contract]).event))
+            env = decode_message(msg, accept=[contract])
         except DecodeError:
             bad += 1
+            continue
+        out.append(Read(msg.partition() or 0, msg.offset() or 0, env.id, env.event))
     return out, bad
 
 
 def _check_stream(
-    events: list[tuple[int, Any]], undecodable: int, inputs: Inputs, before: dict[str, int]
+    events: list[Read], undecodable: int, inputs: Inputs, before: dict[str, int]
 ) -> StreamCheck:
     """Exactly once against the sent ids; order against ``before`` (txid → position upstream):
     within a partition, an account's records must come in their upstream order."""
     seen: Counter[str] = Counter()
+    where: dict[str, list[str]] = {}
     last: dict[tuple[int, str], int] = {}
     reorderings = 0
-    for partition, event in events:
+    for read in events:
+        partition, event = read.partition, read.event
         txid = _txid(event)
         seen[txid] += 1
+        where.setdefault(txid, []).append(f"p{partition}@{read.offset} {read.event_id}")
         sent = inputs.order.get(txid)
         position = before.get(txid)
         if sent is None or position is None or seen[txid] > 1:
@@ -194,12 +212,13 @@ def _check_stream(
         unexpected=len(set(seen) - ids),
         reorderings=reorderings,
         undecodable=undecodable,
+        duplicates={t: where[t] for t in [t for t, n in seen.items() if n > 1][:10]},
     )
 
 
 def check(bootstrap: str, tenant: str, inputs: Inputs) -> Verdict:
     streams = {}
-    decoded: dict[str, list[tuple[int, Any]]] = {}
+    decoded: dict[str, list[Read]] = {}
     sent_order = {txid: position for txid, (_, position) in inputs.order.items()}
     for stream, (contract, upstream) in OUTPUTS.items():
         events, bad = _decoded(read_all(bootstrap, REGISTRY.topic(stream, tenant)), contract)
@@ -208,11 +227,11 @@ def check(bootstrap: str, tenant: str, inputs: Inputs) -> Verdict:
             before = sent_order
         else:
             before = {}
-            for i, (_, event) in enumerate(decoded[upstream]):
-                before.setdefault(_txid(event), i)
+            for i, read in enumerate(decoded[upstream]):
+                before.setdefault(_txid(read.event), i)
         streams[stream] = _check_stream(events, bad, inputs, before)
-    incomplete = sum(1 for _, r in decoded["audit"] if r.status is not AuditStatus.COMPLETE)
-    versions = Counter(str(p.model_version) for _, p in decoded["predictions"])
+    incomplete = sum(1 for r in decoded["audit"] if r.event.status is not AuditStatus.COMPLETE)
+    versions = Counter(str(r.event.model_version) for r in decoded["predictions"])
     dlq_keys: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
     without_reason = 0
