@@ -16,9 +16,11 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
@@ -73,7 +75,13 @@ _QUIET.addHandler(logging.NullHandler())
 
 
 def _cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A random Kafka cluster id (URL-safe base64 of 16 bytes). Never one starting with ``-``:
+    ``kafka-storage format --cluster-id -X...`` reads it as an option and fails (1 format in 64
+    did, seen in a chaos run); Kafka's own ``Uuid.randomUuid`` skips those too."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 def metadata_ready(bootstrap: str, timeout: float = 3.0) -> bool:
@@ -304,7 +312,47 @@ class LocalBroker:
         )
         write_state(self.home, state)
         self._wait_ready(state, proc, progress)
+        self._ensure_admin_credential(state, progress)
         return state
+
+    def _ensure_admin_credential(self, state: BrokerState, progress: Progress) -> None:
+        """Re-create the admin's SCRAM credential when the broker came up without it.
+
+        Apache Kafka 4.4.0 loses *every* SCRAM credential on restart once any SCRAM user has
+        been deleted (reproduced on a fresh broker: create a user, delete it, restart: describing
+        the credentials lists none and the admin can no longer log in on the SASL listener), so
+        a development broker that ran the security tests (which delete their principals) came
+        back without its admin. Storage formatting adds the admin once; this restores it over
+        the PLAINTEXT listener, where ``ANONYMOUS`` is a super user, with the configured
+        password. ``tests/integration/test_broker_lifecycle.py`` restarts a broker this way."""
+        from confluent_kafka.admin import (  # noqa: PLC0415  (start-up only)
+            ScramCredentialInfo,
+            ScramMechanism,
+            UserScramCredentialUpsertion,
+        )
+
+        name = self.settings.admin_user
+        conf = {"bootstrap.servers": state.bootstrap, "client.id": "broker-start"}
+        admin = AdminClient(conf | {"logger": _QUIET})  # type: ignore[arg-type]
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                described = admin.describe_user_scram_credentials(request_timeout=10)
+                users = cast("Future[dict[str, object]]", described).result(15)
+                break
+            except KafkaException:  # the controller may still be loading: ask again
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        if name in users:
+            return
+        progress(f"the SCRAM credential of {name!r} is missing after the restart: re-creating it")
+        info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096)
+        password = self.settings.admin_password.get_secret_value().encode()
+        for future in admin.alter_user_scram_credentials(
+            [UserScramCredentialUpsertion(name, info, password)]
+        ).values():
+            future.result(30)
 
     def _wait_ready(
         self, state: BrokerState, proc: subprocess.Popen[bytes] | None, progress: Progress

@@ -10,7 +10,7 @@ import pytest
 
 from scorestream.broker import jars
 from scorestream.broker.config import Ports, server_properties
-from scorestream.broker.local import LocalBroker, port_is_free
+from scorestream.broker.local import LocalBroker, _cluster_id, port_is_free
 from scorestream.broker.state import BrokerState, read_state, write_state
 from scorestream.broker.tools import TOOLS, tool_args
 from scorestream.errors import ConfigError, ToolMissingError
@@ -149,3 +149,11 @@ def test_required_tools_use_kafka4_class_names() -> None:
         "kafka-configs",
     ):
         assert TOOLS[tool].startswith("org.apache.kafka.tools.")
+
+
+def test_cluster_ids_never_look_like_an_option() -> None:
+    """``kafka-storage format --cluster-id -abc`` fails; 1 random id in 64 starts with '-'."""
+    ids = [_cluster_id() for _ in range(2000)]
+    assert not [i for i in ids if i.startswith("-")]
+    assert all(len(i) == 22 for i in ids)
+    assert len(set(ids)) == len(ids)
