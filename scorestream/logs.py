@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import threading
@@ -164,6 +165,8 @@ def _register_configured_secrets() -> None:
 
 
 def configure_logging(service: str, tenant: str | None = None, level: str = "INFO") -> None:
+    """JSON lines on stderr; ``SCORESTREAM_LOG_LEVEL`` (e.g. ``DEBUG``) overrides ``level``."""
+    level = os.environ.get("SCORESTREAM_LOG_LEVEL", level).upper()
     _register_configured_secrets()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service, tenant))

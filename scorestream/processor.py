@@ -17,6 +17,7 @@ batch, leaves the group and returns.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import signal
 import threading
@@ -35,7 +36,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from schemas.cloudevents import Envelope, encode
+from schemas.cloudevents import Envelope, encode, utc_time
 from schemas.errors import DecodeError
 from schemas.events import Contract
 from scorestream import metrics, tracing
@@ -193,6 +194,16 @@ def log_dead_letters(service: str, dead: Sequence[DeadLetter]) -> None:
         )
 
 
+def freeze_startup_heap() -> None:
+    """Move every object alive now (modules, contract schemas, the model, the clients) out of
+    the garbage collector's reach. Each batch allocates thousands of short-lived containers, so
+    full collections run often, and each walked this whole start-up heap although none of it is
+    garbage; after ``gc.freeze()`` (documented for pre-fork servers) they walk only what was
+    created since. Measured in bench/: see the README's Performance section."""
+    gc.collect()
+    gc.freeze()
+
+
 class Processor:
     def __init__(
         self,
@@ -228,6 +239,14 @@ class Processor:
         self._delivery_errors: list[str] = []
         self._spans: tracing.BatchTrace | None = None
         """The spans of the batch being produced (None when tracing is off)."""
+        self._revoked_during_consume: set[tuple[str, int]] = set()
+        """Partitions revoked or lost by rebalance callbacks while the current batch is fetched."""
+        self._on_delivery: Callable[[KafkaError | None, Message], None] | None = (
+            None if config.delivery == "exactly_once" else self._dr
+        )
+        """Per-record delivery reports are needed at least once only: in a transaction, a record
+        the broker refuses fails ``commit_transaction`` (and the batch is replayed), so a Python
+        callback per record would only cost time."""
 
     # -- health ----------------------------------------------------------------------------------
     def live(self) -> tuple[bool, str]:
@@ -303,6 +322,7 @@ class Processor:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Called from consume(): the previous batch is already committed; nothing is in flight.
         self.assigned -= {(p.topic, p.partition) for p in partitions}
+        self._revoked_during_consume |= {(p.topic, p.partition) for p in partitions}
         for p in partitions:
             with contextlib.suppress(KeyError):
                 metrics.CONSUMER_LAG.remove(self.config.service, p.topic, str(p.partition))
@@ -310,6 +330,7 @@ class Processor:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.assigned -= {(p.topic, p.partition) for p in partitions}
+        self._revoked_during_consume |= {(p.topic, p.partition) for p in partitions}
         self.joined = False
         log.warning("lost %s (session expired): an open transaction will be fenced", partitions)
 
@@ -337,6 +358,7 @@ class Processor:
                     on_revoke=self._on_revoke,
                     on_lost=self._on_lost,
                 )
+            freeze_startup_heap()
             self._loop()
             return 0
         finally:
@@ -375,16 +397,7 @@ class Processor:
         while not self.stopping.is_set():
             if self.before_batch is not None:
                 self.before_batch()  # e.g. swap models: atomic from the batch's point of view
-            # Adaptive batching: block up to max_wait for the *first* record only, then take what
-            # is already fetched without waiting. consume(max_batch, wait) would hold every
-            # record back for the whole wait unless a full batch is queued (measured: ~20 ms
-            # per hop). Under load, records queue while a batch is processed: batches grow.
-            if c.adaptive_batching:
-                messages = self._c().consume(num_messages=1, timeout=wait)
-                if messages and c.max_batch > 1:
-                    messages += self._c().consume(num_messages=c.max_batch - 1, timeout=0)
-            else:
-                messages = self._c().consume(num_messages=c.max_batch, timeout=wait)
+            messages = self._next_batch(wait)
             self.last_poll = time.monotonic()
             if messages:
                 self.process(messages)
@@ -392,6 +405,56 @@ class Processor:
                 self._update_lag()
                 metrics.READY.labels(c.service).set(1 if self.ready()[0] else 0)
                 next_lag = self.last_poll + 5.0
+
+    def _next_batch(self, wait: float) -> list[Message]:
+        """The next batch; never a record of a partition revoked while it was being fetched.
+
+        Adaptive batching: block up to ``max_wait`` for the first record only, then take what
+        is already fetched without waiting (low load: no batching delay; under load the queue
+        fills while a batch is processed, so batches grow to ``max_batch``).
+        ``consume(max_batch, wait)`` instead holds every record back for the whole wait unless
+        a full batch is queued (measured: ~20 ms per hop).
+
+        Exactly-once needs care here: rebalance callbacks run inside ``consume()``. Within one
+        call librdkafka drops from the batch it builds the records of a partition revoked
+        during that call, but the record returned by the *first* call cannot be recalled when a
+        callback of the *second* revokes its partition. Processing it anyway committed it twice
+        (its new owner, or this consumer re-assigned, re-read it from the committed offset).
+        So the callbacks record what they revoke while the batch is assembled, and those
+        partitions' records are dropped (``_drop_revoked``;
+        docs/adr/0002-no-record-of-a-revoked-partition.md)."""
+        c = self.config
+        consumer = self._c()
+        self._revoked_during_consume.clear()
+        if c.adaptive_batching:
+            messages = consumer.consume(num_messages=1, timeout=wait)
+            if messages and c.max_batch > 1:
+                messages += consumer.consume(num_messages=c.max_batch - 1, timeout=0)
+        else:
+            messages = consumer.consume(num_messages=c.max_batch, timeout=wait)
+        if self._revoked_during_consume and messages:
+            messages = self._drop_revoked(messages)
+        return messages
+
+    def _drop_revoked(self, messages: list[Message]) -> list[Message]:
+        """Leave out the records of partitions revoked or lost while this batch was fetched:
+        they are not ours to process (their owner reads them from the committed offset). A
+        partition re-assigned to us meanwhile is rewound to its committed offset, so that
+        nothing of it is skipped."""
+        revoked = self._revoked_during_consume
+        kept = [m for m in messages if (m.topic() or "", m.partition() or 0) not in revoked]
+        dropped = {(m.topic() or "", m.partition() or 0) for m in messages} & revoked
+        log.warning(
+            "dropped %d record(s) of %s: revoked while the batch was fetched",
+            len(messages) - len(kept),
+            sorted(f"{t}[{p}]" for t, p in dropped),
+        )
+        again = [TopicPartition(t, p) for t, p in sorted(dropped & self.assigned)]
+        if again:
+            for tp in self._c().committed(again, timeout=30):
+                offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+                self._c().seek(TopicPartition(tp.topic, tp.partition, offset))
+        return kept
 
     def process(self, messages: Sequence[Message]) -> bool:
         """Decode, handle, produce and commit one batch. False if it was aborted and rewound."""
@@ -440,6 +503,12 @@ class Processor:
             self._spans = None
             if spans is not None:
                 spans.end(committed=committed)
+            if log.isEnabledFor(logging.DEBUG):  # SCORESTREAM_LOG_LEVEL=DEBUG: every batch
+                log.debug(
+                    "batch %s: %s",
+                    "committed" if committed else "NOT committed",
+                    ", ".join(f"{t}[{p}]@{first[(t, p)]}-{o}" for (t, p), o in last.items()),
+                )
         if committed:
             log_dead_letters(self.config.service, result.dead_letters)
             self.batches += 1
@@ -458,10 +527,10 @@ class Processor:
         partition: int | None = None,
     ) -> None:
         extra: dict[str, Any] = {} if partition is None else {"partition": partition}
+        if self._on_delivery is not None:
+            extra["on_delivery"] = self._on_delivery
         try:
-            self._p().produce(
-                topic, value=value, key=key, headers=headers, on_delivery=self._dr, **extra
-            )
+            self._p().produce(topic, value=value, key=key, headers=headers, **extra)
         except BufferError:
             paused = self._c().assignment()
             self._c().pause(paused)  # stop fetching while the queue drains
@@ -469,14 +538,7 @@ class Processor:
                 while True:
                     self._p().poll(0.05)
                     try:
-                        self._p().produce(
-                            topic,
-                            value=value,
-                            key=key,
-                            headers=headers,
-                            on_delivery=self._dr,
-                            **extra,
-                        )
+                        self._p().produce(topic, value=value, key=key, headers=headers, **extra)
                         break
                     except BufferError:
                         continue
@@ -490,13 +552,16 @@ class Processor:
     def _produce_result(self, result: Result) -> None:
         source = self.config.source
         spans = self._spans
+        when = utc_time()  # the batch's events are stamped (ce_time) once
         for emit in result.emits:
             trace = emit.trace
             if spans is not None:  # a send span under the message this output derives from
                 key = emit.event.partition_key().encode()
                 trace = spans.sending(emit.topic, trace, key=key, partition=emit.partition)
-            m = encode(emit.event, source=source, trace=trace, extensions=emit.extensions)
-            self._produce(emit.topic, m.key, m.value, list(m.headers), emit.partition)
+            m = encode(
+                emit.event, source=source, time=when, trace=trace, extensions=emit.extensions
+            )
+            self._produce(emit.topic, m.key, m.value, m.headers, emit.partition)
         for dl in result.dead_letters:
             topic = self.config.dlq_topics.get(dl.raw.topic or "") or next(
                 iter(self.config.dlq_topics.values())
