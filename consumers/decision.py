@@ -301,13 +301,14 @@ class Decision:
     def _count(self, out: DecisionOutput) -> None:
         t = self.settings.tenant
         now = datetime.now(UTC)
-        hist = PREDICTION_TO_DECISION_SECONDS.labels(t)
         per_outcome: dict[str, int] = {}
         replies = 0
+        waited: list[float] = []
         for d in out.decided:
             per_outcome[d.decision.outcome.value] = per_outcome.get(d.decision.outcome.value, 0) + 1
             replies += d.reply is not None
-            hist.observe(max(0.0, (now - d.envelope.event.predicted_at).total_seconds()))
+            waited.append(max(0.0, (now - d.envelope.event.predicted_at).total_seconds()))
+        metrics.observe_many(PREDICTION_TO_DECISION_SECONDS.labels(t), waited)
         for outcome, n in per_outcome.items():
             DECISIONS.labels(t, outcome).inc(n)
         if replies:

@@ -44,52 +44,73 @@ def _rows(
     spec = model.metadata.feature_spec_hash
     accepted: list[Envelope[EnrichedTransaction]] = []
     rows: list[list[float]] = []
-    for env in batch:
+    refused: list[tuple[int, DeadLetter]] = []  # (position in the batch, why)
+    for i, env in enumerate(batch):
         event = env.event
         if event.transaction.tenant_id != tenant:
-            out.dead_letters.append(
-                DeadLetter.for_envelope(
-                    env,
-                    "unknown_tenant",
-                    "TenantMismatch",
-                    f"tenant {event.transaction.tenant_id!r} on a topic of tenant {tenant!r}",
+            refused.append(
+                (
+                    i,
+                    DeadLetter.for_envelope(
+                        env,
+                        "unknown_tenant",
+                        "TenantMismatch",
+                        f"tenant {event.transaction.tenant_id!r} on a topic of tenant {tenant!r}",
+                    ),
                 )
             )
             continue
         if event.feature_spec_hash != spec:
-            out.dead_letters.append(
-                DeadLetter.for_envelope(
-                    env,
-                    "feature_spec_mismatch",
-                    "FeatureSpecMismatch",
-                    f"features computed with spec {event.feature_spec_hash}, model "
-                    f"{model.name}/{model.version} needs {spec}",
+            refused.append(
+                (
+                    i,
+                    DeadLetter.for_envelope(
+                        env,
+                        "feature_spec_mismatch",
+                        "FeatureSpecMismatch",
+                        f"features computed with spec {event.feature_spec_hash}, model "
+                        f"{model.name}/{model.version} needs {spec}",
+                    ),
                 )
             )
             continue
+        features = event.features
         try:
-            row = [event.features[n] for n in names]
+            row = [features[n] for n in names]
         except KeyError as exc:
-            out.dead_letters.append(
-                DeadLetter.for_envelope(
-                    env, "missing_feature", "MissingFeature", f"feature {exc.args[0]!r} missing"
-                )
-            )
-            continue
-        if not all(abs(v) <= F32_MAX for v in row):  # also catches NaN (comparison is False)
-            out.dead_letters.append(
-                DeadLetter.for_envelope(
-                    env,
-                    "non_finite_features",
-                    "NonFiniteFeature",
-                    "a feature is NaN, infinite or beyond float32 range",
+            refused.append(
+                (
+                    i,
+                    DeadLetter.for_envelope(
+                        env, "missing_feature", "MissingFeature", f"feature {exc.args[0]!r} missing"
+                    ),
                 )
             )
             continue
         accepted.append(env)
         rows.append(row)
-    X = np.array(rows, dtype=np.float32).reshape(len(rows), len(names))
-    return accepted, X
+    X64 = np.array(rows, dtype=np.float64).reshape(len(rows), len(names))
+    # float32 range, one vectorised check per batch (NaN compares False, so it is caught too)
+    in_range = np.asarray((np.abs(X64) <= F32_MAX).all(axis=1), dtype=np.bool_)
+    if not in_range.all():
+        positions = {id(env): i for i, env in enumerate(batch)}
+        for j in np.flatnonzero(~in_range):
+            env = accepted[j]
+            refused.append(
+                (
+                    positions[id(env)],
+                    DeadLetter.for_envelope(
+                        env,
+                        "non_finite_features",
+                        "NonFiniteFeature",
+                        "a feature is NaN, infinite or beyond float32 range",
+                    ),
+                )
+            )
+        accepted = [env for env, ok in zip(accepted, in_range.tolist(), strict=True) if ok]
+        X64 = X64[in_range]
+    out.dead_letters += [dl for _, dl in sorted(refused, key=lambda r: r[0])]
+    return accepted, X64.astype(np.float32)
 
 
 def _score(
@@ -125,7 +146,8 @@ def _predictions(
     now = datetime.now(UTC)
     timings_cache: dict[float, PredictionTimings] = {}
     scored = []
-    for env, score in zip(accepted, scores, strict=True):
+    name, version, sha256, alias = model.name, model.version, model.metadata.sha256, model.alias
+    for env, score in zip(accepted, scores.tolist(), strict=True):
         event = env.event
         tx = event.transaction
         queue_ms = max(0.0, (batch_start - event.enriched_at).total_seconds() * 1000)
@@ -136,19 +158,23 @@ def _predictions(
                 queue_ms=key, inference_ms=round(inference_s * 1000, 3), batch_size=len(accepted)
             )
             timings_cache[key] = timings
-        prediction = PredictionEvent.model_construct(
-            transaction_id=tx.transaction_id,
-            tenant_id=tx.tenant_id,
-            account_id=tx.account_id,
-            score=min(1.0, max(0.0, float(score))),
-            model_name=model.name,
-            model_version=model.version,
-            model_sha256=model.metadata.sha256,
-            feature_spec_hash=event.feature_spec_hash,
-            alias=model.alias,
-            event_time=tx.timestamp,
-            predicted_at=now,
-            timings=timings,
+        # every value is already valid (decoded contracts, the model's own metadata, a
+        # clamped float): build without validating again
+        prediction = PredictionEvent.trusted(
+            {
+                "transaction_id": tx.transaction_id,
+                "tenant_id": tx.tenant_id,
+                "account_id": tx.account_id,
+                "score": min(1.0, max(0.0, score)),
+                "model_name": name,
+                "model_version": version,
+                "model_sha256": sha256,
+                "feature_spec_hash": event.feature_spec_hash,
+                "alias": alias,
+                "event_time": tx.timestamp,
+                "predicted_at": now,
+                "timings": timings,
+            }
         )
         scored.append(Scored(env, prediction))
     return scored

@@ -145,9 +145,13 @@ class Worker:
         for alias, seconds in out.inference_s.items():
             metrics.INFERENCE_SECONDS.labels(t, champion.name, alias).observe(seconds)
         now = datetime.now(UTC)
-        hist = metrics.EVENT_TO_PREDICTION_SECONDS.labels(t)
-        for scored in out.predictions:
-            hist.observe(max(0.0, (now - scored.envelope.event.enriched_at).total_seconds()))
+        metrics.observe_many(
+            metrics.EVENT_TO_PREDICTION_SECONDS.labels(t),
+            [
+                max(0.0, (now - s.envelope.event.enriched_at).total_seconds())
+                for s in out.predictions
+            ],
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def stop(self, *_: Any) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from enum import StrEnum
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -45,6 +45,21 @@ class Contract(BaseModel):
     @abstractmethod
     def partition_key(self) -> str:
         """The Kafka key: events of one key keep their order."""
+
+    @classmethod
+    def trusted(cls, values: dict[str, Any]) -> Self:
+        """An instance from values the caller guarantees valid and complete (every field, the
+        defaults included), without validation: what ``model_construct`` does, minus its
+        per-field Python loop (~5 µs per event on the worker's hot path). The dict becomes the
+        instance's state: do not reuse it. ``tests/unit/test_contracts.py`` checks the result
+        equals ``model_validate`` of the same values."""
+        obj = cls.__new__(cls)
+        setattr_ = object.__setattr__
+        setattr_(obj, "__dict__", values)
+        setattr_(obj, "__pydantic_fields_set__", set(values))
+        setattr_(obj, "__pydantic_extra__", None)
+        setattr_(obj, "__pydantic_private__", None)
+        return obj
 
 
 class Channel(StrEnum):

@@ -24,12 +24,17 @@ C = TypeVar("C", bound=Contract)
 
 
 def raw_from_message(msg: Message) -> RawRecord:
-    """Copy a consumed message into a :class:`RawRecord` (bytes and headers untouched)."""
+    """A consumed message as a :class:`RawRecord` (bytes and headers untouched).
+
+    A consumer returns headers as a list of ``(str, bytes | None)``: kept as it is, no copy per
+    record on the hot path (every reader of ``RawRecord.headers`` copies before changing it). A
+    dict (test doubles, other clients) is turned into that list."""
     raw_headers = msg.headers() or []
-    items = raw_headers.items() if isinstance(raw_headers, dict) else raw_headers
-    headers: list[tuple[str, bytes | None]] = [
-        (k, v.encode() if isinstance(v, str) else v) for k, v in items
-    ]
+    headers: list[tuple[str, bytes | None]]
+    if isinstance(raw_headers, list):
+        headers = raw_headers  # type: ignore[assignment]  # consumed values are bytes or None
+    else:
+        headers = [(k, v.encode() if isinstance(v, str) else v) for k, v in raw_headers.items()]
     return RawRecord(
         key=msg.key(),
         value=msg.value(),

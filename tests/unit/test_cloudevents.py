@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+import os
+import uuid
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import TypeAdapter, ValidationError
 
 from schemas import (
     InvalidHeaderError,
@@ -14,6 +19,7 @@ from schemas import (
     decode,
     encode,
 )
+from schemas.cloudevents import _parse_time, new_event_id, utc_time
 from tests.factories import transaction
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -62,6 +68,61 @@ def test_event_ids_are_unique_by_default() -> None:
     a = dict(encode(transaction(), source="s").headers)["ce_id"]
     b = dict(encode(transaction(), source="s").headers)["ce_id"]
     assert a != b
+
+
+def test_event_ids_are_version_4_uuids_unique_per_process_and_after_fork() -> None:
+    ids = [new_event_id() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    assert all(uuid.UUID(i).version == 4 and str(uuid.UUID(i)) == i for i in ids[:100])
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: a new random prefix, so its ids never collide with the parent's
+        os.write(write, new_event_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 100).decode()
+    os.close(read)
+    os.close(write)
+    assert child[:24] != new_event_id()[:24]
+    assert uuid.UUID(child).version == 4
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.datetimes(
+        min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31), timezones=st.just(UTC)
+    ),
+    st.booleans(),
+)
+def test_fast_ce_time_parse_agrees_with_pydantic(when: datetime, micros: bool) -> None:
+    text = when.replace(microsecond=when.microsecond if micros else 0).isoformat()
+    text = text.replace("+00:00", "Z")
+    fast = _parse_time(text)
+    slow = TypeAdapter(datetime).validate_python(text)
+    assert fast == slow
+    assert fast.utcoffset() == slow.utcoffset()
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2026-02-30T10:00:00Z", "2026-11-24T24:00:00Z", "2026-11-24T10:00:60Z", "2026-11-24T10:00Z"],
+)
+def test_ce_time_the_fast_parser_refuses_goes_to_pydantic(text: str) -> None:
+    try:
+        want: datetime | None = TypeAdapter(datetime).validate_python(text)
+    except ValidationError:
+        want = None
+    if want is None:
+        with pytest.raises(ValidationError):
+            _parse_time(text)
+    else:
+        assert _parse_time(text) == want
+
+
+def test_one_time_stamps_a_whole_batch() -> None:
+    when = utc_time()
+    stamps = {dict(encode(transaction(), source="s", time=when).headers)["ce_time"] for _ in "ab"}
+    assert stamps == {when.isoformat().replace("+00:00", "Z").encode()}
 
 
 @pytest.mark.parametrize("header", ["ce_specversion", "ce_id", "ce_type", "ce_source"])

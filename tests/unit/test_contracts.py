@@ -4,9 +4,11 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from pydantic import ValidationError
 
 from schemas import (
     CONTRACTS,
+    Contract,
     DecodeError,
     MalformedPayloadError,
     RawRecord,
@@ -29,6 +31,18 @@ def test_every_contract_has_an_example_and_a_unique_ce_type() -> None:
 def test_json_round_trip_is_lossless(event: object) -> None:
     cls = type(event)
     assert cls.model_validate_json(event.model_dump_json()) == event  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("event", every_contract(), ids=lambda e: type(e).__name__)
+def test_trusted_construction_equals_validation(event: Contract) -> None:
+    cls = type(event)
+    values = dict(event)  # every field, defaults included
+    trusted = cls.trusted(dict(values))
+    assert trusted == cls.model_validate(values)
+    assert trusted.model_dump_json() == event.model_dump_json()
+    assert trusted.model_fields_set == set(cls.model_fields)
+    with pytest.raises(ValidationError):  # still frozen
+        trusted.__setattr__(next(iter(values)), None)
 
 
 def test_timestamps_are_normalised_to_utc() -> None:

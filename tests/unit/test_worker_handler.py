@@ -65,11 +65,13 @@ def test_one_model_call_per_batch_and_events_carry_everything() -> None:
 
 
 def test_invalid_records_become_dead_letters_and_the_rest_is_scored() -> None:
-    batch = envelopes(6)
+    batch = envelopes(7)
     ev = [e.event for e in batch]
     bad_features = dict(ev[3].features)
     bad_features["amount"] = 1e39  # finite in float64, infinite in float32
     missing = {k: v for k, v in ev[4].features.items() if k != "hour"}
+    nan = dict(ev[6].features) | {"hour": float("nan")}  # only a handler-built event can hold it
+    batch[6] = replace(batch[6], event=ev[6].model_copy(update={"features": nan}))
     batch[1] = replace(batch[1], event=ev[1].model_copy(update={"feature_spec_hash": "0" * 16}))
     batch[2] = replace(
         batch[2],
@@ -84,11 +86,13 @@ def test_invalid_records_become_dead_letters_and_the_rest_is_scored() -> None:
         ev[0].transaction.transaction_id,
         ev[5].transaction.transaction_id,
     ]
-    assert sorted(d.reason for d in out.dead_letters) == [
+    # in batch order, whichever check refused them
+    assert [d.reason for d in out.dead_letters] == [
         "feature_spec_mismatch",
+        "unknown_tenant",
+        "non_finite_features",
         "missing_feature",
         "non_finite_features",
-        "unknown_tenant",
     ]
     assert all(d.raw.value for d in out.dead_letters)
 
