@@ -20,10 +20,13 @@ from typing import Any
 
 import numpy as np
 
+from scorestream.settings import default_cache_dir
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
-VENVS = ROOT / "var" / "bench" / "venvs"
-"""Peers' own virtualenvs (never the project's .venv); var/ is git-ignored."""
+VENVS = default_cache_dir() / "bench-venvs"
+"""The peers' virtualenvs: outside the checkout (like the Kafka jars), so a fresh clone or a CI
+run reuses them instead of spending minutes in pip. Never the project's .venv."""
 
 
 def rand(prefix: str) -> str:

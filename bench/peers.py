@@ -56,7 +56,8 @@ def _pip(venv: Path) -> list[str]:
 
 
 def ensure_venv(name: str) -> tuple[Path, dict[str, Any]]:
-    """The peer's own virtualenv (created once, cached in var/bench/venvs) and its versions."""
+    """The peer's own virtualenv (created once, cached in ~/.cache/scorestream/bench-venvs)
+    and its versions."""
     venv = common.VENVS / name
     marker = venv / ".bench-installed"
     t0 = time.perf_counter()
@@ -93,7 +94,7 @@ def ensure_venv(name: str) -> tuple[Path, dict[str, Any]]:
         check=True,
     )
     info = {
-        "venv": str(venv.relative_to(common.ROOT)),
+        "venv": str(venv),
         "versions": json.loads(out.stdout),
         "created_now": created,
         "setup_s": round(time.perf_counter() - t0, 1),

@@ -11,6 +11,7 @@ stops everything (``--keep-running`` leaves the services up).
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import threading
@@ -174,13 +175,24 @@ def _follow_decisions(stats: Stats, stop: threading.Event, kafka: KafkaSettings)
         consumer.close()
 
 
+SIMULATED_TX_PER_DAY = 3500
+"""A lower bound of the simulator's transactions per day (~4,000 with the default config)."""
+
+
+def simulated_days(rate: float, duration: float) -> int:
+    """Days to simulate for ``rate`` transactions/s over ``duration`` s, plus one for the labels'
+    delay: simulating more only delays the first event (21 days took ~3 s idle, over 16 s on a
+    loaded machine, and a short demo then streamed nothing)."""
+    return min(60, max(2, math.ceil(rate * duration / SIMULATED_TX_PER_DAY) + 1))
+
+
 def _stream(
-    stats: Stats, stop: threading.Event, rate: float, kafka: KafkaSettings, seed: int
+    stats: Stats, stop: threading.Event, rate: float, kafka: KafkaSettings, seed: int, days: int
 ) -> None:
     from producers.simulate_cli import interleaved  # noqa: PLC0415
     from producers.simulator import SimulatorConfig, simulate  # noqa: PLC0415
 
-    sim = simulate(SimulatorConfig(seed=seed, tenant=TENANT, days=21))
+    sim = simulate(SimulatorConfig(seed=seed, tenant=TENANT, days=days))
     items = interleaved(sim)
     producer = EventProducer(
         producer_config(kafka, client_id="demo-traffic"), source="scorestream/simulator"
@@ -326,7 +338,14 @@ def run_live_demo(
             threading.Thread(target=_follow_decisions, args=(stats, stop, kafka), daemon=True),
             threading.Thread(
                 target=_stream,
-                args=(stats, stop, rate, kafka, seed if seed is not None else int(time.time())),
+                args=(
+                    stats,
+                    stop,
+                    rate,
+                    kafka,
+                    seed if seed is not None else int(time.time()),
+                    simulated_days(rate, duration),
+                ),
                 daemon=True,
             ),
             threading.Thread(

@@ -35,6 +35,30 @@ def _docker_engine_answers() -> bool:
     return proc.returncode == 0 and bool(proc.stdout.strip())
 
 
+_STARTED_FOR_WORKERS: list[LocalBroker] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With pytest-xdist (``-n``), the controller starts the local broker once and hands its
+    address to every worker through ``KAFKA_BOOTSTRAP_SERVERS`` (inherited by the workers it
+    spawns after this hook): workers starting or stopping a shared broker themselves would race.
+    Nothing happens in a single process (the fixture below starts the broker on first use) or
+    when ``KAFKA_BOOTSTRAP_SERVERS`` is already set."""
+    if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
+        return
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        return
+    broker = LocalBroker()
+    if not broker.status().running:
+        _STARTED_FOR_WORKERS.append(broker)
+    os.environ["KAFKA_BOOTSTRAP_SERVERS"] = broker.start().bootstrap
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    while _STARTED_FOR_WORKERS:
+        _STARTED_FOR_WORKERS.pop().stop()
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     """Bootstrap address of a real broker; also exported as ``KAFKA_BOOTSTRAP_SERVERS``."""

@@ -1,6 +1,7 @@
 """A naive faust-streaming agent for the peer benchmark: one event at a time, as tutorials do.
 
-Runs inside its own virtualenv (``var/bench/venvs/faust``): ``faust -A faust_agent worker``.
+Runs inside its own virtualenv (``~/.cache/scorestream/bench-venvs/faust``):
+``faust -A faust_agent worker``.
 For every enriched-transaction CloudEvent on ``BENCH_IN``: parse the JSON, build the feature row
 in the model's feature order, one onnxruntime call for that single row (same session options as
 the scorestream worker), a prediction JSON to ``BENCH_OUT``. Default processing guarantee

@@ -1,9 +1,9 @@
 """MLServer custom runtime for the peer benchmark: the scorestream ONNX model with onnxruntime.
 
-Runs inside MLServer's own virtualenv (``var/bench/venvs/mlserver``). Same session options as
-the scorestream worker (1 intra-op and 1 inter-op thread); input ``input`` is a float32 matrix
-(rows x features, the V2 ``FP32`` tensor), output ``score`` is P(fraud) per row — exactly what
-``inference_worker.model.ServingModel.score`` computes.
+Runs inside MLServer's own virtualenv (``~/.cache/scorestream/bench-venvs/mlserver``). Same
+session options as the scorestream worker (1 intra-op and 1 inter-op thread); input ``input`` is
+a float32 matrix (rows x features, the V2 ``FP32`` tensor), output ``score`` is P(fraud) per
+row — exactly what ``inference_worker.model.ServingModel.score`` computes.
 """
 
 from __future__ import annotations

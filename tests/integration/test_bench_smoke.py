@@ -87,7 +87,8 @@ def test_latency_ab_smoke(kafka_bootstrap: str, tmp_path: Path) -> None:
 
 @pytest.mark.timeout(1800)
 def test_peers_smoke(kafka_bootstrap: str, tmp_path: Path) -> None:
-    """Creates the peers' virtualenvs on first use (pip, cached in var/bench/venvs)."""
+    """Creates the peers' virtualenvs on first use (pip; cached in
+    ~/.cache/scorestream/bench-venvs)."""
     r = bench("peers", tmp_path, kafka_bootstrap)
     assert r["scorestream"]["predictions"] > 0
     for peer in ("mlserver", "faust"):

@@ -127,6 +127,8 @@ def test_every_write_endpoint_needs_a_key_of_its_tenant(gateway: Gateway) -> Non
 def test_probes_and_metrics_stay_open(gateway: Gateway) -> None:
     for path in ("/livez", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"):
         assert httpx.get(gateway.url + path, timeout=10).status_code == 200, path
+    # a rejection of its own: the test must not depend on another test having run first
+    assert httpx.post(gateway.url + "/v1/transactions", json={}, timeout=10).status_code == 401
     metrics = httpx.get(gateway.url + "/metrics", timeout=10).text
     assert 'scorestream_gateway_rejected_total{reason="unauthenticated"}' in metrics
 
