@@ -1,13 +1,14 @@
-"""``scorestream chaos``: every service under faults on a private broker, then the invariants.
+"""``scorestream chaos``: every service under faults on a private cluster, then the invariants.
 
-A Jepsen-style run on real processes: a private Kafka broker (its own home directory and free
-ports, so the shared development broker is never touched), the topics of a random tenant, a small
-trained model, every service as a process (two workers, so partitions move), simulated traffic at
-a fixed rate with a known set of deliberately bad records mixed in, and a seeded schedule of
-faults (SIGKILL + restart of each consuming service, SIGKILL + restart of the broker, a worker
-SIGSTOPped for longer than its session timeout, a model promotion). Afterwards the outputs are
-read with ``read_committed`` consumers and checked (:mod:`scorestream.chaos_check`); the table is
-printed and written as JSON; the exit code is non-zero when an invariant fails.
+A Jepsen-style run on real processes: a private three-node Kafka cluster (own home directories
+and free ports, so the shared development broker is never touched; replication factor 3 like
+production, ADR 0003), the topics of a random tenant, a small trained model, every service as a
+process (two workers, so partitions move), simulated traffic at a fixed rate with a known set of
+deliberately bad records mixed in, and a seeded schedule of faults (SIGKILL + restart of each
+consuming service, SIGKILL + restart of a broker node, a worker SIGSTOPped for longer than its
+session timeout, a model promotion under traffic). Afterwards the outputs are read with
+``read_committed`` consumers and checked (:mod:`scorestream.chaos_check`); the table is printed
+and written as JSON; the exit code is non-zero when an invariant fails.
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ from scorestream.chaos_faults import (
 )
 from scorestream.chaos_traffic import Sender, simulated
 from scorestream.serde import decode_message
-from scorestream.settings import BrokerSettings
 from scorestream.supervisor import ServiceSpec, Supervisor, free_port
 from scorestream.topics import REGISTRY
 
@@ -66,7 +66,10 @@ class ChaosConfig:
     recovery_timeout_s: float = 180.0
     drain_timeout_s: float = 300.0
     """Give up waiting for the last audit records after this long without progress."""
-    broker_heap: str = "640m"
+    broker_heap: str = "512m"
+    brokers: int = 3
+    """Nodes of the private cluster (one is SIGKILLed per broker fault). 1 is possible, but a
+    single node cannot keep transactions exactly-once across its own SIGKILL (ADR 0003)."""
     keep: bool = False
 
 
@@ -151,10 +154,21 @@ def _specs(tenant: str, env: dict[str, str]) -> list[ServiceSpec]:
     return out
 
 
-def _service_env(bootstrap: str, models: Path) -> dict[str, str]:
+SHARED_ENV = (
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "SCORESTREAM_MODELS_URL",
+    "SCORESTREAM_TOPICS_REPLICATION_FACTOR",
+    "SCORESTREAM_TOPICS_MIN_INSYNC_REPLICAS",
+)
+"""Set in this process too while the run lasts (it creates the tenant's topics and models)."""
+
+
+def _service_env(bootstrap: str, models: Path, brokers: int) -> dict[str, str]:
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "SCORESTREAM_MODELS_URL": str(models),
+        "SCORESTREAM_TOPICS_REPLICATION_FACTOR": str(brokers),
+        "SCORESTREAM_TOPICS_MIN_INSYNC_REPLICAS": str(brokers // 2 + 1),
         "SCORESTREAM_AUDIT_JOIN_TIMEOUT_S": "86400",
         "SCORESTREAM_WORKER_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
         "SCORESTREAM_GATEWAY_AUTH_MODE": "disabled",  # no HTTP traffic in this run
@@ -222,30 +236,26 @@ def run_chaos(cfg: ChaosConfig, progress: Progress) -> dict[str, Any]:
     """The whole run; returns the report (``report["failures"]`` empty when every invariant
     holds)."""
     from scorestream.admin import ensure_tenant_topics  # noqa: PLC0415
-    from scorestream.broker import LocalBroker  # noqa: PLC0415
+    from scorestream.broker.cluster import LocalCluster, NodePorts  # noqa: PLC0415
 
     started = time.monotonic()
     run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:4]}"
     tenant = f"chaos-{uuid.uuid4().hex[:8]}"
     run_dir = (cfg.work_dir / run_id).resolve()
-    ports = _stable_ports(3, random.Random())  # noqa: S311  (not a secret)
-    broker = LocalBroker(
-        BrokerSettings(
-            home=run_dir / "broker",
-            plaintext_port=ports[0],
-            sasl_port=ports[1],
-            controller_port=ports[2],
-            heap=cfg.broker_heap,
-            ready_timeout_s=cfg.recovery_timeout_s,  # log recovery after SIGKILL takes a while
-        )
+    ports = _stable_ports(3 * cfg.brokers, random.Random())  # noqa: S311  (not a secret)
+    cluster = LocalCluster(
+        run_dir / "broker",
+        [NodePorts(*ports[i : i + 3]) for i in range(0, len(ports), 3)],
+        heap=cfg.broker_heap,
+        ready_timeout_s=cfg.recovery_timeout_s,  # log recovery after SIGKILL takes a while
     )
-    saved = {k: os.environ.get(k) for k in ("KAFKA_BOOTSTRAP_SERVERS", "SCORESTREAM_MODELS_URL")}
+    saved = {k: os.environ.get(k) for k in SHARED_ENV}
     supervisor: Supervisor | None = None
     watchdog: Watchdog | None = None
     progress(f"run {run_id}: tenant {tenant}, logs in {run_dir}")
     try:
-        state = broker.start(progress=progress)
-        env = _service_env(state.bootstrap, run_dir / "models")
+        cluster.start(progress=progress)
+        env = _service_env(cluster.bootstrap, run_dir / "models", cfg.brokers)
         os.environ.update({k: env[k] for k in saved})
         ensure_tenant_topics(tenant)
         promote = _prepare_models(run_dir / "models", tenant)
@@ -257,7 +267,7 @@ def run_chaos(cfg: ChaosConfig, progress: Progress) -> dict[str, Any]:
         watchdog = Watchdog(supervisor, lock, progress)
         injector = Injector(
             supervisor,
-            broker,
+            cluster.nodes,
             lock,
             promote,
             pause_s=SESSION_TIMEOUT_MS / 1000 + 4,
@@ -265,10 +275,10 @@ def run_chaos(cfg: ChaosConfig, progress: Progress) -> dict[str, Any]:
             progress=progress,
         )
         outcomes = _faults_under_traffic(
-            cfg, tenant, state.bootstrap, items, inputs, injector, watchdog, progress
+            cfg, tenant, cluster.bootstrap, items, inputs, injector, watchdog, progress
         )
         progress("reading every output back with read_committed consumers ...")
-        verdict = check(state.bootstrap, tenant, inputs)
+        verdict = check(cluster.bootstrap, tenant, inputs)
         report = _report(cfg, tenant, run_dir, inputs, outcomes, watchdog, verdict, started)
         path = cfg.report or run_dir / "report.json"
         write_report(report, path)
@@ -283,14 +293,15 @@ def run_chaos(cfg: ChaosConfig, progress: Progress) -> dict[str, Any]:
             if supervisor is not None:
                 supervisor.stop(progress=lambda _: None)
         with contextlib.suppress(Exception):
-            broker.stop(progress=lambda _: None)
+            cluster.stop()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
         if not cfg.keep:
-            shutil.rmtree(run_dir / "broker" / "data", ignore_errors=True)
+            for node in cluster.nodes:
+                shutil.rmtree(node.data_dir, ignore_errors=True)
 
 
 def _faults_under_traffic(
@@ -339,6 +350,12 @@ def _inject_all(
         wait = t0 + fault.at_s - time.monotonic()
         if wait > 0:
             time.sleep(wait)
+        if fault.kind is FaultKind.PROMOTE:
+            # a hot swap under traffic: the old version must have scored something first (the
+            # chain takes a while to warm up, on 3 brokers of a 2-core machine ~20 s)
+            deadline = time.monotonic() + 120
+            while follower.count == 0 and time.monotonic() < deadline:
+                time.sleep(0.5)
         at = time.monotonic() - t0
         sent = sender.sent
         progress(f"[{at:6.1f}s] fault {n}/{len(schedule)}: {fault.kind.value} {fault.target}")
@@ -421,6 +438,7 @@ def cmd_chaos(args: Any) -> int:
         bad=args.bad,
         report=Path(args.report) if args.report else None,
         keep=args.keep,
+        brokers=args.brokers,
     )
     report = run_chaos(cfg, progress=lambda m: print(m, flush=True))  # noqa: T201
     print(format_table(report))  # noqa: T201
@@ -441,5 +459,12 @@ def register(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=7, help="seeds the traffic and the fault schedule")
     p.add_argument("--bad", type=int, default=50, help="deliberately bad records mixed in")
     p.add_argument("--report", help="JSON report path (default var/chaos/<run>/report.json)")
-    p.add_argument("--keep", action="store_true", help="keep the private broker's data")
+    p.add_argument("--keep", action="store_true", help="keep the private brokers' data")
+    p.add_argument(
+        "--brokers",
+        type=int,
+        default=3,
+        help="nodes of the private cluster (default 3; with 1, a broker SIGKILL can duplicate "
+        "transactional records: Kafka skips markers, docs/adr/0003-single-broker-transactions.md)",
+    )
     p.set_defaults(func=cmd_chaos)

@@ -162,15 +162,17 @@ class Watchdog:
 
 @dataclass
 class Injector:
-    """Executes faults against the supervisor's processes and the private broker."""
+    """Executes faults against the supervisor's processes and the private cluster's nodes."""
 
     supervisor: Supervisor
-    broker: LocalBroker
+    brokers: list[LocalBroker]
     lock: threading.Lock
     promote: Callable[[], str]
     pause_s: float
     recovery_timeout_s: float
     progress: Progress
+    broker_kills: int = 0
+    """Broker faults so far: the nodes are killed in turn."""
 
     def ready(self, names: list[str] | None = None) -> bool:
         pids = self.supervisor.pids()
@@ -212,31 +214,35 @@ class Injector:
         return True, time.monotonic() - started, f"promoted version {version} to champion"
 
     def _kill_broker(self) -> str:
-        state = self.broker.state()
+        """SIGKILL one node (the next in turn) and start it again."""
+        broker = self.brokers[self.broker_kills % len(self.brokers)]
+        self.broker_kills += 1
+        node = f"node {broker.settings.node_id}/{len(self.brokers)}"
+        state = broker.state()
         if state is None:
-            return "no broker state"
-        if not pid_is_broker(state.pid, self.broker.home):
-            return "private broker not running"
+            return f"{node}: no broker state"
+        if not pid_is_broker(state.pid, broker.home):
+            return f"{node}: private broker not running"
         with contextlib.suppress(ProcessLookupError):
             os.killpg(state.pid, signal.SIGKILL)
         deadline = time.monotonic() + 30
-        while pid_is_broker(state.pid, self.broker.home) and time.monotonic() < deadline:
+        while pid_is_broker(state.pid, broker.home) and time.monotonic() < deadline:
             with contextlib.suppress(ChildProcessError, OSError):
                 os.waitpid(state.pid, os.WNOHANG)
             time.sleep(0.1)
         down_at = time.monotonic()
-        new = self._restart_broker()
+        new = self._restart_broker(broker)
         if new.bootstrap != state.bootstrap:
-            return f"broker came back on {new.bootstrap}, not {state.bootstrap}"
-        return f"broker pid {state.pid} -> {new.pid}, down {time.monotonic() - down_at:.1f}s"
+            return f"{node} came back on {new.bootstrap}, not {state.bootstrap}"
+        return f"{node}: pid {state.pid} -> {new.pid}, down {time.monotonic() - down_at:.1f}s"
 
-    def _restart_broker(self) -> BrokerState:
-        """Start the broker again on its recorded ports; a port still held (a lingering socket)
+    def _restart_broker(self, broker: LocalBroker) -> BrokerState:
+        """Start the node again on its recorded ports; a port still held (a lingering socket)
         is retried rather than fatal."""
         deadline = time.monotonic() + self.recovery_timeout_s
         while True:
             try:
-                return self.broker.start(progress=lambda _: None)
+                return broker.start(progress=lambda _: None)
             except PortUnavailableError as exc:
                 if time.monotonic() > deadline:
                     raise

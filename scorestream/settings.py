@@ -87,6 +87,13 @@ class BrokerSettings(BaseSettings):
     admin_password: SecretStr = SecretStr("admin-secret")
     ready_timeout_s: float = Field(default=90.0, gt=0)
     num_partitions: int = Field(default=3, ge=1)
+    node_id: int = Field(default=1, ge=1)
+    quorum_voters: str = ""
+    """Static ``controller.quorum.voters`` of a local multi-node cluster (``scorestream chaos``,
+    :class:`scorestream.broker.cluster.LocalCluster`); empty: a standalone single node."""
+    cluster_nodes: int = Field(default=1, ge=1)
+    cluster_id: str = ""
+    """The id to format a node of a local cluster with (every node the same); empty: random."""
 
 
 class TopicSettings(BaseSettings):
