@@ -582,12 +582,14 @@ class Processor:
         first: dict[tuple[str, int], int],
     ) -> bool:
         timeout = self.config.transaction_timeout_s
+        committing = False
         try:
             self._p().begin_transaction()
             self._produce_result(result)
             self._p().send_offsets_to_transaction(
                 offsets, self._c().consumer_group_metadata(), timeout
             )
+            committing = True
             self._commit_with_retry()
             metrics.TRANSACTIONS.labels(self.config.service, "committed").inc()
             return True
@@ -597,7 +599,10 @@ class Processor:
             if err.fatal():
                 log.error("fatal producer error (%s): recreating the producer", err.str())
                 self.producer = self._make_producer()
-            elif err.txn_requires_abort():
+            elif err.txn_requires_abort() or (err.retriable() and not committing):
+                # a timeout before the commit (the coordinator moving to another broker, say):
+                # nothing is committed yet, so abort and replay the batch instead of exiting.
+                # After a commit timeout the outcome is unknown: that one is raised.
                 log.warning("aborting transaction: %s", err.str())
                 self._p().abort_transaction(timeout)
             else:
