@@ -402,6 +402,11 @@ def analyse_predictions(messages: Sequence[Message]) -> dict[str, Any]:
     }
 
 
+WORKER_TREE: Path = ROOT
+"""The source tree the worker process starts in, so the one it imports (``bench.ab`` points it
+at a worktree of another commit)."""
+
+
 def worker_run(
     kafka: KafkaSettings,
     repo: ModelRepository,
@@ -451,7 +456,11 @@ def worker_run(
             instance = ["--instance-id", common.rand("bench-w-")]
             procs.append(
                 subprocess.Popen(
-                    [*cmd, *instance], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT
+                    [*cmd, *instance],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=WORKER_TREE,
                 )
             )
     cleanup.procs.extend(procs)
