@@ -76,6 +76,16 @@ print(json.dumps(best))
 """
 
 
+def _short(ref: str) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(common.ROOT), "rev-parse", "--short", ref],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout.strip()
+
+
 def _worktree(ref: str, where: Path) -> Path:
     path = where / ref.replace("/", "_")
     subprocess.run(
@@ -109,9 +119,9 @@ def _pure_path(tree: Path, repo_url: str, version: str, batch: int) -> dict[str,
 
 
 def run(old: str, new: str, rounds: int, batches: list[int], out: str) -> dict[str, Any]:
-    cmd = (
-        f"python -m bench.ab {old} {new} --rounds {rounds} --batches {' '.join(map(str, batches))}"
-    )
+    old, new = _short(old), _short(new)  # the commits themselves, not a moving HEAD
+    sizes = " ".join(map(str, batches))
+    cmd = f"python -m bench.ab {old} {new} --rounds {rounds} --batches {sizes}"
     results = common.header("ab", cmd, old=old, new=new, rounds=rounds, batches=batches)
     plan = wb.make_plan(quick=False)
     kafka = KafkaSettings()
@@ -194,11 +204,12 @@ def plot(results: dict[str, Any], path: Path) -> None:
     ax1.set_title(f"worker: {results['old']} vs {results['new']} (medians, dots = runs)")
     ax1.legend()
     pure = results["pure_path_us_per_event"]
-    stages = ["decode", "handler", "onnxruntime", "encode"]
+    stages = {"decode": "C0", "handler": "C1", "onnxruntime": "C2", "encode": "C3"}
     for i, arm in enumerate(("old", "new")):
         bottom = 0.0
-        for stage in stages:
-            ax2.bar(i, pure[arm][stage], 0.6, bottom=bottom, label=stage if i == 0 else None)
+        for stage, color in stages.items():
+            label = stage if i == 0 else None
+            ax2.bar(i, pure[arm][stage], 0.6, bottom=bottom, color=color, label=label)
             bottom += pure[arm][stage]
     ax2.set_xticks([0, 1], ["old", "new"])
     ax2.set_ylabel("µs per event (pure Python path, batch 500)")
@@ -216,7 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batches", type=int, nargs="+", default=[500, 2000])
     parser.add_argument("--out", default="worker-ab")
+    parser.add_argument("--plot-only", action="store_true", help="redraw the PNG from the JSON")
     args = parser.parse_args(argv)
+    if args.plot_only:
+        path = bd.RESULTS / f"{args.out}.json"
+        plot(json.loads(path.read_text()), path.with_suffix(".png"))
+        return 0
     from bench.suite import ensure_broker  # noqa: PLC0415
 
     ensure_broker()

@@ -130,6 +130,28 @@ def rows(results: Path = RESULTS) -> list[str]:
     peers = _load("peers", results)
     if peers:
         out += _peer_rows(peers)
+    ab = _load("worker-ab", results)
+    if ab:
+        out += _ab_rows(ab)
+    return out
+
+
+def _ab_rows(ab: dict[str, Any]) -> list[str]:
+    """The worker's before/after of an optimisation, both commits side by side in one run."""
+    src = _src(ab, "worker-ab")
+    pure = ab["pure_path_us_per_event"]
+    out = [
+        f"| A/B worker {ab['old']} → {ab['new']}: pure Python path per event (batch 500) | "
+        f"{_n(pure['old']['total'])} → {_n(pure['new']['total'])} µs "
+        f"({_n(ab['summary']['pure_path_ratio_old_over_new'], 2)}x less) | | | {src} |"
+    ]
+    for batch in ab["batches"]:
+        s = ab["summary"][str(batch)]
+        out.append(
+            f"| A/B worker {ab['old']} → {ab['new']}: EOS batch {batch}, median of "
+            f"{ab['rounds']} | {_n(s['old'])} → {_n(s['new'])} events/s "
+            f"(x{_n(s['ratio_new_over_old'], 2)}) | | | {src} |"
+        )
     return out
 
 
