@@ -47,6 +47,7 @@ from scorestream.kafka_config import consumer_config, producer_config, transacti
 from scorestream.logs import redact
 from scorestream.serde import decode_message
 from scorestream.settings import KafkaSettings
+from scorestream.stall_guard import StallGuard
 
 log = logging.getLogger("scorestream.processor")
 
@@ -228,6 +229,9 @@ class Processor:
         """With ``assign_all``: called with the committed position of every input partition
         before the first batch (e.g. to rebuild state from the log up to there)."""
         self.stopping = threading.Event()
+        self.stall_guard = StallGuard()
+        """Ends the process when a transactional call outlives its timeout by 30 s (librdkafka
+        can block forever there when a broker leaves; :mod:`scorestream.stall_guard`)."""
         self.last_poll = time.monotonic()
         self.assigned: set[tuple[str, int]] = set()
         self.joined = False
@@ -293,7 +297,8 @@ class Processor:
             conf["transaction.timeout.ms"] = int(c.transaction_timeout_s * 1000)
             conf["delivery.timeout.ms"] = int(c.transaction_timeout_s * 1000)
             producer = Producer(conf)
-            producer.init_transactions(c.transaction_timeout_s)
+            with self.stall_guard.call("init_transactions", c.transaction_timeout_s):
+                producer.init_transactions(c.transaction_timeout_s)
             return producer
         return Producer(producer_config(self.kafka, client_id=c.instance_id))
 
@@ -369,6 +374,7 @@ class Processor:
             if health is not None:
                 health.stop()
             tracing.flush(5)
+            self.stall_guard.close()
 
     def _assign_all(self) -> None:
         consumer = self._c()
@@ -586,9 +592,10 @@ class Processor:
         try:
             self._p().begin_transaction()
             self._produce_result(result)
-            self._p().send_offsets_to_transaction(
-                offsets, self._c().consumer_group_metadata(), timeout
-            )
+            with self.stall_guard.call("send_offsets_to_transaction", timeout):
+                self._p().send_offsets_to_transaction(
+                    offsets, self._c().consumer_group_metadata(), timeout
+                )
             committing = True
             self._commit_with_retry()
             metrics.TRANSACTIONS.labels(self.config.service, "committed").inc()
@@ -604,7 +611,8 @@ class Processor:
                 # nothing is committed yet, so abort and replay the batch instead of exiting.
                 # After a commit timeout the outcome is unknown: that one is raised.
                 log.warning("aborting transaction: %s", err.str())
-                self._p().abort_transaction(timeout)
+                with self.stall_guard.call("abort_transaction", timeout):
+                    self._p().abort_transaction(timeout)
             else:
                 raise
             self._rewind(first)
@@ -613,7 +621,9 @@ class Processor:
     def _commit_with_retry(self) -> None:
         for attempt in range(5):
             try:
-                self._p().commit_transaction(self.config.transaction_timeout_s)
+                timeout = self.config.transaction_timeout_s
+                with self.stall_guard.call("commit_transaction", timeout):
+                    self._p().commit_transaction(timeout)
                 return
             except KafkaException as exc:
                 err: KafkaError = exc.args[0]
