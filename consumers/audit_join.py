@@ -110,6 +110,13 @@ class JoinState(Contract):
         return tuple(p for p in PARTS if p not in self.present)
 
 
+def transaction_id_of(event: PartEvent) -> str:
+    """The transaction a part belongs to (an enriched transaction carries it inside)."""
+    if isinstance(event, EnrichedTransaction):
+        return event.transaction.transaction_id
+    return event.transaction_id
+
+
 @dataclass(frozen=True, slots=True)
 class Arrival:
     """One part as consumed: the event and its CloudEvents attributes."""
@@ -136,10 +143,7 @@ class Arrival:
 
     @property
     def transaction_id(self) -> str:
-        e = self.event
-        return (
-            e.transaction.transaction_id if isinstance(e, EnrichedTransaction) else e.transaction_id
-        )
+        return transaction_id_of(self.event)
 
     @property
     def account_id(self) -> str:

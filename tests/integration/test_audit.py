@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
+from consumers.audit_join import transaction_id_of
 from inference_worker.model import load_serving_model
 from producers.generator import generate_transactions
 from schemas.events import AuditRecord, AuditStatus, Contract, ModelAlias
@@ -109,13 +110,6 @@ def produce(
     producer.flush(60)
 
 
-def _txid(event: Contract) -> str:
-    txid = getattr(event, "transaction_id", None)
-    if txid is None:  # an EnrichedTransaction carries its transaction
-        txid = event.transaction.transaction_id  # type: ignore[attr-defined]
-    return str(txid)
-
-
 def stalled_joins(
     items: list[tuple[str, Contract, str]], sent: dict[int, float], timeout_s: float
 ) -> set[str]:
@@ -126,7 +120,7 @@ def stalled_joins(
     saw the test process and the broker get no CPU for 21 s) spreads them further."""
     first: dict[tuple[str, str], float] = {}
     for i, (stream, event, _) in enumerate(items):
-        first.setdefault((stream, _txid(event)), sent[i])
+        first.setdefault((stream, transaction_id_of(event)), sent[i])  # type: ignore[arg-type]
     span: dict[str, list[float]] = {}
     for (_, txid), at in first.items():
         span.setdefault(txid, []).append(at)
@@ -266,8 +260,7 @@ def test_one_record_per_transaction_across_a_sigkill(kafka_bootstrap: str, tenan
         for msg in dead:
             headers = dict(msg.headers() or [])
             assert headers.get("dlq.reason") == b"late_for_audit", headers
-            body = json.loads(msg.value() or b"{}")
-            txid = body.get("transaction_id") or body["transaction"]["transaction_id"]
+            txid = transaction_id_of(decode_message(msg).event)  # original bytes and headers
             assert txid in stalled, (stream, txid)
 
 

@@ -202,17 +202,15 @@ def _overload(
     return out_rows, max(stamps[-1] - stamps[0], 1e-9)
 
 
-def _histogram(base: str, name: str = "scorestream_gateway_request_seconds") -> dict[float, float]:
-    """Cumulative bucket counts of one of the gateway's latency histograms (the request one:
-    the sync route only)."""
+def _histogram(
+    base: str, name: str = "scorestream_gateway_request_seconds", route: str | None = ROUTE
+) -> dict[float, float]:
+    """Cumulative bucket counts of one of the gateway's latency histograms, for POSTs to
+    ``route`` or, with ``route=None``, summed over all its series."""
     text = httpx.get(f"{base}/metrics", timeout=10).text
     out: dict[float, float] = {}
-    route = (
-        r'(?=[^}]*route="/v1/transactions:score")(?=[^}]*method="POST")'
-        if name == "scorestream_gateway_request_seconds"
-        else ""
-    )
-    pattern = rf'^{name}_bucket\{{(?=[^}}]*le="([^"]+)"){route}[^}}]*\}} ([0-9.e+]+)$'
+    only = rf'(?=[^}}]*route="{re.escape(route)}")(?=[^}}]*method="POST")' if route else ""
+    pattern = rf'^{name}_bucket\{{(?=[^}}]*le="([^"]+)"){only}[^}}]*\}} ([0-9.e+]+)$'
     for le, value in re.findall(pattern, text, re.M):
         out[float(le)] = out.get(float(le), 0.0) + float(value)
     return out
@@ -246,7 +244,7 @@ def test_five_times_capacity_is_shed_with_bounded_latency_memory_and_recovery(
     assert capacity > 0, statuses
     baseline_kib = gw.rss_kib()
     before = _histogram(gw.base)
-    delivery_before = _histogram(gw.base, DELIVERY)
+    delivery_before = _histogram(gw.base, DELIVERY, route=None)
 
     stop = threading.Event()
     sampler = threading.Thread(target=_sample_rss, args=(gw, stop), daemon=True)
@@ -256,7 +254,7 @@ def test_five_times_capacity_is_shed_with_bounded_latency_memory_and_recovery(
     stop.set()
     sampler.join(5)
     after = _histogram(gw.base)
-    delivery_after = _histogram(gw.base, DELIVERY)
+    delivery_after = _histogram(gw.base, DELIVERY, route=None)
 
     offered = len(results) / offered_s
     codes = Counter(status for status, _ in results)
