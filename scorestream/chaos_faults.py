@@ -6,7 +6,9 @@ waits until the target is back (process alive and ``/readyz`` answering 200): a 
 *survived* only if the system recovers on its own within the recovery timeout. The watchdog is
 the supervisor's job in production (Kubernetes restarts a crashed pod): any service process that
 exits without being killed by the injector is restarted, and the restart is recorded so the
-report shows which services died because, for example, the broker vanished.
+report shows which services died because, for example, the broker vanished. Like a Kubernetes
+liveness probe it also polls every service's ``/livez`` and SIGKILLs + restarts one that failed
+it several times in a row: a process hung inside a blocking client call does not exit on its own.
 """
 
 from __future__ import annotations
@@ -109,29 +111,55 @@ def http_status(port: int, path: str, timeout: float = 3.0) -> int:
         return 0
 
 
-def _alive(pid: int) -> bool:
+def _state(pid: int) -> str:
+    """The process state letter from ``/proc`` ("" when there is no such process)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return False
-    return stat.split(") ", 1)[1][:1] != "Z"
+        return ""
+    return stat.split(") ", 1)[1][:1]
+
+
+def _alive(pid: int) -> bool:
+    return _state(pid) not in ("", "Z")
+
+
+def _stopped(pid: int) -> bool:
+    return _state(pid) in ("T", "t")
+
+
+def live_status(port: int) -> int:
+    """The ``/livez`` answer: 200, 503, or 0 when nothing answered (refused or timed out)."""
+    return http_status(port, "/livez", timeout=3.0)
 
 
 @dataclass
 class Watchdog:
-    """Restarts services that exited on their own (as Kubernetes restarts a crashed pod)."""
+    """Restarts services that exited on their own (as Kubernetes restarts a crashed pod) and
+    services whose ``/livez`` failed ``live_failures`` probes in a row, ``live_period_s`` apart
+    (a liveness probe: ``failureThreshold`` 3 of ``periodSeconds``, like the manifests').
+
+    Only a 503 counts as a failed probe. A connection that is refused or times out does not: the
+    service may still be starting (Kubernetes has a startup probe for that), and a SIGSTOPped
+    worker (the pause fault) answers nothing by design; stopped processes are skipped anyway.
+    """
 
     supervisor: Supervisor
     lock: threading.Lock
     progress: Progress
     interval_s: float = 1.0
     backoff_s: float = 3.0
+    live_period_s: float = 5.0
+    live_failures: int = 3
+    probe: Callable[[int], int] = live_status
     restarts: list[dict[str, object]] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
         self._last: dict[str, float] = {}
+        self._failed: dict[tuple[str, int], int] = {}
+        self._next_probe = time.monotonic() + self.live_period_s
         self._thread = threading.Thread(target=self._run, name="chaos-watchdog", daemon=True)
 
     def start(self) -> Watchdog:
@@ -145,19 +173,50 @@ class Watchdog:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
+            self.check()
+
+    def check(self) -> None:
+        """One round: restart what exited; every ``live_period_s``, probe ``/livez``."""
+        with self.lock:
+            for name, pid in self.supervisor.dead().items():
+                now = time.monotonic()
+                if now - self._last.get(name, 0.0) < self.backoff_s:
+                    continue
+                code = exit_code(pid)
+                self._restart(name, pid, "exited" if code is None else f"exit {code}")
+        if time.monotonic() >= self._next_probe:
+            self._next_probe = time.monotonic() + self.live_period_s
+            self._probe_liveness()
+
+    def _probe_liveness(self) -> None:
+        # probed without the lock (each probe may take its timeout); acted on under it, and only
+        # if the probed process is still the one running
+        pids, ports = self.supervisor.pids(), self.supervisor.ports()
+        for name, port in ports.items():
+            pid = pids.get(name, 0)
+            if not _alive(pid) or _stopped(pid):
+                self._failed.pop((name, pid), None)
+                continue
+            if self.probe(port) != 503:
+                self._failed.pop((name, pid), None)
+                continue
+            failed = self._failed.get((name, pid), 0) + 1
+            self._failed[(name, pid)] = failed
+            if failed < self.live_failures:
+                continue
             with self.lock:
-                for name, pid in self.supervisor.dead().items():
-                    now = time.monotonic()
-                    if now - self._last.get(name, 0.0) < self.backoff_s:
-                        continue
-                    self._last[name] = now
-                    code = exit_code(pid)
-                    status = "exited" if code is None else f"exit {code}"
-                    new = self.supervisor.restart(name)
-                    self.restarts.append(
-                        {"service": name, "at_s": round(now - self.started, 1), "exit": status}
-                    )
-                    self.progress(f"watchdog: {name} (pid {pid}) {status}; restarted as {new}")
+                if self.supervisor.pids().get(name) == pid:
+                    self._restart(name, pid, f"/livez failed {failed} times; SIGKILLed")
+            self._failed.pop((name, pid), None)
+
+    def _restart(self, name: str, pid: int, status: str) -> None:
+        now = time.monotonic()
+        self._last[name] = now
+        new = self.supervisor.restart(name)
+        self.restarts.append(
+            {"service": name, "at_s": round(now - self.started, 1), "exit": status}
+        )
+        self.progress(f"watchdog: {name} (pid {pid}) {status}; restarted as {new}")
 
 
 @dataclass
