@@ -382,6 +382,7 @@ class Enricher:
             self.app.run()  # installs SIGTERM/SIGINT → app.stop(): commit, leave the group
             return 0
         finally:
+            self.app.stall_guard.close()
             if health is not None:
                 health.stop()
             tracing.shutdown()  # flushes the spans still queued

@@ -34,10 +34,12 @@ from scorestream.kafka_config import (
     transactional_producer_config,
 )
 from scorestream.settings import KafkaSettings
+from scorestream.stall_guard import StallGuard
 
 log = logging.getLogger("scorestream.enricher")
 CHANGELOG = "changelog__"
 REPARTITION = "repartition__"
+LOOP = "an iteration of the Quix main loop (poll, process, commit_checkpoint)"
 
 # set by Quix itself from Application arguments; ours would be ignored or conflict
 _QUIX_OWNED_CONSUMER = (
@@ -133,6 +135,11 @@ class EnricherApplication(Application):
         self.last_poll = time.monotonic()
         self._lock = threading.Lock()
         self._next_lag = 0.0
+        self.stall_guard = StallGuard()
+        """Re-armed on every loop iteration: Quix's own transactional calls (commit with no
+        timeout) can block forever inside librdkafka when a broker leaves (the chaos run caught
+        one for minutes after a node kill); the process then exits 75 and is restarted, like
+        the Processor's services (:mod:`scorestream.stall_guard`)."""
 
     # -- callbacks (run on the main thread, inside poll) --------------------------------------
     def _on_assign(self, consumer: Any, topic_partitions: list[TopicPartition]) -> None:
@@ -140,6 +147,7 @@ class EnricherApplication(Application):
             self.joined = True
             self.recovering = True  # until the loop processes again
             self.assigned |= _data(topic_partitions)
+        self.stall_guard.disarm()  # the changelog recovery that follows takes what it takes
         super()._on_assign(consumer, topic_partitions)
         log.info("assigned %s", sorted(f"{t}[{p}]" for t, p in _data(topic_partitions)))
 
@@ -160,6 +168,7 @@ class EnricherApplication(Application):
         # called by run() only when no state recovery is pending
         self.recovering = False
         self.last_poll = time.monotonic()
+        self.stall_guard.arm(LOOP, self.live_after_s)
         super()._process_message(dataframe_composed)  # type: ignore[no-untyped-call]
         if self.last_poll >= self._next_lag:
             self._next_lag = self.last_poll + 5.0

@@ -67,14 +67,24 @@ class StallGuard:
 
     @contextlib.contextmanager
     def call(self, op: str, timeout_s: float) -> Iterator[None]:
+        self.arm(op, timeout_s)
+        try:
+            yield
+        finally:
+            self.disarm()
+
+    def arm(self, op: str, timeout_s: float) -> None:
+        """Start (or restart) the clock for ``op``: a loop whose blocking calls are not ours to
+        wrap (the Quix enricher's) re-arms on every iteration, so a hang anywhere in the
+        iteration is caught ``timeout_s + grace_s`` after the last one began."""
         if self._thread is None:
             self._start()
         started = time.monotonic()
         self._current = (op, started, started + timeout_s + self.grace_s)
-        try:
-            yield
-        finally:
-            self._current = None
+
+    def disarm(self) -> None:
+        """Nothing is guarded until the next :meth:`arm` (or :meth:`call`)."""
+        self._current = None
 
     def close(self) -> None:
         self._stop.set()

@@ -67,3 +67,23 @@ def test_bad_settings_are_refused() -> None:
         StallGuard(grace_s=-1)
     with pytest.raises(ValueError, match="check_every_s"):
         StallGuard(check_every_s=0)
+
+
+def test_a_loop_that_keeps_re_arming_is_never_reported_and_one_that_stops_is() -> None:
+    stalls, fired, guard = _recording()
+    for _ in range(20):  # iterations well inside timeout + grace
+        guard.arm("main loop", 0.05)
+        time.sleep(0.01)
+    assert stalls == []
+    assert fired.wait(5)  # the loop stopped re-arming: reported once
+    guard.close()
+    assert [op for op, _ in stalls] == ["main loop"]
+
+
+def test_a_disarmed_guard_stays_quiet() -> None:
+    stalls, _, guard = _recording()
+    guard.arm("state recovery", 0.01)
+    guard.disarm()
+    time.sleep(0.2)
+    guard.close()
+    assert stalls == []
