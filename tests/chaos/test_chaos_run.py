@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,10 +54,11 @@ def test_ci_sized_chaos_run_loses_and_duplicates_nothing(tmp_path: Path) -> None
         timeout=1150,
         check=False,
     )
-    output = proc.stdout[-6000:] + proc.stderr[-3000:]
-    assert report_path.exists(), output
+    if not report_path.exists():
+        pytest.fail(f"no report\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}", pytrace=False)
     report = json.loads(report_path.read_text())
-    assert proc.returncode == 0, (report["failures"], output)
+    if proc.returncode != 0:
+        pytest.fail(_diagnosis(report, proc.stdout), pytrace=False)
     assert report["failures"] == []
     assert report["faults_injected"] == FAULTS
     assert report["faults_survived"] == FAULTS
@@ -70,3 +72,23 @@ def test_ci_sized_chaos_run_loses_and_duplicates_nothing(tmp_path: Path) -> None
     assert "v1" in report["versions"], "the promotion came before anything was scored"
     assert "v2" in report["versions"], "the mid-run promotion never took effect"
     assert "| faults injected" in proc.stdout
+
+
+def _diagnosis(report: dict[str, Any], stdout: str) -> str:
+    """What a failed run needs to be understood from CI's output alone (its directory is gone
+    with the clone): the failures, the runner's progress lines and every service's last words."""
+    progress = [line for line in stdout.splitlines() if not line.startswith(("|", "started "))]
+    logs = Path(report["config"]["work_dir"]) / report["run"] / "run" / report["tenant"]
+    last_words = []
+    for log in sorted(logs.glob("*.log")):
+        lines = log.read_text(errors="replace").splitlines()[-3:]
+        last_words += [f"{log.stem}: {line[:300]}" for line in lines]
+    return "\n".join(
+        [
+            f"chaos run failed: {report['failures']}",
+            f"watchdog restarts: {report['watchdog_restarts']}",
+            *progress[-40:],
+            f"last lines of the service logs ({logs}):",
+            *last_words,
+        ]
+    )
