@@ -5,7 +5,10 @@
 * ``POST /v1/transactions:score`` → publishes with ``replyto=<tenant>.replies/<P>``, waits for
   this transaction's decision on reply partition ``P`` (:mod:`producers.gateway_replies`) and
   returns it; on the deadline (``Prefer: wait=<s>``, default 2 s) 504 with the event id — the
-  event still completes asynchronously, and a retry with the same key waits for it again.
+  event still completes asynchronously, and a retry with the same key waits for it again. The
+  deadline bounds the wait for Kafka's acknowledgement too: 504 ``unacknowledged`` (outcome not
+  known yet); a retry with the same key gets 409 until the acknowledgement or its failure, then
+  waits for the decision, or publishes again if the event never made it.
 * ``/v2/...``: the Open Inference Protocol (:mod:`producers.gateway_v2`), routed through Kafka.
 * ``/docs``, ``/livez``, ``/readyz``, ``/metrics``; body limit → 413; invalid → 422 with the
   fields; more than ``max_in_flight`` requests → 503 + ``Retry-After``.
@@ -178,6 +181,12 @@ class Pending(BaseModel):
     detail: str
 
 
+class Unacknowledged(BaseModel):
+    transaction_id: str
+    status: str = "unacknowledged"
+    detail: str
+
+
 class Problem(BaseModel):
     detail: Any
 
@@ -237,6 +246,7 @@ class Gateway:
             model_name=settings.model_name,
             client_id=f"{settings.tenant}.gateway.{settings.instance_id}",
         )
+        self._settling: set[asyncio.Future[StoredResponse | None]] = set()
         self.idempotency = IdempotencyCache(
             max_entries=settings.idempotency_max_entries, ttl_s=settings.idempotency_ttl_s
         )
@@ -339,11 +349,20 @@ class Gateway:
         except BaseException:
             self.idempotency.abandon(key)
             raise
-        if response.status < 300 or response.awaiting_decision:
+        if response.settles is not None:  # decided when Kafka answers: 409 for retries until then
+            response.settles.add_done_callback(lambda done: self._settle(key, fp, done))
+        elif response.status < 300 or response.awaiting_decision:
             self.idempotency.complete(key, fp, response)
         else:
             self.idempotency.abandon(key)
         return _stored(response)
+
+    def _settle(self, key: str, fp: str, done: asyncio.Future[StoredResponse | None]) -> None:
+        stored = None if done.cancelled() or done.exception() else done.result()
+        if stored is None:
+            self.idempotency.abandon(key)  # never reached Kafka: a retry publishes again
+        else:
+            self.idempotency.complete(key, fp, stored)
 
     async def publish(
         self,
@@ -433,9 +452,18 @@ class Gateway:
         tx = parse_transaction(body, self.settings.tenant)
         tenant = self.settings.tenant
         future = self.router.register(tx.transaction_id)  # before publishing: no reply is missed
+        publishing = asyncio.ensure_future(self.publish(tx, traceparent, tracestate, reply=True))
         try:
-            report = await self.publish(tx, traceparent, tracestate, reply=True)
+            left = deadline_s - (time.monotonic() - started)
+            acked, _ = await asyncio.wait({publishing}, timeout=max(0.0, left))
+            if not acked:
+                SYNC.labels(tenant, "unacknowledged").inc()
+                return self._unacknowledged(tx, publishing, deadline_s)
+            report = publishing.result()  # a PublisherError is a 503, as before
             decision = await self._wait(future, deadline_s - (time.monotonic() - started))
+        except asyncio.CancelledError:
+            publishing.cancel()  # the client went away: its record may still be delivered
+            raise
         finally:
             self.router.unregister(tx.transaction_id, future)
         if decision is None:
@@ -444,6 +472,37 @@ class Gateway:
         SYNC.labels(tenant, "decided").inc()
         SYNC_SECONDS.labels(tenant).observe(report.latency_s + max(0.0, time.monotonic() - started))
         return self._decided(report.event_id, report.trace_id, decision)
+
+    def _unacknowledged(
+        self, tx: TransactionEvent, publishing: asyncio.Future[DeliveryReport], deadline_s: float
+    ) -> StoredResponse:
+        """The deadline passed before Kafka acknowledged: say so now (the client's deadline bounds
+        the request, not ``publish_timeout_s``) and settle the Idempotency-Key when Kafka does."""
+
+        async def settle() -> StoredResponse | None:
+            try:
+                report = await publishing
+            except Exception:  # noqa: BLE001  (any failure: the event is not in Kafka)
+                return None
+            return self._pending(report.event_id, tx.transaction_id, report.trace_id, deadline_s)
+
+        settles = asyncio.ensure_future(settle())
+        self._settling.add(settles)  # the event loop keeps only weak references to tasks
+        settles.add_done_callback(self._settling.discard)
+        return StoredResponse(
+            504,
+            Unacknowledged(
+                transaction_id=tx.transaction_id,
+                detail=(
+                    f"Kafka had not acknowledged the transaction within {deadline_s:.3g}s, so its "
+                    "outcome is not known yet; retry with the same Idempotency-Key: 409 until "
+                    "Kafka answers, then the decision (or a new attempt if it never got there)"
+                ),
+            ).model_dump(),
+            headers={"Retry-After": str(self.settings.retry_after_s)},
+            transaction_id=tx.transaction_id,
+            settles=settles,
+        )
 
     async def resume(self, stored: StoredResponse, deadline_s: float) -> StoredResponse:
         """A retried ``:score`` whose first attempt hit its deadline: wait again, no publish."""
@@ -648,7 +707,11 @@ def _routes_v1(app: FastAPI, gw: Gateway) -> None:
             409: {"model": Problem},
             422: {"model": Problem},
             503: {"model": Problem},
-            504: {"model": Pending, "description": "accepted; no decision before the deadline"},
+            504: {
+                "model": Pending,
+                "description": "accepted; no decision before the deadline (or, with status "
+                "`unacknowledged` and no event id, Kafka had not acknowledged it yet)",
+            },
         },
     )
     async def score_transaction(

@@ -6,6 +6,7 @@ metrics (outermost, so every 413/503 is counted) → in-flight bound → body li
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import math
@@ -48,7 +49,7 @@ REJECTED = Counter(
 )
 SYNC = Counter(
     "scorestream_gateway_sync_total",
-    "Synchronous scoring requests by outcome (decided, deadline)",
+    "Synchronous scoring requests by outcome (decided, deadline, unacknowledged)",
     ["tenant", "outcome"],
 )
 SYNC_SECONDS = Histogram(
@@ -257,6 +258,10 @@ class StoredResponse:
     awaiting_decision: bool = False
     """A ``:score`` that hit its deadline: the event is in Kafka; a retry waits for the decision
     again instead of publishing a second time."""
+    settles: asyncio.Future[StoredResponse | None] | None = None
+    """A ``:score`` whose deadline passed before Kafka acknowledged the event: resolves to what a
+    retry with the same key replays (the event is in Kafka) or to ``None`` (it is not: a retry
+    publishes again). Until then a retry gets 409. Never stored itself."""
 
 
 @dataclass(slots=True)
