@@ -46,13 +46,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-## the suite on 2 processes, whole files per process (module fixtures start their stacks once);
+## the suite on 2 processes, whole files per process (module fixtures start their stacks once),
+## the 15 slowest tests listed at the end;
 ## PYTEST_WORKERS=0 runs it in one process
 PYTEST_WORKERS ?= 2
 XDIST := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
 
 test: $(STAMP) promtool kustomize jaeger vegeta
-	@$(BIN)/pytest $(XDIST) $(PYTEST_ARGS) || { rc=$$?; \
+	@$(BIN)/pytest $(XDIST) --durations=15 $(PYTEST_ARGS) || { rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; fi; exit $$rc; }
 
 test-unit: $(STAMP) promtool kustomize
