@@ -2,7 +2,9 @@
 
 Broker choice, in order: ``KAFKA_BOOTSTRAP_SERVERS`` if set; a testcontainers Kafka if a Docker
 engine answers; else the local broker assembled from Maven jars (``scorestream broker``), started
-once and stopped at the end unless it was already running.
+once and stopped at the end unless it was already running. On that local broker the topics the
+tests' random tenants created are deleted at the end (the development broker's data outlives the
+session; one ``make check`` creates about 600 topics).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from scorestream.broker import LocalBroker
+from tests.kafka_helpers import TestTopics
 
 
 def _docker_engine_answers() -> bool:
@@ -40,6 +43,7 @@ def _docker_engine_answers() -> bool:
 
 
 _STARTED_FOR_WORKERS: list[LocalBroker] = []
+_CLEANUP: list[TestTopics] = []
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -56,10 +60,14 @@ def pytest_configure(config: pytest.Config) -> None:
     broker = LocalBroker()
     if not broker.status().running:
         _STARTED_FOR_WORKERS.append(broker)
-    os.environ["KAFKA_BOOTSTRAP_SERVERS"] = broker.start().bootstrap
+    bootstrap = broker.start().bootstrap
+    os.environ["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
+    _CLEANUP.append(TestTopics(bootstrap))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    while _CLEANUP:
+        _CLEANUP.pop().delete_new()
     while _STARTED_FOR_WORKERS:
         _STARTED_FOR_WORKERS.pop().stop()
     if not hasattr(config, "workerinput") and os.environ.get(_LOCK_DIR_ENV):
@@ -125,10 +133,12 @@ def kafka_bootstrap() -> Iterator[str]:
     was_running = broker.status().running
     state = broker.start()
     os.environ["KAFKA_BOOTSTRAP_SERVERS"] = state.bootstrap
+    topics = TestTopics(state.bootstrap)
     try:
         yield state.bootstrap
     finally:
         os.environ.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+        topics.delete_new()
         if not was_running:
             broker.stop()
 

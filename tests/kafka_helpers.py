@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import re
+import sys
 import time
 import uuid
 
-from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka import Consumer, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient
+
+RANDOM_TENANT = re.compile(r"^(?:changelog__|repartition__)?[a-z]{0,3}[0-9a-f]{8,}[.-]")
+"""A topic of a test's random tenant (``t3f9a...``, Quix's internal ones included): named by
+``uuid4().hex``; fixed names (``demo``, ``model-events``) never match."""
 
 
 def read_messages(
@@ -51,3 +58,45 @@ def produce_raw(
     for key, value, headers in records:
         producer.produce(topic, key=key, value=value, headers=list(headers))
     assert producer.flush(30) == 0
+
+
+class TestTopics:
+    """Remembers the broker's topics when a session starts; :meth:`delete_new` deletes the ones
+    created since whose name is a random test tenant's (a topic someone else created meanwhile
+    has a fixed name and is kept). Best effort: a failure is reported, never raised."""
+
+    __test__ = False  # not a test class, despite the name
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        try:
+            self.before: set[str] | None = self._topics()
+        except KafkaException:
+            self.before = None  # nothing known, nothing deleted
+
+    def _topics(self) -> set[str]:
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        return set(admin.list_topics(timeout=30).topics)
+
+    def delete_new(self, timeout: float = 60.0) -> int:
+        if self.before is None:
+            return 0
+        try:
+            new = sorted(t for t in self._topics() - self.before if RANDOM_TENANT.match(t))
+            if not new:
+                return 0
+            admin = AdminClient({"bootstrap.servers": self.bootstrap})
+            futures = admin.delete_topics(new, operation_timeout=timeout, request_timeout=timeout)
+            failed = []
+            for topic, future in futures.items():
+                try:
+                    future.result(timeout)
+                except KafkaException as exc:
+                    failed.append(f"{topic}: {exc}")
+        except KafkaException as exc:
+            sys.stderr.write(f"test topics not deleted: {exc}\n")
+            return 0
+        sys.stderr.write(f"deleted {len(new) - len(failed)} topics of the tests' tenants\n")
+        for line in failed[:5]:
+            sys.stderr.write(f"  not deleted: {line}\n")
+        return len(new) - len(failed)
