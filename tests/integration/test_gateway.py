@@ -10,12 +10,7 @@ the decision service does at the end of the real chain. Transaction ids starting
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -34,8 +29,9 @@ from schemas.events import DecisionEvent, ModelAlias, ModelPromoted, Outcome, Tr
 from scorestream.model_events import publish_model_event
 from scorestream.serde import decode_message, raw_from_message
 from tests.factories import transaction_json
+from tests.gateway_process import gateway_process
 from tests.kafka_helpers import read_messages
-from tests.worker_support import Tenant, free_port, new_tenant, wait_until
+from tests.worker_support import Tenant, new_tenant, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -128,55 +124,19 @@ def echo(kafka_bootstrap: str, tenant: Tenant) -> Iterator[EchoDecision]:
 
 @pytest.fixture(scope="module")
 def gateway(tenant: Tenant, echo: EchoDecision) -> Iterator[str]:
-    port = free_port()
-    log_path = tenant.repo_dir.parent / "gateway.log"
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "scorestream",
-                "gateway",
-                "--tenant",
-                tenant.name,
-                "--port",
-                str(port),
-                "--reply-partition",
-                str(REPLY_PARTITION),
-                "--max-in-flight",
-                "2",
-                "--max-body-bytes",
-                "4096",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            # API keys are tested in tests/security/test_gateway_security.py
-            env=os.environ
-            | {
-                "SCORESTREAM_GATEWAY_INSTANCE_ID": "gw-test",
-                "SCORESTREAM_GATEWAY_AUTH_MODE": "disabled",
-            },
-        )
-    base = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        assert proc.poll() is None, log_path.read_text()
-        with contextlib.suppress(httpx.HTTPError):
-            return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
-        return False
-
-    try:
-        wait_until(ready, 30, "gateway /readyz")
-        yield base
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-            raise
-        assert code == 0, log_path.read_text()[-3000:]
+    with gateway_process(
+        tenant.name,
+        tenant.repo_dir.parent / "gateway.log",
+        *("--reply-partition", str(REPLY_PARTITION), "--max-in-flight", "2"),
+        *("--max-body-bytes", "4096"),
+        # API keys are tested in tests/security/test_gateway_security.py
+        env={
+            "SCORESTREAM_GATEWAY_INSTANCE_ID": "gw-test",
+            "SCORESTREAM_GATEWAY_AUTH_MODE": "disabled",
+        },
+        clean_exit=True,
+    ) as gw:
+        yield gw.base
 
 
 def body(tenant: Tenant, **changes: object) -> dict[str, object]:

@@ -24,11 +24,8 @@ import asyncio
 import base64
 import contextlib
 import json
-import os
 import re
-import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -44,8 +41,9 @@ import pytest
 
 from scorestream.metrics import LATENCY_BUCKETS
 from tests.factories import transaction_json
+from tests.gateway_process import gateway_process
 from tests.integration.test_gateway import EchoDecision
-from tests.worker_support import Tenant, free_port, new_tenant, wait_until
+from tests.worker_support import Tenant, new_tenant, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.exclusive]
 
@@ -76,42 +74,19 @@ def gateway(kafka_bootstrap: str, tmp_path: Path) -> Iterator[tuple[Gateway, Ten
     tenant = new_tenant(tmp_path)
     echo = EchoDecision(kafka_bootstrap, tenant)
     echo.start()
-    port = free_port()
-    log = tmp_path / "gateway.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "scorestream", "gateway", "--tenant", tenant.name),
-                *("--port", str(port), "--max-in-flight", str(MAX_IN_FLIGHT)),
-                *("--deadline-s", str(DEADLINE_S)),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=os.environ
-            | {
+    try:
+        with gateway_process(
+            tenant.name,
+            tmp_path / "gateway.log",
+            *("--max-in-flight", str(MAX_IN_FLIGHT), "--deadline-s", str(DEADLINE_S)),
+            env={
                 "SCORESTREAM_GATEWAY_RETRY_AFTER_S": str(RETRY_AFTER_S),
                 "SCORESTREAM_GATEWAY_INSTANCE_ID": "gw-overload",
                 "SCORESTREAM_GATEWAY_AUTH_MODE": "disabled",  # keys: tests/security
             },
-        )
-    gw = Gateway(f"http://127.0.0.1:{port}", proc, log)
-
-    def ready() -> bool:
-        assert proc.poll() is None, log.read_text()[-3000:]
-        with contextlib.suppress(httpx.HTTPError):
-            return httpx.get(f"{gw.base}/readyz", timeout=2).status_code == 200
-        return False
-
-    try:
-        wait_until(ready, 60, "gateway /readyz")
-        yield gw, tenant
+        ) as proc:
+            yield Gateway(proc.base, proc.proc, proc.log), tenant
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
         echo.stopping.set()
         echo.join(10)
         assert echo.error is None

@@ -13,8 +13,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,8 +27,9 @@ from scorestream.serde import raw_from_message
 from scorestream.settings import BrokerSettings
 from scorestream.topics import REGISTRY
 from tests.factories import transaction_json
+from tests.gateway_process import gateway_process
 from tests.kafka_helpers import read_messages
-from tests.worker_support import free_port, wait_until
+from tests.worker_support import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -60,42 +59,13 @@ def broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[BrokerSt
 def gateway(broker: BrokerState, tmp_path: Path) -> Iterator[tuple[str, str]]:
     tenant = f"t{uuid.uuid4().hex[:10]}"
     ensure_tenant_topics(tenant)
-    port = free_port()
-    log_path = tmp_path / "gateway.log"
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "scorestream", "gateway"),
-                *("--tenant", tenant, "--port"),
-                str(port),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=os.environ
-            | {
-                "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
-                "SCORESTREAM_GATEWAY_INSTANCE_ID": "gw-unacked",
-                "SCORESTREAM_GATEWAY_AUTH_MODE": "disabled",
-            },
-        )
-    base = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        assert proc.poll() is None, log_path.read_text()
-        with contextlib.suppress(httpx.HTTPError):
-            return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
-        return False
-
-    try:
-        wait_until(ready, 60, "gateway /readyz")
-        yield base, tenant
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+        "SCORESTREAM_GATEWAY_INSTANCE_ID": "gw-unacked",
+        "SCORESTREAM_GATEWAY_AUTH_MODE": "disabled",
+    }
+    with gateway_process(tenant, tmp_path / "gateway.log", env=env) as gw:
+        yield gw.base, tenant
 
 
 def test_the_deadline_bounds_the_wait_for_kafka_and_the_key_settles_afterwards(

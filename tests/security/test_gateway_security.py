@@ -3,11 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +14,7 @@ import pytest
 from producers.gateway_auth import add_key
 from scorestream.admin import ensure_tenant_topics
 from tests.factories import transaction_json
-from tests.worker_support import free_port, wait_until
+from tests.gateway_process import gateway_process
 
 pytestmark = [pytest.mark.security, pytest.mark.integration]
 
@@ -46,51 +41,16 @@ def gateway(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> I
     key, _ = add_key(tenant, keys)
     rate_key, _ = add_key(tenant, keys)
     foreign_key, _ = add_key(f"x{tenant}", keys)
-    port = free_port()
     log_path = d / "gateway.log"
-    env = os.environ | {
+    env: dict[str, str | None] = {
         "SCORESTREAM_GATEWAY_API_KEYS_FILE": str(keys),
         "SCORESTREAM_GATEWAY_RATE_LIMIT_PER_S": "0.05",
         "SCORESTREAM_GATEWAY_RATE_LIMIT_BURST": str(BURST),
         "SCORESTREAM_GATEWAY_INSTANCE_ID": "gw-auth",
+        "SCORESTREAM_GATEWAY_AUTH_MODE": None,  # the default: keys required
     }
-    env.pop("SCORESTREAM_GATEWAY_AUTH_MODE", None)
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "scorestream",
-                "gateway",
-                "--tenant",
-                tenant,
-                "--port",
-                str(port),
-                "--max-body-bytes",
-                "4096",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        assert proc.poll() is None, log_path.read_text()
-        with contextlib.suppress(httpx.HTTPError):
-            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-        return False
-
-    try:
-        wait_until(ready, 60, "gateway /readyz")
-        yield Gateway(url, tenant, key, rate_key, foreign_key, log_path)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    with gateway_process(tenant, log_path, "--max-body-bytes", "4096", env=env) as gw:
+        yield Gateway(gw.base, tenant, key, rate_key, foreign_key, log_path)
 
 
 WRITE_ENDPOINTS = ("/v1/transactions", "/v1/transactions:score", "/v2/models/fraud-gbt/infer")
