@@ -6,9 +6,13 @@ import re
 import sys
 import time
 import uuid
+from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
+
+from scorestream.broker import LocalBroker
+from scorestream.settings import BrokerSettings
 
 RANDOM_TENANT = re.compile(r"^(?:changelog__|repartition__)?[a-z]{0,3}[0-9a-f]{8,}[.-]")
 """A topic of a test's random tenant (``t3f9a...``, Quix's internal ones included): named by
@@ -100,3 +104,11 @@ class TestTopics:
         for line in failed[:5]:
             sys.stderr.write(f"  not deleted: {line}\n")
         return len(new) - len(failed)
+
+
+def private_local_broker(home: Path) -> LocalBroker:
+    """A second, small broker of one test's own (free ports, its own home): for tests that kill,
+    freeze or restart a broker, which the session's shared one must never be."""
+    return LocalBroker(
+        BrokerSettings(home=home, plaintext_port=0, sasl_port=0, controller_port=0, heap="384m")
+    )

@@ -20,23 +20,14 @@ from confluent_kafka.admin import (
 from scorestream import security
 from scorestream.broker import LocalBroker
 from scorestream.broker.state import pid_is_broker
-from scorestream.settings import BrokerSettings
-from tests.kafka_helpers import read_messages
+from tests.kafka_helpers import private_local_broker, read_messages
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture
 def private_broker(tmp_path: Path) -> Iterator[LocalBroker]:
-    broker = LocalBroker(
-        BrokerSettings(
-            home=tmp_path / "broker",
-            plaintext_port=0,
-            sasl_port=0,
-            controller_port=0,
-            heap="384m",
-        )
-    )
+    broker = private_local_broker(tmp_path / "broker")
     try:
         yield broker
     finally:

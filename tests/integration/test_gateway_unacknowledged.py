@@ -22,13 +22,12 @@ import httpx
 import pytest
 
 from scorestream.admin import ensure_tenant_topics
-from scorestream.broker import BrokerState, LocalBroker
+from scorestream.broker import BrokerState
 from scorestream.serde import raw_from_message
-from scorestream.settings import BrokerSettings
 from scorestream.topics import REGISTRY
 from tests.factories import transaction_json
 from tests.gateway_process import gateway_process
-from tests.kafka_helpers import read_messages
+from tests.kafka_helpers import private_local_broker, read_messages
 from tests.worker_support import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -36,18 +35,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 @pytest.fixture
 def broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[BrokerState]:
-    local = LocalBroker(
-        BrokerSettings(
-            home=tmp_path / "broker",
-            plaintext_port=0,
-            sasl_port=0,
-            controller_port=0,
-            heap="384m",
-        )
-    )
+    local = private_local_broker(tmp_path / "broker")
+    state = local.start()
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", state.bootstrap)
     try:
-        state = local.start()
-        monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", state.bootstrap)
         yield state
     finally:
         with contextlib.suppress(ProcessLookupError):
