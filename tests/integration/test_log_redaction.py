@@ -59,7 +59,9 @@ class Canaries:
         found = []
         if self.secret in text:
             found.append("secret")
-        if self.api_key and self.api_key.rsplit("_", 1)[-1] in text:
+        # the secret is everything after ssk_<id>_ (token_urlsafe: may itself contain "_"; the
+        # tail after its last "_" can be 2 characters long and then matches any log by chance)
+        if self.api_key and self.api_key.split("_", 2)[2] in text:
             found.append("api key")
         digits_only = re.sub(r"(?<=\d)[ -](?=\d)", "", text)
         if self.pan in digits_only:
