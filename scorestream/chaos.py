@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import random
 import shutil
 import threading
 import time
@@ -116,24 +115,6 @@ def _prepare_models(repo_dir: Path, tenant: str) -> Callable[[], str]:
         return "2"
 
     return promote
-
-
-def _stable_ports(n: int, rng: random.Random) -> list[int]:
-    """Free ports *below* the kernel's ephemeral range: the broker must get its ports back after a
-    SIGKILL, and a port from the ephemeral range can meanwhile become the source port of one of
-    the many reconnecting clients."""
-    from scorestream.broker.local import port_is_free  # noqa: PLC0415
-
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    chosen: list[int] = []
-    while len(chosen) < n:
-        port = rng.randrange(20000, max(20001, low - 1))
-        if port not in chosen and port_is_free(port):
-            chosen.append(port)
-    return chosen
 
 
 def _specs(tenant: str, env: dict[str, str]) -> list[ServiceSpec]:
@@ -237,12 +218,13 @@ def run_chaos(cfg: ChaosConfig, progress: Progress) -> dict[str, Any]:
     holds)."""
     from scorestream.admin import ensure_tenant_topics  # noqa: PLC0415
     from scorestream.broker.cluster import LocalCluster, NodePorts  # noqa: PLC0415
+    from scorestream.broker.local import stable_free_ports  # noqa: PLC0415
 
     started = time.monotonic()
     run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:4]}"
     tenant = f"chaos-{uuid.uuid4().hex[:8]}"
     run_dir = (cfg.work_dir / run_id).resolve()
-    ports = _stable_ports(3 * cfg.brokers, random.Random())  # noqa: S311  (not a secret)
+    ports = stable_free_ports(3 * cfg.brokers)
     cluster = LocalCluster(
         run_dir / "broker",
         [NodePorts(*ports[i : i + 3]) for i in range(0, len(ports), 3)],

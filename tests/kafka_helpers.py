@@ -12,6 +12,7 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
 
 from scorestream.broker import LocalBroker
+from scorestream.broker.local import stable_free_ports
 from scorestream.settings import BrokerSettings
 
 RANDOM_TENANT = re.compile(r"^(?:changelog__|repartition__)?[a-z]{0,3}[0-9a-f]{8,}[.-]")
@@ -109,6 +110,14 @@ class TestTopics:
 def private_local_broker(home: Path) -> LocalBroker:
     """A second, small broker of one test's own (free ports, its own home): for tests that kill,
     freeze or restart a broker, which the session's shared one must never be."""
+    plaintext, sasl, controller = stable_free_ports(3)  # not 0: a restart reuses them (CI once
+    # found the controller's ephemeral port taken by a client's source port after a SIGKILL)
     return LocalBroker(
-        BrokerSettings(home=home, plaintext_port=0, sasl_port=0, controller_port=0, heap="384m")
+        BrokerSettings(
+            home=home,
+            plaintext_port=plaintext,
+            sasl_port=sasl,
+            controller_port=controller,
+            heap="384m",
+        )
     )

@@ -9,6 +9,7 @@ import fcntl
 import json
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -61,6 +62,23 @@ def port_is_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def stable_free_ports(n: int) -> list[int]:
+    """``n`` free ports *below* the kernel's ephemeral range, for a broker that must get its ports
+    back after a SIGKILL: a port from the ephemeral range can meanwhile become the source port of
+    one of the many reconnecting clients (the chaos runner's nodes, tests' private brokers)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rng = random.SystemRandom()
+    chosen: list[int] = []
+    while len(chosen) < n:
+        port = rng.randrange(20000, max(20001, low - 1))
+        if port not in chosen and port_is_free(port):
+            chosen.append(port)
+    return chosen
 
 
 def free_port() -> int:
