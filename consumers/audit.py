@@ -37,13 +37,13 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
-from prometheus_client import Counter, Gauge, Histogram
+from confluent_kafka import TopicPartition
+from prometheus_client import Counter, Gauge
 from pydantic import Field, ValidationError
 from pydantic_settings import SettingsConfigDict
 
@@ -67,11 +67,10 @@ from schemas.events import (
 )
 from scorestream import metrics
 from scorestream.dlq import DeadLetter
-from scorestream.errors import KafkaClientError, ScorestreamError
-from scorestream.kafka_config import consumer_config
-from scorestream.processor import Processor, ProcessorConfig, Result
-from scorestream.replay import watermarks
+from scorestream.errors import ScorestreamError
+from scorestream.processor import OutRecord, Processor, ProcessorConfig, Result
 from scorestream.settings import KafkaSettings, ProcessingSettings
+from scorestream.state import StateStore
 from scorestream.topics import REGISTRY
 
 log = logging.getLogger("scorestream.audit")
@@ -93,16 +92,6 @@ AUDIT_PENDING = Gauge(
 AUDIT_STATE_ENTRIES = Gauge(
     "scorestream_audit_state_entries", "Join states in memory (pending and done)", ["tenant"]
 )
-AUDIT_RESTORE_SECONDS = Histogram(
-    "scorestream_audit_restore_seconds",
-    "Time to rebuild the join state of newly assigned partitions from the changelog",
-    ["tenant"],
-    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
-)
-
-
-class AuditStateError(KafkaClientError):
-    """The join-state changelog cannot be read back (unreadable record, or too slow)."""
 
 
 class AuditSettings(ProcessingSettings):
@@ -120,95 +109,17 @@ class AuditSettings(ProcessingSettings):
     """Reading the changelog may wait for a dead instance's open transaction to time out."""
 
 
-# -- what the processor produces for us ---------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class OutRecord:
-    """A record produced as is: explicit partition, timestamp, and ``value=None`` = tombstone."""
+class JoinStateCodec:
+    """Join states on the ``<tenant>.audit.state`` changelog: the contract's JSON."""
 
-    topic: str
-    key: bytes
-    value: bytes | None
-    headers: list[tuple[str, bytes | None]] = field(default_factory=list)
-    partition: int | None = None
-    timestamp_ms: int | None = None
+    def encode(self, value: JoinState) -> bytes:
+        return value.model_dump_json().encode()
 
-
-@dataclass(slots=True)
-class AuditResult(Result):
-    records: list[OutRecord] = field(default_factory=list)
-
-
-class _AuditProcessor(Processor):
-    """The shared :class:`Processor` plus what a stateful join needs from it: a hook when
-    partitions are assigned or lost, records with a timestamp or a null value, a transaction
-    between batches (timeouts with no input), and an in-memory rollback when a batch aborts."""
-
-    def __init__(self, service: Audit, config: ProcessorConfig, kafka: KafkaSettings) -> None:
-        super().__init__(
-            config,
-            service.handle,
-            kafka=kafka,
-            before_batch=self._tick,
-            ready=service.ready,
-        )
-        self.service = service
-
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.service.on_assigned(consumer, partitions)  # restore before anything is fetched
-        super()._on_assign(consumer, partitions)
-
-    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        super()._on_lost(consumer, partitions)
-        self.service.drop({p.partition for p in partitions})
-
-    def process(self, messages: Any) -> bool:
-        committed = super().process(messages)
-        if not committed:
-            self.service.rollback()
-        return committed
-
-    def _tick(self) -> None:
-        if self.consumer is None or self.producer is None:
-            return
-        result = self.service.tick()
-        if result is None:
-            return
-        if self._commit_transaction(result, [], {}):
-            if result.on_commit is not None:
-                result.on_commit()
-        else:
-            self.service.rollback()
-
-    def _produce_result(self, result: Result) -> None:
-        super()._produce_result(result)
-        if isinstance(result, AuditResult):
-            for rec in result.records:
-                self._produce_record(rec)
-
-    def _produce_record(self, rec: OutRecord) -> None:
-        extra: dict[str, Any] = {"on_delivery": self._dr}
-        if rec.partition is not None:
-            extra["partition"] = rec.partition
-        if rec.timestamp_ms is not None:
-            extra["timestamp"] = rec.timestamp_ms
-        headers: list[Any] = list(rec.headers)
+    def decode(self, data: bytes) -> JoinState:
         try:
-            self._p().produce(rec.topic, value=rec.value, key=rec.key, headers=headers, **extra)
-        except BufferError:
-            paused = self._c().assignment()
-            self._c().pause(paused)  # stop fetching while the queue drains
-            try:
-                while True:
-                    self._p().poll(0.05)
-                    try:
-                        self._p().produce(
-                            rec.topic, value=rec.value, key=rec.key, headers=headers, **extra
-                        )
-                        break
-                    except BufferError:
-                        continue
-            finally:
-                self._c().resume(paused)
+            return JoinState.model_validate_json(data)
+        except ValidationError as exc:
+            raise ValueError(str(exc)) from exc
 
 
 def _dead(env: Envelope[Any], reason: str, error: str, message: str) -> DeadLetter:
@@ -261,102 +172,58 @@ class Audit:
             # co-partitioned join: the same partition numbers of every input on one member
             consumer_overrides={"partition.assignment.strategy": "range"},
         )
-        self.processor = _AuditProcessor(self, config, self.kafka)
+        self.joins: StateStore[JoinState] = StateStore(
+            "joins",
+            source=self.inputs[0],
+            changelog=self.state_topic,
+            codec=JoinStateCodec(),
+            kafka=self.kafka,
+            group_id=settings.group_id,
+            restore_timeout_s=settings.restore_timeout_s,
+            values_mutable=False,  # frozen JoinStates: an abort only drops the batch's writes
+        )
+        self.processor = Processor(
+            config,
+            self.handle,
+            kafka=self.kafka,
+            stores=(self.joins,),
+            on_assigned=self.on_assigned,
+            on_revoked=self.on_released,
+            on_lost=self.on_released,
+            tick=self.tick,
+            ready=self.ready,
+        )
 
-    # -- state: restore, drop, units -------------------------------------------------------------
+    # -- state: tables from the store, units ----------------------------------------------------
     def new_table(self) -> JoinTable:
         return JoinTable(timeout=self.timeout, retention=self.retention)
 
-    def on_assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Eager (range) protocol: ``partitions`` is the whole new assignment. Partitions kept
-        from the previous generation keep their in-memory state (nobody else processed them in
-        between); new ones are restored from the changelog."""
-        numbers = {tp.partition for tp in partitions}
-        self.drop(set(self.tables) - numbers)
-        missing = sorted(numbers - set(self.tables))
-        if missing:
-            self.tables.update(self.restore(missing))
-        committed = (
-            consumer.committed(partitions, timeout=self.settings.restore_timeout_s)
-            if partitions
-            else []
-        )
-        self.committed = {(tp.topic, tp.partition): tp.offset for tp in committed}
+    def on_assigned(self, partitions: list[TopicPartition]) -> None:
+        """The processor restored the store's new partitions: build their join tables (their
+        timeout and purge queues) from it."""
+        self._sync_tables()
+        consumer = self.processor.consumer
+        if consumer is not None and partitions:
+            committed = consumer.committed(partitions, timeout=self.settings.restore_timeout_s)
+            self.committed |= {(tp.topic, tp.partition): tp.offset for tp in committed}
         self._gauges()
 
-    def drop(self, partitions: Iterable[int]) -> None:
-        for p in partitions:
-            self.tables.pop(p, None)
+    def on_released(self, partitions: list[TopicPartition]) -> None:
+        self._sync_tables()
+        for tp in partitions:
+            self.committed.pop((tp.topic, tp.partition), None)
         self._gauges()
 
-    def restore(self, partitions: list[int]) -> dict[int, JoinTable]:
-        """Read changelog partitions from their beginning to their end (read_committed)."""
-        started = time.perf_counter()
-        tables = {p: self.new_table() for p in partitions}
-        timeout = self.settings.restore_timeout_s
-        conf = consumer_config(
-            self.kafka,
-            group_id=f"{self.settings.group_id}.restore",
-            client_id=f"{self.settings.instance_id}-restore",
-        )
-        reader = Consumer(conf)
-        records = 0
-        try:
-            ends: dict[int, int] = {}
-            assignment: list[TopicPartition] = []
-            for p in partitions:
-                low, high = watermarks(reader, TopicPartition(self.state_topic, p), timeout=timeout)
-                if high > low:
-                    ends[p] = high
-                    assignment.append(TopicPartition(self.state_topic, p, low))
-            if assignment:
-                reader.assign(assignment)
-            deadline = time.monotonic() + timeout
-            while ends:
-                if time.monotonic() > deadline:
-                    raise AuditStateError(
-                        f"restoring {self.state_topic} partitions {sorted(ends)} took longer than "
-                        f"{timeout}s (an open transaction of a dead instance times out after "
-                        "transaction.timeout.ms)"
-                    )
-                for msg in reader.consume(num_messages=1000, timeout=0.5):
-                    records += self._apply_changelog(msg, tables)
-                for tp in reader.position([TopicPartition(self.state_topic, p) for p in ends]):
-                    if tp.offset >= ends[tp.partition]:
-                        ends.pop(tp.partition)
-        finally:
-            reader.close()
-        seconds = time.perf_counter() - started
-        AUDIT_RESTORE_SECONDS.labels(self.tenant).observe(seconds)
-        log.info(
-            "restored audit join state of partitions %s: %d changelog records, %d joins in %.2fs",
-            partitions,
-            records,
-            sum(len(t) for t in tables.values()),
-            seconds,
-        )
-        return tables
-
-    def _apply_changelog(self, msg: Message, tables: dict[int, JoinTable]) -> int:
-        err = msg.error()
-        if err is not None:
-            if err.code() == KafkaError._PARTITION_EOF:
-                return 0
-            raise AuditStateError(f"reading {self.state_topic}: {err}")
-        table = tables[msg.partition() or 0]
-        key = (msg.key() or b"").decode()
-        value = msg.value()
-        if value is None:
-            table.remove(key)
-            return 1
-        try:
-            table.load(JoinState.model_validate_json(value))
-        except ValidationError as exc:
-            raise AuditStateError(
-                f"unreadable join state {key!r} at {self.state_topic}[{msg.partition()}]"
-                f"@{msg.offset()}: {exc}"
-            ) from exc
-        return 1
+    def _sync_tables(self) -> None:
+        """One join table per store partition, loaded from the store's committed states."""
+        owned = set(self.joins.partitions)
+        for p in set(self.tables) - owned:
+            del self.tables[p]
+        for p in sorted(owned - set(self.tables)):
+            table = self.new_table()
+            for _, state in self.joins.partition(p).committed_items():
+                table.load(state)
+            self.tables[p] = table
 
     def _begin(self) -> None:
         for table in self.tables.values():
@@ -373,7 +240,7 @@ class Audit:
     # -- handler -----------------------------------------------------------------------------------
     def handle(self, batch: list[Envelope[Any]]) -> Result:
         now = datetime.now(UTC)
-        result = AuditResult()
+        result = Result(on_abort=self.rollback)
         unit = _Unit()
         writes: dict[tuple[int, str], JoinState | None] = {}
         self._begin()
@@ -390,11 +257,7 @@ class Audit:
                 )
                 continue
             p = env.raw.partition if env.raw is not None and env.raw.partition is not None else 0
-            table = self.tables.get(p)
-            if table is None:  # not expected: assignment restores first; be safe anyway
-                table = self.restore([p])[p]
-                table.begin()
-                self.tables[p] = table
+            table = self.tables[p]  # the store and the table were built on assignment
             added = table.add(arrival, now=now)
             outcome = {
                 AddOutcome.DUPLICATE: "duplicate",
@@ -420,11 +283,11 @@ class Audit:
             if added.finished is not None:
                 self._emit_audit(result, unit, added.finished)
         self._collect_due(now, result, unit, writes)
-        self._emit_writes(result, unit, writes)
+        self._emit_writes(unit, writes)
         result.on_commit = lambda: self._committed(unit)
         return result
 
-    def _emit_audit(self, result: AuditResult, unit: _Unit, finished: Finished) -> None:
+    def _emit_audit(self, result: Result, unit: _Unit, finished: Finished) -> None:
         record = finished.record
         trace = {"traceparent": finished.traceparent} if finished.traceparent else None
         msg = encode(record, source=self.processor.config.source, trace=trace)
@@ -439,7 +302,7 @@ class Audit:
     def _collect_due(
         self,
         now: datetime,
-        result: AuditResult,
+        result: Result,
         unit: _Unit,
         writes: dict[tuple[int, str], JoinState | None],
     ) -> None:
@@ -451,19 +314,16 @@ class Audit:
             for txid in table.purge():
                 writes[(p, txid)] = None
 
-    def _emit_writes(
-        self, result: AuditResult, unit: _Unit, writes: dict[tuple[int, str], JoinState | None]
-    ) -> None:
-        source = self.processor.config.source
+    def _emit_writes(self, unit: _Unit, writes: dict[tuple[int, str], JoinState | None]) -> None:
+        """The batch's join-state changes into the store (the processor writes them to the
+        changelog in the batch's transaction)."""
         for (p, txid), state in writes.items():
+            store = self.joins.partition(p)
             if state is None:
-                result.records.append(OutRecord(self.state_topic, txid.encode(), None, [], p))
+                store.delete(txid)
                 unit.tombstones += 1
             else:
-                msg = encode(state, source=source)
-                result.records.append(
-                    OutRecord(self.state_topic, msg.key, msg.value, list(msg.headers), p)
-                )
+                store.put(txid, state)
                 unit.state_writes += 1
 
     def _committed(self, unit: _Unit) -> None:
@@ -509,7 +369,7 @@ class Audit:
             parts = [part for topic, part in self.part_of.items() if (topic, p) in idle]
             table.advance_watermark(parts, now)
 
-    def tick(self) -> AuditResult | None:
+    def tick(self) -> Result | None:
         """Between batches: time out joins when no input arrives (idle inputs count as now)."""
         mono = time.monotonic()
         if mono < self._next_tick:
@@ -519,14 +379,14 @@ class Audit:
         if not any((d := t.next_due()) is not None and d <= now for t in self.tables.values()):
             return None  # the watermark never passes the wall clock: nothing can be due
         self._begin()
-        result = AuditResult()
+        result = Result(on_abort=self.rollback)
         unit = _Unit()
         writes: dict[tuple[int, str], JoinState | None] = {}
         self._collect_due(now, result, unit, writes)
         if not writes:
             self._commit()  # nothing was due after all; the clocks may still move on
             return None
-        self._emit_writes(result, unit, writes)
+        self._emit_writes(unit, writes)
         result.on_commit = lambda: self._committed(unit)
         return result
 

@@ -297,6 +297,7 @@ def build_record(state: JoinState, *, now: datetime) -> AuditRecord:
         trace_id=tid,
         hop_ms=hop_ms(state),
         recorded_at=now,
+        merchant_as_of=enriched.merchant_as_of if enriched else None,
     )
 
 

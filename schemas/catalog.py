@@ -8,6 +8,7 @@ from schemas.events import (
     DecisionEvent,
     EnrichedTransaction,
     LabelEvent,
+    MerchantActivity,
     ModelPromoted,
     ModelPublished,
     ModelRejected,
@@ -25,6 +26,7 @@ CONTRACTS: tuple[type[Contract], ...] = (
     ModelPromoted,
     ModelRejected,
     AuditRecord,
+    MerchantActivity,
 )
 
 BY_CE_TYPE: dict[str, type[Contract]] = {c.ce_type: c for c in CONTRACTS}

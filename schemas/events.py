@@ -105,9 +105,44 @@ class EnrichedTransaction(Contract):
     """Feature name → value, in the order of the feature spec."""
     feature_spec_hash: Annotated[str, Field(min_length=8, max_length=64)]
     enriched_at: UtcDatetime
+    merchant_as_of: UtcDatetime | None = None
+    """The merchant features are as of this time (the merchant table's snapshot: every merchant
+    transaction and fraud label before it); ``None``: no merchant table yet (zeros)."""
 
     def partition_key(self) -> str:
         return self.transaction.account_id
+
+
+class WatermarkSource(BaseModel):
+    """How far one input partition of the merchant stage has been read, in event time."""
+
+    model_config = ConfigDict(strict=True, frozen=True, extra="ignore")
+
+    time_ms: int
+    """The largest event time (epoch ms) read from the partition so far (-1: none yet)."""
+    idle: bool = False
+    """Caught up with nothing left to read: it does not hold the watermark back."""
+
+
+class MerchantActivity(Contract):
+    """Internal to the merchant stage: a transaction or fraud label re-keyed by merchant, or a
+    watermark (how far each input partition has been read). Key: ``merchant_id``."""
+
+    ce_type: ClassVar[str] = "scorestream.merchant.activity.v1"
+
+    kind: Literal["transaction", "fraud", "watermark"]
+    tenant_id: TenantId
+    merchant_id: Identifier | None = None
+    transaction_id: Identifier | None = None
+    event_ms: int | None = None
+    """Transactions and frauds: the transaction's time (epoch ms)."""
+    known_ms: int | None = None
+    """Frauds: when the label became known (``labelled_at``, epoch ms)."""
+    sources: dict[str, WatermarkSource] = Field(default_factory=dict)
+    """Watermarks: ``<topic>/<partition>`` → progress."""
+
+    def partition_key(self) -> str:
+        return self.merchant_id or ""
 
 
 class ModelAlias(StrEnum):
@@ -289,6 +324,8 @@ class AuditRecord(Contract):
     )
     """Milliseconds per hop, e.g. ``{"enrich": 1.2, "score": 3.4, "decide": 0.7}``."""
     recorded_at: UtcDatetime
+    merchant_as_of: UtcDatetime | None = None
+    """The as-of of the served merchant features (see :class:`EnrichedTransaction`)."""
 
     def partition_key(self) -> str:
         return self.account_id

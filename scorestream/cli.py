@@ -119,7 +119,11 @@ def _cmd_schemas(args: argparse.Namespace) -> int:
 
 
 SERVICES: dict[str, tuple[str, str]] = {
-    "enricher": ("consumers.enricher", "serve features: transactions (+labels) → enriched"),
+    "enricher": ("consumers.enricher", "serve features: transactions → enriched (one hop)"),
+    "merchant": (
+        "consumers.merchant",
+        "merchant stage: transactions + fraud labels → the merchant table every enricher reads",
+    ),
     "worker": ("inference_worker.worker", "run an inference worker for a tenant"),
     "gateway": ("producers.gateway", "HTTP gateway: /v1 transactions, sync scoring, KServe V2"),
     "decision": (

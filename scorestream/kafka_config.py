@@ -55,8 +55,12 @@ def common_config(settings: KafkaSettings, *, client_id: str | None = None) -> C
 
 
 def producer_config(settings: KafkaSettings, *, client_id: str | None = None) -> ClientConfig:
-    """Idempotent producer: no duplicates or reordering from retries; bounded local queue."""
+    """Idempotent producer: no duplicates or reordering from retries; bounded local queue.
+
+    ``murmur2_random`` is the Java client's partitioner: a key lands on the same partition
+    whichever client produced it (:mod:`scorestream.partitioning`)."""
     return common_config(settings, client_id=client_id) | {
+        "partitioner": "murmur2_random",
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,

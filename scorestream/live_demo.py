@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 TENANT = "demo"
 STAGES = (
+    ("merchant", "merchant"),
     ("enricher", "enricher"),
     ("worker", "worker"),
     ("decision", "decision"),

@@ -73,6 +73,17 @@ CONSUMER_LAG = Gauge(
     "High watermark minus position, per assigned partition",
     ["service", "topic", "partition"],
 )
+STATE_RESTORE_SECONDS = Histogram(
+    "scorestream_state_restore_seconds",
+    "Time to rebuild newly assigned partitions of a keyed state store (checkpoint + changelog)",
+    ["store"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0),
+)
+STATE_RESTORED_RECORDS = Counter(
+    "scorestream_state_restored_records_total",
+    "Changelog records read to rebuild keyed state stores",
+    ["store"],
+)
 READY = Gauge("scorestream_ready", "1 when the service reports ready", ["service"])
 
 

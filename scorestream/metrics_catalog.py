@@ -25,6 +25,7 @@ METRIC_MODULES: tuple[str, ...] = (
     "consumers.audit",
     "consumers.decision",
     "consumers.enricher",
+    "consumers.merchant",
     "consumers.monitor",
     "consumers.notifier",
     "consumers.policy",

@@ -12,6 +12,12 @@ anyway, the assigned partitions are paused until it drains. Records that cannot 
 reach the handler: they go to the input's DLQ with the reason. ``/livez``, ``/readyz`` and
 ``/metrics`` are served when a health port is set. SIGTERM finishes and commits the current
 batch, leaves the group and returns.
+
+Services extend it through public hooks only (no subclass overrides a private method):
+``stores`` (keyed state stores restored on assignment, whose changes join each transaction),
+``on_assigned`` / ``on_revoked`` / ``on_lost``, ``before_batch``, ``tick`` (a transaction of its
+own between batches, e.g. timeouts while no input arrives) and :class:`OutRecord` outputs (raw
+bytes with an explicit partition, timestamp or a tombstone).
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from scorestream.logs import redact
 from scorestream.serde import decode_message
 from scorestream.settings import KafkaSettings
 from scorestream.stall_guard import StallGuard
+from scorestream.state import StateStore
 
 log = logging.getLogger("scorestream.processor")
 
@@ -71,12 +78,29 @@ class Emit:
     """Explicit partition (request-reply); ``None`` partitions by the event's key."""
 
 
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    """A record produced as is: bytes decided by the service, an explicit partition and record
+    timestamp when set, ``value=None`` for a tombstone."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes | None]] = ()
+    partition: int | None = None
+    timestamp_ms: int | None = None
+
+
 @dataclass(slots=True)
 class Result:
     emits: list[Emit] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    records: list[OutRecord] = field(default_factory=list)
+    """Raw outputs (written after ``emits``, in order)."""
     on_commit: Callable[[], None] | None = None
     """Called once the batch's transaction committed (count metrics here, not before)."""
+    on_abort: Callable[[], None] | None = None
+    """Called when the batch's transaction aborted (roll back in-memory state here)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,10 +124,6 @@ class ProcessorConfig:
     max_poll_interval_ms: int = 120_000
     health_port: int = 0
     live_after_s: float = 60.0
-    assign_all: bool = False
-    """Consume every partition of the inputs with ``assign()`` instead of joining the group's
-    rebalancing: one active instance per group, for services whose state spans all keys (the
-    enricher's per-merchant windows). Offsets are still committed in the transactions."""
     consumer_overrides: Mapping[str, Any] = field(default_factory=dict)
     """Extra consumer settings, e.g. ``partition.assignment.strategy=range`` for co-partitioned
     joins."""
@@ -158,6 +178,7 @@ class ProcessorConfig:
 
 
 Handler = Callable[[list[Envelope[Any]]], Result]
+PartitionsHook = Callable[[list[TopicPartition]], None]
 
 
 MAX_DLQ_LOG_LINES = 20
@@ -216,7 +237,11 @@ class Processor:
         ready: Check | None = None,
         live: Check | None = None,
         wait_until_ready: Callable[[threading.Event], bool] | None = None,
-        on_start: Callable[[dict[tuple[str, int], int]], None] | None = None,
+        stores: Sequence[StateStore[Any]] = (),
+        on_assigned: PartitionsHook | None = None,
+        on_revoked: PartitionsHook | None = None,
+        on_lost: PartitionsHook | None = None,
+        tick: Callable[[], Result | None] | None = None,
     ) -> None:
         self.config = config
         self.kafka = kafka or KafkaSettings()
@@ -225,9 +250,19 @@ class Processor:
         self.extra_ready = ready
         self.extra_live = live
         self.wait_until_ready = wait_until_ready
-        self.on_start = on_start
-        """With ``assign_all``: called with the committed position of every input partition
-        before the first batch (e.g. to rebuild state from the log up to there)."""
+        self.stores = tuple(stores)
+        """Restored when their source's partitions are assigned (before any record of them is
+        handled); their changes are written to their changelogs in each batch's transaction."""
+        self.on_assigned = on_assigned
+        """Called after the stores of newly assigned partitions are restored."""
+        self.on_revoked = on_revoked
+        """Called when partitions are revoked (their last batch is committed)."""
+        self.on_lost = on_lost
+        """Called when partitions are lost (session expired; an open transaction is fenced)."""
+        self.tick = tick
+        """Called between batches; a returned :class:`Result` is committed in a transaction of
+        its own (no input offsets), e.g. timeouts that fire while no input arrives."""
+        self.restoring = False
         self.stopping = threading.Event()
         self.stall_guard = StallGuard()
         """Ends the process when a transactional call outlives its timeout by 30 s (librdkafka
@@ -262,6 +297,8 @@ class Processor:
         return True, f"last poll {idle:.1f}s ago"
 
     def ready(self) -> tuple[bool, str]:
+        if self.restoring:
+            return False, "restoring state"
         if self.extra_ready is not None:
             ok, detail = self.extra_ready()
             if not ok:
@@ -320,6 +357,18 @@ class Processor:
         return Consumer(conf)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self.stores and partitions:
+            self.restoring = True
+            try:
+                for store in self.stores:
+                    wanted = [p.partition for p in partitions if p.topic == store.source]
+                    if wanted:
+                        store.check_partitions(consumer)
+                        store.restore(wanted)
+            finally:
+                self.restoring = False
+        if self.on_assigned is not None:
+            self.on_assigned(partitions)
         self.joined = True
         self.assigned |= {(p.topic, p.partition) for p in partitions}
         log.info("assigned %s", sorted(f"{p.topic}[{p.partition}]" for p in partitions))
@@ -331,13 +380,25 @@ class Processor:
         for p in partitions:
             with contextlib.suppress(KeyError):
                 metrics.CONSUMER_LAG.remove(self.config.service, p.topic, str(p.partition))
+        self._release(partitions, checkpoint=True)
+        if self.on_revoked is not None:
+            self.on_revoked(partitions)
         log.info("revoked %s", sorted(f"{p.topic}[{p.partition}]" for p in partitions))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.assigned -= {(p.topic, p.partition) for p in partitions}
         self._revoked_during_consume |= {(p.topic, p.partition) for p in partitions}
         self.joined = False
+        self._release(partitions, checkpoint=False)
+        if self.on_lost is not None:
+            self.on_lost(partitions)
         log.warning("lost %s (session expired): an open transaction will be fenced", partitions)
+
+    def _release(self, partitions: list[TopicPartition], *, checkpoint: bool) -> None:
+        for store in self.stores:
+            gone = [p.partition for p in partitions if p.topic == store.source]
+            if gone:
+                store.release(gone, checkpoint=checkpoint)
 
     # -- run ---------------------------------------------------------------------------------------
     def run(self, *, install_signals: bool = True) -> int:
@@ -345,6 +406,7 @@ class Processor:
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
         health = None
+        clean = False
         if self.config.health_port:
             health = HealthServer(
                 port=self.config.health_port, live=self.live, ready=self.ready
@@ -354,47 +416,30 @@ class Processor:
                 return 0
             self.producer = self._make_producer()
             self.consumer = self._make_consumer()
-            if self.config.assign_all:
-                self._assign_all()
-            else:
-                self.consumer.subscribe(
-                    list(self.config.inputs),
-                    on_assign=self._on_assign,
-                    on_revoke=self._on_revoke,
-                    on_lost=self._on_lost,
-                )
+            self.consumer.subscribe(
+                list(self.config.inputs),
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
             freeze_startup_heap()
             self._loop()
+            clean = True
             return 0
         finally:
+            if not clean:  # the last batch's outcome may be unknown: no checkpoint of it
+                for store in self.stores:
+                    store.release(list(store.partitions), checkpoint=False)
             if self.consumer is not None:
-                self.consumer.close()  # leaves the group: partitions move at once
+                self.consumer.close()  # leaves the group (revoke: stores checkpoint)
+            for store in self.stores:
+                store.close()  # what the revocation did not checkpoint (none if unclean)
             if self.producer is not None:
                 self.producer.flush(5)
             if health is not None:
                 health.stop()
             tracing.flush(5)
             self.stall_guard.close()
-
-    def _assign_all(self) -> None:
-        consumer = self._c()
-        wanted = []
-        for topic in self.config.inputs:
-            meta = consumer.list_topics(topic, timeout=30).topics.get(topic)
-            if meta is None or meta.error is not None:
-                raise KafkaClientError(f"input topic {topic} does not exist")
-            wanted += [TopicPartition(topic, p) for p in sorted(meta.partitions)]
-        committed = consumer.committed(wanted, timeout=30)
-        positions: dict[tuple[str, int], int] = {}
-        for tp in committed:
-            start = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
-            positions[(tp.topic, tp.partition)] = start
-        if self.on_start is not None:
-            self.on_start(positions)
-        consumer.assign([TopicPartition(t, p, o) for (t, p), o in positions.items()])
-        self.assigned = set(positions)
-        self.joined = True
-        log.info("assigned all %d input partitions", len(positions))
 
     def _loop(self) -> None:
         c = self.config
@@ -403,6 +448,8 @@ class Processor:
         while not self.stopping.is_set():
             if self.before_batch is not None:
                 self.before_batch()  # e.g. swap models: atomic from the batch's point of view
+            if self.tick is not None:
+                self._run_tick(self.tick)
             messages = self._next_batch(wait)
             self.last_poll = time.monotonic()
             if messages:
@@ -411,6 +458,29 @@ class Processor:
                 self._update_lag()
                 metrics.READY.labels(c.service).set(1 if self.ready()[0] else 0)
                 next_lag = self.last_poll + 5.0
+
+    def _run_tick(self, tick: Callable[[], Result | None]) -> None:
+        result = tick()
+        if result is None:
+            return
+        if self.config.delivery == "exactly_once":
+            committed = self._commit_transaction(result, [], {})
+        else:
+            committed = self._commit_at_least_once(result, [], {})
+        self._settle(result, committed)
+
+    def _settle(self, result: Result, committed: bool) -> None:
+        """After a transaction: stores and the service's callbacks follow its outcome."""
+        for store in self.stores:
+            if committed:
+                store.commit()
+            else:
+                store.rollback()
+        if committed:
+            if result.on_commit is not None:
+                result.on_commit()
+        elif result.on_abort is not None:
+            result.on_abort()
 
     def _next_batch(self, wait: float) -> list[Message]:
         """The next batch; never a record of a partition revoked while it was being fetched.
@@ -497,8 +567,9 @@ class Processor:
         metrics.EVENTS_IN.labels(self.config.service, self.config.tenant).inc(len(messages))
         committed = False
         self._spans = spans
+        result = Result()
         try:
-            result = self.handle(decoded) if decoded else Result()
+            result = self.handle(decoded) if decoded else result
             result.dead_letters[:0] = dead
             offsets = [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
             if self.config.delivery == "exactly_once":
@@ -507,6 +578,7 @@ class Processor:
                 committed = self._commit_at_least_once(result, offsets, first)
         finally:
             self._spans = None
+            self._settle(result, committed)
             if spans is not None:
                 spans.end(committed=committed)
             if log.isEnabledFor(logging.DEBUG):  # SCORESTREAM_LOG_LEVEL=DEBUG: every batch
@@ -519,8 +591,6 @@ class Processor:
             log_dead_letters(self.config.service, result.dead_letters)
             self.batches += 1
             self._count(result, len(messages), started)
-            if result.on_commit is not None:
-                result.on_commit()
         return committed
 
     # -- producing ---------------------------------------------------------------------------------
@@ -531,8 +601,11 @@ class Processor:
         value: bytes | None,
         headers: list[Any],
         partition: int | None = None,
+        timestamp_ms: int | None = None,
     ) -> None:
         extra: dict[str, Any] = {} if partition is None else {"partition": partition}
+        if timestamp_ms is not None:
+            extra["timestamp"] = timestamp_ms
         if self._on_delivery is not None:
             extra["on_delivery"] = self._on_delivery
         try:
@@ -575,6 +648,13 @@ class Processor:
             if spans is not None:
                 spans.dead_letter(dl.raw.headers, topic, dl.reason)
             self._produce(topic, dl.raw.key, dl.raw.value, dl.headers(self.config.service))
+        for rec in result.records:
+            self._produce(
+                rec.topic, rec.key, rec.value, list(rec.headers), rec.partition, rec.timestamp_ms
+            )
+        for store in self.stores:
+            for ch in store.changelog_records():
+                self._produce(ch.topic, ch.key, ch.value, [], ch.partition)
 
     def _rewind(self, first: dict[tuple[str, int], int]) -> None:
         for (topic, partition), offset in first.items():

@@ -66,6 +66,14 @@ class StreamSpec:
         return conf
 
 
+_CHANGELOG = (
+    ("min.compaction.lag.ms", "0"),
+    ("segment.ms", str(60 * 60 * 1000)),  # compaction runs on closed segments: roll hourly
+    ("min.cleanable.dirty.ratio", "0.2"),
+)
+"""Compacted state topics are read whole on restore: keep the uncompacted tail short."""
+
+
 def validate_tenant(tenant: str | None) -> str:
     if tenant is None or not TENANT_RE.match(tenant):
         raise ConfigError(
@@ -91,12 +99,12 @@ def _dlq(spec: StreamSpec) -> StreamSpec:
 _BASE: tuple[StreamSpec, ...] = (
     StreamSpec(
         name="transactions",
-        description="transaction events published by upstream services and the gateway; kept "
-        "35 days because the enricher rebuilds its 30-day windows from it",
+        description="transaction events published by upstream services and the gateway (key "
+        "account_id, partitioner murmur2 as Java's); kept 35 days, the longest feature window",
         partitions=6,
         retention_ms=35 * DAY_MS,
-        producers=("gateway", "simulator", "publisher"),
-        consumers=("enricher",),
+        producers=("gateway", "simulator", "publisher", "enricher"),
+        consumers=("enricher", "merchant"),
         contracts=("scorestream.transaction.v1",),
     ),
     StreamSpec(
@@ -141,7 +149,7 @@ _BASE: tuple[StreamSpec, ...] = (
         partitions=3,
         retention_ms=90 * DAY_MS,
         producers=("labels-feed", "simulator"),
-        consumers=("enricher", "monitor", "retrain"),
+        consumers=("merchant", "monitor", "retrain"),
         contracts=("scorestream.label.v1",),
     ),
     StreamSpec(
@@ -163,6 +171,49 @@ _BASE: tuple[StreamSpec, ...] = (
         consumers=("operator",),
         contracts=(),
         extra_config=(("min.compaction.lag.ms", "0"), ("segment.ms", str(DAY_MS))),
+    ),
+    StreamSpec(
+        name="enricher.state",
+        description="the enricher's account windows (changelog of its keyed state store, written "
+        "in its transactions); partitioned like transactions",
+        partitions=6,
+        retention_ms=FOREVER,
+        cleanup_policy=CleanupPolicy.COMPACT,
+        producers=("enricher",),
+        consumers=("operator",),
+        extra_config=_CHANGELOG,
+    ),
+    StreamSpec(
+        name="merchant-activity",
+        description="transactions and fraud labels re-keyed by merchant, with watermarks "
+        "(internal to the merchant stage)",
+        partitions=6,
+        retention_ms=7 * DAY_MS,
+        producers=("merchant",),
+        consumers=("merchant",),
+        contracts=("scorestream.merchant.activity.v1",),
+    ),
+    StreamSpec(
+        name="merchant.state",
+        description="the merchant stage's merchant tiles and input watermarks (changelog of its "
+        "keyed state store); partitioned like merchant-activity",
+        partitions=6,
+        retention_ms=FOREVER,
+        cleanup_policy=CleanupPolicy.COMPACT,
+        producers=("merchant",),
+        consumers=("operator",),
+        extra_config=_CHANGELOG,
+    ),
+    StreamSpec(
+        name="merchant-features",
+        description="the merchant table: each merchant's latest aggregates and, per partition, "
+        "the time up to which they are complete; every enricher reads all of it",
+        partitions=6,
+        retention_ms=FOREVER,
+        cleanup_policy=CleanupPolicy.COMPACT,
+        producers=("merchant",),
+        consumers=("enricher",),
+        extra_config=_CHANGELOG,
     ),
     StreamSpec(
         name="replies",

@@ -10,7 +10,16 @@ from scorestream.supervisor import ServiceSpec, Supervisor, free_port
 
 Progress = Callable[[str], None]
 
-SERVICE_ORDER = ("enricher", "worker", "decision", "notifier", "audit", "monitor", "gateway")
+SERVICE_ORDER = (
+    "merchant",
+    "enricher",
+    "worker",
+    "decision",
+    "notifier",
+    "audit",
+    "monitor",
+    "gateway",
+)
 
 
 def service_specs(

@@ -16,7 +16,7 @@ from schemas.events import (
     PredictionTimings,
     TransactionEvent,
 )
-from scorestream.features import FEATURE_SPEC, FeatureState
+from scorestream.features import FEATURE_SPEC, feature_dicts
 
 SHA = "5" * 64
 POLICY = "policy-2026-11"
@@ -82,16 +82,15 @@ def parts_for(
 
 
 def enrich(txs: list[TransactionEvent], *, at: datetime | None = None) -> list[EnrichedTransaction]:
-    state = FeatureState()
     when = at or datetime.now(UTC)
     return [
         EnrichedTransaction(
             transaction=tx,
-            features=state.features_for(tx),
+            features=features,
             feature_spec_hash=FEATURE_SPEC.hash,
             enriched_at=when,
         )
-        for tx in txs
+        for tx, features in zip(txs, feature_dicts(txs), strict=True)
     ]
 
 

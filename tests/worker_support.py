@@ -20,7 +20,7 @@ from pipelines.repository import ModelRepository
 from producers.generator import generate_transactions
 from schemas.events import EnrichedTransaction, ModelAlias, PredictionEvent
 from scorestream.admin import ensure_tenant_topics
-from scorestream.features import FEATURE_SPEC, FeatureState
+from scorestream.features import FEATURE_SPEC, feature_dicts
 from scorestream.kafka_config import producer_config
 from scorestream.serde import EventProducer, decode_message
 from scorestream.settings import KafkaSettings
@@ -117,12 +117,12 @@ def new_tenant(tmp_path: Path) -> Tenant:
 def enriched_events(
     tenant: str, n: int, *, seed: int = 1, accounts: int = 200
 ) -> Iterator[EnrichedTransaction]:
-    state = FeatureState()
     now = datetime.now(UTC)
-    for tx in generate_transactions(n, tenant=tenant, seed=seed, accounts=accounts, merchants=40):
+    txs = list(generate_transactions(n, tenant=tenant, seed=seed, accounts=accounts, merchants=40))
+    for tx, features in zip(txs, feature_dicts(txs), strict=True):
         yield EnrichedTransaction(
             transaction=tx,
-            features=state.features_for(tx),
+            features=features,
             feature_spec_hash=FEATURE_SPEC.hash,
             enriched_at=now,
         )

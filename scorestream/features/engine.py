@@ -1,0 +1,361 @@
+"""The feature engine: interprets a :class:`~scorestream.features.spec.FeatureSpec`.
+
+One implementation for serving and training. The enricher keeps an :class:`AccountState` per
+account in its keyed state store and a :class:`MerchantState` per merchant in the replicated
+merchant table; :func:`scorestream.features.offline.compute_offline` replays history through the
+very same classes, so the two paths cannot drift.
+
+State is bounded per key: an account keeps, per tile group (hop + filter), at most
+``window / hop`` tiles of ``[count, sum of amount_minor]`` and at most ``dedupe_max_ids``
+recent transaction ids; a merchant keeps hourly (``step``) tiles of the longest window plus
+``retain``, its confirmed frauds in that span and a ring of recent ids. Updates are O(1) (one
+tile per group); sums are integers, so the result does not depend on the order of additions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from schemas.events import TransactionEvent
+from scorestream.features.spec import (
+    AccountFeature,
+    FeatureSpec,
+    MerchantFeature,
+    TileGroup,
+    TransformFeature,
+)
+
+_MCC_BUCKETS: tuple[tuple[str, Sequence[tuple[int, int]]], ...] = (
+    ("grocery", ((5411, 5411), (5422, 5499))),
+    ("restaurant", ((5811, 5814),)),
+    ("travel", ((3000, 3999), (4111, 4131), (4511, 4511), (4722, 4722), (7011, 7012))),
+    ("fuel", ((5541, 5542),)),
+    ("cash", ((6010, 6012),)),
+    ("electronics_digital", ((5732, 5734), (5815, 5818), (4814, 4816))),
+    ("gambling", ((7995, 7995),)),
+    ("retail", ((5300, 5399), (5600, 5699), (5900, 5999))),
+)
+MCC_BUCKET_NAMES = (*(name for name, _ in _MCC_BUCKETS), "other")
+STATE_VERSION = 1
+
+
+def mcc_bucket(mcc: str) -> int:
+    """Index into :data:`MCC_BUCKET_NAMES`."""
+    code = int(mcc)
+    for i, (_, ranges) in enumerate(_MCC_BUCKETS):
+        if any(lo <= code <= hi for lo, hi in ranges):
+            return i
+    return len(_MCC_BUCKETS)
+
+
+def id_hash(transaction_id: str) -> int:
+    """48 bits of BLAKE2b: what the dedupe rings keep instead of the id (JSON-safe integer)."""
+    return int.from_bytes(hashlib.blake2b(transaction_id.encode(), digest_size=6).digest(), "big")
+
+
+def transform(f: TransformFeature, tx: TransactionEvent) -> float:
+    amount = tx.amount_minor / 100.0
+    ts = tx.timestamp
+    name = f.transform
+    if name == "amount":
+        return amount
+    if name == "log1p_amount":
+        return math.log1p(amount)
+    if name == "hour_of_day":
+        return ts.hour + ts.minute / 60.0
+    if name == "is_night":
+        hour = ts.hour + ts.minute / 60.0
+        return 1.0 if (hour < 6.0 or hour >= 22.0) else 0.0
+    if name == "is_weekend":
+        return 1.0 if ts.weekday() >= 5 else 0.0
+    if name == "channel_is":
+        return 1.0 if tx.channel.value == f.value else 0.0
+    if name == "mcc_bucket":
+        return float(mcc_bucket(tx.mcc))
+    if name == "cross_border":
+        return 1.0 if tx.card_country and tx.card_country != tx.country else 0.0
+    raise AssertionError(f"unknown transform {name}")  # the spec parser refuses it first
+
+
+def _field(tx: TransactionEvent, name: str) -> str:
+    if name == "channel":
+        return tx.channel.value
+    if name == "cross_border":
+        return "true" if tx.card_country and tx.card_country != tx.country else "false"
+    value = getattr(tx, name)
+    return str(value).lower() if value is not None else ""
+
+
+def _matches(group: TileGroup, tx: TransactionEvent) -> bool:
+    return all(_field(tx, name) in values for name, values in group.where)
+
+
+# -- account state ---------------------------------------------------------------------------------
+class AccountState:
+    """One account's tiles (per group: tile index → ``[count, sum_minor]``) and recent ids."""
+
+    __slots__ = ("ids", "tiles")
+
+    def __init__(self, groups: int) -> None:
+        self.tiles: list[dict[int, list[int]]] = [{} for _ in range(groups)]
+        self.ids: dict[int, int] = {}
+        """Recent transaction id hashes → event time (s), oldest first."""
+
+    def to_bytes(self) -> bytes:
+        flat_groups = []
+        for tiles in self.tiles:
+            flat: list[int] = []
+            for idx, (count, total) in tiles.items():
+                flat += (idx, count, total)
+            flat_groups.append(flat)
+        ids: list[int] = []
+        for h, t in self.ids.items():
+            ids += (h, t)
+        return orjson.dumps({"v": STATE_VERSION, "g": flat_groups, "i": ids})
+
+    @classmethod
+    def from_bytes(cls, data: bytes, groups: int) -> AccountState:
+        raw = orjson.loads(data)
+        if not isinstance(raw, dict) or raw.get("v") != STATE_VERSION:
+            raise ValueError("not an account state of version 1")
+        state = cls(groups)
+        for g, flat in enumerate(raw["g"][:groups]):
+            state.tiles[g] = {flat[i]: [flat[i + 1], flat[i + 2]] for i in range(0, len(flat), 3)}
+        ids = raw["i"]
+        state.ids = {ids[i]: ids[i + 1] for i in range(0, len(ids), 2)}
+        return state
+
+
+# -- merchant state --------------------------------------------------------------------------------
+class MerchantState:
+    """One merchant's ``step`` tiles of transaction counts, its confirmed frauds (id hash →
+    ``[tile of the transaction, labelled_at in ms]``) and a ring of recent transaction ids."""
+
+    __slots__ = ("frauds", "ids", "tiles")
+
+    def __init__(self) -> None:
+        self.tiles: dict[int, int] = {}
+        self.frauds: dict[int, list[int]] = {}
+        self.ids: dict[int, None] = {}
+
+    def observe_transaction(self, t_ms: int, h: int, step_ms: int, max_ids: int) -> bool:
+        """Count a transaction once; False for a recently seen id (a re-publication)."""
+        if h in self.ids:
+            return False
+        self.ids[h] = None
+        if len(self.ids) > max_ids:
+            del self.ids[next(iter(self.ids))]
+        idx = t_ms // step_ms
+        self.tiles[idx] = self.tiles.get(idx, 0) + 1
+        return True
+
+    def observe_fraud(self, tx_ms: int, known_ms: int, h: int, step_ms: int) -> bool:
+        """A confirmed fraud of a transaction at ``tx_ms`` known from ``known_ms``; a repeated
+        label keeps the earliest time it was known (order-independent). False: no change."""
+        entry = self.frauds.get(h)
+        if entry is None:
+            self.frauds[h] = [tx_ms // step_ms, known_ms]
+            return True
+        if known_ms < entry[1]:
+            entry[1] = known_ms
+            return True
+        return False
+
+    def prune(self, horizon_idx: int) -> None:
+        """Forget tiles and frauds of transactions before tile ``horizon_idx``."""
+        for idx in [i for i in self.tiles if i < horizon_idx]:
+            del self.tiles[idx]
+        for h in [h for h, (idx, _) in self.frauds.items() if idx < horizon_idx]:
+            del self.frauds[h]
+
+    def to_bytes(self) -> bytes:
+        tiles: list[int] = []
+        for idx, count in sorted(self.tiles.items()):
+            tiles += (idx, count)
+        frauds: list[int] = []
+        for h, (idx, known) in self.frauds.items():
+            frauds += (h, idx, known)
+        return orjson.dumps({"v": STATE_VERSION, "t": tiles, "f": frauds, "i": list(self.ids)})
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> MerchantState:
+        raw = orjson.loads(data)
+        if not isinstance(raw, dict) or raw.get("v") != STATE_VERSION:
+            raise ValueError("not a merchant state of version 1")
+        state = cls()
+        t = raw["t"]
+        state.tiles = {t[i]: t[i + 1] for i in range(0, len(t), 2)}
+        f = raw["f"]
+        state.frauds = {f[i]: [f[i + 1], f[i + 2]] for i in range(0, len(f), 3)}
+        state.ids = dict.fromkeys(raw["i"])
+        return state
+
+
+# -- the compiled spec -----------------------------------------------------------------------------
+class Engine:
+    """A spec compiled for evaluation: which tiles each feature reads, in spec order."""
+
+    def __init__(self, spec: FeatureSpec) -> None:
+        self.spec = spec
+        self.names = spec.names
+        self.groups = spec.account_groups
+        self._group_of = {(g.hop_s, g.where): i for i, g in enumerate(self.groups)}
+        self._windows: list[list[int]] = [[] for _ in self.groups]
+        """Per group: the distinct window lengths in tiles."""
+        self.transforms: list[TransformFeature] = []
+        self.account: list[tuple[AccountFeature, int, int]] = []
+        """(feature, group, window in tiles)."""
+        self.merchant: list[tuple[MerchantFeature, int]] = []
+        """(feature, window in steps)."""
+        for f in spec.features:
+            if isinstance(f, TransformFeature):
+                self.transforms.append(f)
+            elif isinstance(f, AccountFeature):
+                g = self._group_of[(f.hop_s, f.where)]
+                tiles = f.window_s // f.hop_s
+                if tiles not in self._windows[g]:
+                    self._windows[g].append(tiles)
+                self.account.append((f, g, tiles))
+            else:
+                self.merchant.append((f, f.window_s // spec.merchant_step_s))
+        self.step_ms = spec.merchant_step_s * 1000
+        self.lag_ms = spec.merchant_lag_s * 1000
+        self.merchant_horizon_steps = (
+            spec.merchant_window_s + spec.merchant_retain_s
+        ) // spec.merchant_step_s
+        self._dedupe_s = spec.dedupe_horizon_s
+        self._max_ids = spec.dedupe_max_ids
+        self.merchant_max_ids = spec.merchant_dedupe_max_ids
+
+    # -- transactions alone --------------------------------------------------------------------
+    def transform_values(self, tx: TransactionEvent) -> dict[str, float]:
+        return {f.name: transform(f, tx) for f in self.transforms}
+
+    # -- accounts -------------------------------------------------------------------------------
+    def new_account(self) -> AccountState:
+        return AccountState(len(self.groups))
+
+    def account_values(
+        self, state: AccountState, tx: TransactionEvent, h: int | None = None
+    ) -> tuple[dict[str, float], bool]:
+        """The account features of ``tx`` with ``tx`` in its windows; the state then includes
+        ``tx`` unless it is a re-publication of a recent one (same id: returned ``True``, the
+        windows are read without counting it again)."""
+        t = tx.timestamp.timestamp()
+        h = id_hash(tx.transaction_id) if h is None else h
+        duplicate = h in state.ids
+        if not duplicate:
+            self._observe(state, tx, t, h)
+        return self._account_read(state, tx, t), duplicate
+
+    def _observe(self, state: AccountState, tx: TransactionEvent, t: float, h: int) -> None:
+        amount = tx.amount_minor
+        for g, group in enumerate(self.groups):
+            if group.where and not _matches(group, tx):
+                continue
+            tiles = state.tiles[g]
+            idx = int(t // group.hop_s)
+            tile = tiles.get(idx)
+            if tile is not None:
+                tile[0] += 1
+                tile[1] += amount
+                continue
+            tiles[idx] = [1, amount]
+            cut = idx - group.retention_s // group.hop_s
+            for old in [i for i in tiles if i <= cut]:
+                del tiles[old]
+        ids = state.ids
+        ids[h] = int(t)
+        horizon = int(t) - self._dedupe_s
+        while ids and (len(ids) > self._max_ids or next(iter(ids.values())) < horizon):
+            del ids[next(iter(ids))]
+
+    def _account_read(
+        self, state: AccountState, tx: TransactionEvent, t: float
+    ) -> dict[str, float]:
+        sums: list[dict[int, tuple[int, int]]] = []
+        for g, group in enumerate(self.groups):
+            hi = int(t // group.hop_s)
+            per: dict[int, tuple[int, int]] = {}
+            tiles = state.tiles[g]
+            for w in self._windows[g]:
+                lo = hi - w
+                n = total = 0
+                for idx, (count, amount) in tiles.items():
+                    if lo < idx <= hi:
+                        n += count
+                        total += amount
+                per[w] = (n, total)
+            sums.append(per)
+        amount_now = tx.amount_minor / 100.0
+        out: dict[str, float] = {}
+        for f, g, w in self.account:
+            n, total = sums[g][w]
+            agg = f.aggregate
+            if agg == "count":
+                out[f.name] = float(n)
+            elif agg == "sum_amount":
+                out[f.name] = total / 100.0
+            else:
+                mean = (total / 100.0) / n if n else 0.0
+                if agg == "mean_amount":
+                    out[f.name] = mean
+                else:  # amount_ratio
+                    out[f.name] = amount_now / mean if mean > 0 else 1.0
+        return out
+
+    # -- merchants ------------------------------------------------------------------------------
+    def target_as_of_ms(self, t_ms: int) -> int:
+        """The as-of a transaction at ``t_ms`` asks for: ``floor((t - lag) / step) * step``."""
+        return ((t_ms - self.lag_ms) // self.step_ms) * self.step_ms
+
+    def merchant_values(
+        self, state: MerchantState | None, as_of_ms: int | None
+    ) -> dict[str, float]:
+        """The merchant features as of ``as_of_ms`` (a multiple of ``step``): windows
+        ``[as_of - w, as_of)`` of transaction tiles; frauds of transactions in the window whose
+        label was known before ``as_of``. No state or no as-of: all zero."""
+        if state is None or as_of_ms is None:
+            return {f.name: 0.0 for f, _ in self.merchant}
+        a = as_of_ms // self.step_ms
+        counts: dict[int, int] = {}
+        frauds: dict[int, int] = {}
+        for _, w in self.merchant:
+            if w in counts:
+                continue
+            lo = a - w
+            counts[w] = sum(c for idx, c in state.tiles.items() if lo <= idx < a)
+            frauds[w] = sum(
+                1 for idx, known in state.frauds.values() if lo <= idx < a and known < as_of_ms
+            )
+        out: dict[str, float] = {}
+        for f, w in self.merchant:
+            agg = f.aggregate
+            if agg == "count":
+                out[f.name] = float(counts[w])
+            elif agg == "fraud_count":
+                out[f.name] = float(frauds[w])
+            else:  # fraud_rate
+                out[f.name] = frauds[w] / counts[w] if counts[w] else 0.0
+        return out
+
+    # -- assembly -------------------------------------------------------------------------------
+    def assemble(self, *parts: dict[str, float]) -> dict[str, float]:
+        """Feature name → value in spec order (what the enriched event carries)."""
+        merged: dict[str, float] = {}
+        for part in parts:
+            merged |= part
+        return {name: merged[name] for name in self.names}
+
+
+def to_vector(features: dict[str, float] | Any, names: Sequence[str]) -> list[float]:
+    """Values in ``names`` order; a missing feature is an error, not a silent zero."""
+    try:
+        return [features[name] for name in names]
+    except KeyError as exc:
+        raise ValueError(f"feature {exc.args[0]!r} is missing") from exc
