@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from confluent_kafka import Message, TopicPartition
+from confluent_kafka.admin import AdminClient
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -39,7 +40,9 @@ from schemas.cloudevents import Envelope
 from schemas.events import EnrichedTransaction, TransactionEvent
 from scorestream import tracing
 from scorestream.dlq import DeadLetter
+from scorestream.errors import ScorestreamError, TopicError
 from scorestream.features import ENGINE, FEATURE_SPEC, AccountState, Engine, MerchantState
+from scorestream.kafka_config import admin_config
 from scorestream.partitioning import partition_for
 from scorestream.processor import Emit, OutRecord, Processor, ProcessorConfig, Result
 from scorestream.settings import KafkaSettings, ProcessingSettings
@@ -185,6 +188,16 @@ class AccountCodec:
             raise ValueError(str(exc)) from exc
 
 
+def require_topics(kafka: KafkaSettings, client_id: str, topics: list[str]) -> None:
+    """Refuse to start on a tenant whose topics do not exist (a consumer would wait for them
+    silently, a producer could create them with the broker's defaults)."""
+    admin = AdminClient(admin_config(kafka, client_id=client_id))
+    existing = admin.list_topics(timeout=30).topics
+    missing = [name for name in topics if name not in existing]
+    if missing:
+        raise TopicError(f"topics missing (run `scorestream topics create`): {missing}")
+
+
 # -- the service ----------------------------------------------------------------------------------
 class Enricher:
     def __init__(
@@ -201,6 +214,12 @@ class Enricher:
         self.tenant = t
         self.tx_topic = REGISTRY.topic("transactions", t)
         self.out_topic = REGISTRY.topic("transactions.enriched", t)
+        require_topics(
+            self.kafka,
+            settings.instance_id,
+            [self.tx_topic, self.out_topic]
+            + [REGISTRY.topic(s, t) for s in ("enricher.state", "merchant-features")],
+        )
         self.input_partitions = 0
         self.accounts: StateStore[AccountState] = StateStore(
             "accounts",
@@ -312,6 +331,7 @@ class Enricher:
         if self.input_partitions > 1:
             home = partition_for(key, self.input_partitions)
             if home != p:
+                self._check_partition_count()  # a grown topic moves keys: stop, don't reroute
                 self._reroute(env, home, result)
                 return None
         store = self.accounts.partition(p)
@@ -344,6 +364,13 @@ class Enricher:
         # the transaction's own ce_time travels on, so the audit can measure the enrich hop
         ext = {**env.extensions, "ingesttime": env.time.isoformat()}
         return Emit(self.out_topic, enriched, trace=env.trace, extensions=ext)
+
+    def _check_partition_count(self) -> None:
+        """Raise :class:`PartitionCountMismatchError` when the input has grown since the store
+        was restored (librdkafka notices new partitions only at its next metadata refresh)."""
+        consumer = self.processor.consumer
+        if consumer is not None:
+            self.accounts.check_partitions(consumer)
 
     def _reroute(self, env: Envelope[Any], home: int, result: Result) -> None:
         raw = env.raw
@@ -405,6 +432,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         return Enricher(settings).run()
+    except ScorestreamError as exc:
+        log.error("cannot run: %s", exc)
+        return 2
     finally:
         log.info("stopped after %.0fs", time.monotonic() - started)
         tracing.shutdown()

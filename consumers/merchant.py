@@ -40,12 +40,12 @@ from prometheus_client import Counter, Gauge
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from consumers.enricher import CLOCK_KEY
+from consumers.enricher import CLOCK_KEY, require_topics
 from schemas.cloudevents import Envelope
 from schemas.events import LabelEvent, MerchantActivity, TransactionEvent, WatermarkSource
 from scorestream import tracing
 from scorestream.dlq import DeadLetter
-from scorestream.errors import TopicError
+from scorestream.errors import ScorestreamError, TopicError
 from scorestream.features import ENGINE, Engine, MerchantState, id_hash
 from scorestream.processor import Emit, OutRecord, Processor, ProcessorConfig, Result
 from scorestream.settings import KafkaSettings, ProcessingSettings
@@ -161,6 +161,17 @@ class MerchantStage:
         self.label_topic = REGISTRY.topic("labels", t)
         self.activity_topic = REGISTRY.topic("merchant-activity", t)
         self.table_topic = REGISTRY.topic("merchant-features", t)
+        require_topics(
+            self.kafka,
+            settings.instance_id,
+            [
+                self.tx_topic,
+                self.label_topic,
+                self.activity_topic,
+                self.table_topic,
+                REGISTRY.topic("merchant.state", t),
+            ],
+        )
         self.lateness_ms = int(settings.allowed_lateness_s * 1000)
         self.store: StateStore[Value] = StateStore(
             "merchants",
@@ -519,6 +530,9 @@ def main(argv: list[str] | None = None) -> int:
     tracing.setup(SERVICE, settings.tenant)
     try:
         return MerchantStage(settings).run()
+    except ScorestreamError as exc:
+        log.error("cannot run: %s", exc)
+        return 2
     finally:
         tracing.shutdown()
 

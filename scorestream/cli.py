@@ -183,6 +183,18 @@ def _cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_state(args: argparse.Namespace) -> int:
+    from scorestream.ops.rescale import rescale, store_ref  # noqa: PLC0415
+
+    report = rescale(store_ref(args.store, args.tenant), dry_run=args.dry_run, progress=_progress)
+    verb = "would move" if args.dry_run else "moved"
+    print(
+        f"{args.store} state of {args.tenant}: {report.keys} keys, {verb} {report.moved}; "
+        f"changelog {report.changelog_partitions_before} → {report.source_partitions} partitions"
+    )
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from scorestream.live_demo import run_live_demo  # noqa: PLC0415
 
@@ -255,6 +267,23 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915  (a block per su
     down_cmd = sub.add_parser("down", help="stop the services started by 'up'")
     down_cmd.add_argument("--tenant", default="demo")
     down_cmd.set_defaults(func=_cmd_down)
+
+    state = sub.add_parser(
+        "state",
+        help="keyed state stores: 'rescale' after an input topic gained partitions",
+        description="rescale: with every instance of the service stopped, grow the store's "
+        "changelog to its input's partition count and move each key to its new partition "
+        "(docs/operations.md, 'Adding partitions').",
+    )
+    state.add_argument("action", choices=("rescale",))
+    state.add_argument("--tenant", required=True, help="the tenant whose store to rescale")
+    state.add_argument(
+        "--store", required=True, choices=("enricher", "merchant"), help="the service's store"
+    )
+    state.add_argument(
+        "--dry-run", action="store_true", help="count what would move, change nothing"
+    )
+    state.set_defaults(func=_cmd_state)
 
     demo = sub.add_parser("demo", help="the live demo: every service, traffic, hot swap, summary")
     demo.add_argument("--duration", type=float, default=60.0, help="seconds of traffic")

@@ -104,6 +104,9 @@ def consumer_config(
         "partition.assignment.strategy": "cooperative-sticky",
         "session.timeout.ms": 45_000,
         "max.poll.interval.ms": 300_000,
+        # see added partitions within 30 s (librdkafka's default: 5 min), so a stateful service
+        # stops with PartitionCountMismatchError instead of running on
+        "topic.metadata.refresh.interval.ms": 30_000,
     }
 
 

@@ -1,0 +1,1 @@
+"""Operator tools (a layer above the kernel and the services): ``scorestream state ...``."""
