@@ -55,6 +55,8 @@ SERVICE = "enricher"
 CLOCK_KEY = "__clock__"
 """The key of the merchant table's per-partition clock records (no merchant id starts with _)."""
 REROUTED_HEADER = "scorestream.rerouted-from"
+CACHE_MAX = 200_000
+"""Merchant feature values cached per (merchant, as-of); the whole cache is dropped beyond."""
 
 DUPLICATES = Counter(
     "scorestream_enricher_duplicates_total",
@@ -118,7 +120,9 @@ class MerchantTable:
         self.clocks: dict[int, int] = {}
         self.partitions = 0
         self.bad_records = 0
-        self._cache: dict[tuple[str, int], dict[str, float]] = {}
+        self._cache: dict[str, dict[int, dict[str, float]]] = {}
+        """merchant → as-of → values (invalidated per merchant when its state changes)."""
+        self._cached = 0
         self._as_of_gauge = TABLE_AS_OF.labels(tenant)
 
     def apply(self, msg: Message) -> None:
@@ -141,16 +145,14 @@ class MerchantTable:
             self.states.pop(key, None)
         else:
             try:
-                self.states[key] = MerchantState.from_bytes(value)
-            except (ValueError, KeyError, TypeError):
-                self.bad_records += 1
-                log.warning("unreadable merchant table record %r", key)
+                self.states[key] = MerchantState.from_bytes(value, self.engine.step_ms)
+            except ValueError as exc:
+                self.bad_records += 1  # the merchant's last good state stays
+                log.warning("unreadable merchant table record %r: %s", key, exc)
                 return
-        if len(self._cache) > 200_000:
-            self._cache.clear()
-        else:
-            for a in [k for k in self._cache if k[0] == key]:
-                del self._cache[a]
+        dropped = self._cache.pop(key, None)
+        if dropped:
+            self._cached -= len(dropped)
 
     def closed_ms(self) -> int | None:
         """All merchant activity before this is in the table (None: not every partition has
@@ -164,28 +166,32 @@ class MerchantTable:
         if closed is None:
             return self.engine.merchant_values(None, None), None
         as_of = min(self.engine.target_as_of_ms(t_ms), closed)
-        key = (merchant, as_of)
-        cached = self._cache.get(key)
+        per_merchant = self._cache.get(merchant)
+        if per_merchant is None:
+            per_merchant = self._cache[merchant] = {}
+        cached = per_merchant.get(as_of)
         if cached is None:
+            if self._cached >= CACHE_MAX:
+                self._cache.clear()
+                self._cached = 0
+                per_merchant = self._cache[merchant] = {}
             cached = self.engine.merchant_values(self.states.get(merchant), as_of)
-            self._cache[key] = cached
+            per_merchant[as_of] = cached
+            self._cached += 1
         return cached, as_of
 
 
 class AccountCodec:
-    """The account store's values on the changelog."""
+    """The account store's values on the changelog (tile groups named by hop and filter)."""
 
     def __init__(self, engine: Engine) -> None:
-        self.groups = len(engine.groups)
+        self.signatures = engine.signatures
 
     def encode(self, value: AccountState) -> bytes:
-        return value.to_bytes()
+        return value.to_bytes(self.signatures)
 
     def decode(self, data: bytes) -> AccountState:
-        try:
-            return AccountState.from_bytes(data, self.groups)
-        except (KeyError, TypeError, IndexError) as exc:
-            raise ValueError(str(exc)) from exc
+        return AccountState.from_bytes(data, self.signatures)
 
 
 def require_topics(kafka: KafkaSettings, client_id: str, topics: list[str]) -> None:

@@ -47,6 +47,7 @@ from scorestream import tracing
 from scorestream.dlq import DeadLetter
 from scorestream.errors import ScorestreamError, TopicError
 from scorestream.features import ENGINE, Engine, MerchantState, id_hash
+from scorestream.features.engine import StepChangedError
 from scorestream.processor import Emit, OutRecord, Processor, ProcessorConfig, Result
 from scorestream.settings import KafkaSettings, ProcessingSettings
 from scorestream.state import PartitionStore, StateStore
@@ -114,17 +115,35 @@ Value = MerchantState | Sources
 
 
 class MerchantStoreCodec:
+    """Merchant states (tiled by the spec's step) and the per-partition progress, as JSON."""
+
+    def __init__(self, step_ms: int | None = None) -> None:
+        self.step_ms = step_ms
+
     def encode(self, value: Value) -> bytes:
+        if isinstance(value, MerchantState):
+            return value.to_bytes(self.step_ms)
         return value.to_bytes()
 
     def decode(self, data: bytes) -> Value:
         try:
             raw = orjson.loads(data)
-            if isinstance(raw, dict) and "sources" in raw:
-                return Sources(dict(raw["sources"]), raw.get("clock"))
-            return MerchantState.from_bytes(data)
-        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-            raise ValueError(str(exc)) from exc
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"not JSON: {exc}") from exc
+        if isinstance(raw, dict) and "sources" in raw:
+            sources, clock = raw["sources"], raw.get("clock")
+            if not isinstance(sources, dict) or not all(
+                isinstance(v, list) and len(v) == 2 for v in sources.values()
+            ):
+                raise ValueError("'sources': not a mapping of [time, idle] pairs")
+            if clock is not None and type(clock) is not int:
+                raise ValueError("'clock': not an integer")
+            return Sources(dict(sources), clock)
+        try:
+            return MerchantState.from_bytes(data, self.step_ms)
+        except StepChangedError as exc:
+            log.warning("merchant state dropped (%s): it is rebuilt from new activity", exc)
+            return MerchantState()
 
 
 def closed_time(sources: dict[str, list[Any]], expected: set[str]) -> int | None:
@@ -177,7 +196,7 @@ class MerchantStage:
             "merchants",
             source=self.activity_topic,
             changelog=REGISTRY.topic("merchant.state", t),
-            codec=MerchantStoreCodec(),
+            codec=MerchantStoreCodec(engine.step_ms),
             kafka=self.kafka,
             group_id=settings.group_id,
             checkpoint_dir=settings.state_dir / t / settings.instance_id,
@@ -433,9 +452,8 @@ class MerchantStage:
                     continue
                 if horizon is not None:
                     state.prune(horizon)
-                result.records.append(
-                    OutRecord(self.table_topic, key.encode(), state.to_bytes(), partition=q)
-                )
+                data = state.to_bytes(step)
+                result.records.append(OutRecord(self.table_topic, key.encode(), data, partition=q))
                 self._m_snapshots.inc()
             if clock is not None and clock != sources.clock:
                 sources.clock = clock

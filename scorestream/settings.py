@@ -94,6 +94,9 @@ class BrokerSettings(BaseSettings):
     cluster_nodes: int = Field(default=1, ge=1)
     cluster_id: str = ""
     """The id to format a node of a local cluster with (every node the same); empty: random."""
+    extra_config: dict[str, str] = Field(default_factory=dict)
+    """More ``server.properties`` entries (they override the generated ones), e.g.
+    ``SCORESTREAM_BROKER_EXTRA_CONFIG='{"num.io.threads": "8"}'``."""
 
 
 class TopicSettings(BaseSettings):

@@ -404,7 +404,7 @@ class StateStore(Generic[V]):
                 raise ValueError("not a checkpoint file")
             offset, written, n = struct.unpack(">qdq", f.read(24))
             age = time.time() - written
-            if age > self.checkpoint_max_age_s:
+            if not -60.0 <= age <= self.checkpoint_max_age_s:  # NaN fails too
                 raise ValueError(f"{age:.0f}s old (max {self.checkpoint_max_age_s:.0f}s)")
             if not low <= offset <= high:
                 raise ValueError(

@@ -13,6 +13,7 @@ from schemas.events import (
     EnrichedTransaction,
     LabelEvent,
     LabelSource,
+    MerchantActivity,
     ModelAlias,
     ModelPromoted,
     ModelPublished,
@@ -140,5 +141,14 @@ def every_contract() -> list[Contract]:
             trace_id="0af7651916cd43dd8448eb211c80319c",
             hop_ms={"enrich": 1.2, "score": 3.4},
             recorded_at=T0,
+            merchant_as_of=T0,
+        ),
+        MerchantActivity(
+            kind="fraud",
+            tenant_id="acme",
+            merchant_id="mer-7",
+            transaction_id="tx-0001",
+            event_ms=1_790_000_000_000,
+            known_ms=1_790_100_000_000,
         ),
     ]

@@ -36,6 +36,7 @@ def server_properties(
     admin_user: str,
     num_partitions: int,
     quorum: Quorum | None = None,
+    extra: dict[str, str] | None = None,
 ) -> str:
     """A KRaft broker+controller on 127.0.0.1 only: single-node by default, or one node of a
     local cluster (``quorum``).
@@ -93,6 +94,7 @@ def server_properties(
         "num.network.threads": "3",
         "num.io.threads": "4",
         "log.segment.bytes": str(256 * 1024 * 1024),
+        **(extra or {}),
     }
     body = "\n".join(f"{k}={v}" for k, v in lines.items())
     kind = f"node {quorum.node_id} of a {quorum.nodes}-node" if quorum else "single-node"

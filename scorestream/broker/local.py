@@ -233,6 +233,7 @@ class LocalBroker:
                     admin_user=self.settings.admin_user,
                     num_partitions=self.settings.num_partitions,
                     quorum=self._quorum(),
+                    extra=self.settings.extra_config,
                 )
             )
             log4j = self.config_dir / "log4j2.properties"

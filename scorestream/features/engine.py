@@ -95,6 +95,23 @@ def _matches(group: TileGroup, tx: TransactionEvent) -> bool:
     return all(_field(tx, name) in values for name, values in group.where)
 
 
+def _ints(raw: dict[str, Any], name: str, stride: int) -> list[int]:
+    """A flat list of integers whose length is a multiple of ``stride`` (ValueError if not)."""
+    values = raw.get(name)
+    if not isinstance(values, list) or len(values) % stride:
+        raise ValueError(f"{name!r}: not a list of {stride}-tuples")
+    if any(type(v) is not int for v in values):
+        raise ValueError(f"{name!r}: not integers")
+    return values
+
+
+def group_signature(group: TileGroup) -> str:
+    """How an account state names a tile group: by hop and filter, never by position, so a spec
+    that adds or reorders windows still reads the groups it shares with the old one."""
+    where = ";".join(f"{k}={','.join(v)}" for k, v in group.where)
+    return f"{group.hop_s}|{where}"
+
+
 # -- account state ---------------------------------------------------------------------------------
 class AccountState:
     """One account's tiles (per group: tile index → ``[count, sum_minor]``) and recent ids."""
@@ -106,32 +123,49 @@ class AccountState:
         self.ids: dict[int, int] = {}
         """Recent transaction id hashes → event time (s), oldest first."""
 
-    def to_bytes(self) -> bytes:
-        flat_groups = []
-        for tiles in self.tiles:
+    def to_bytes(self, signatures: Sequence[str]) -> bytes:
+        """JSON: tile groups by :func:`group_signature` (``signatures`` in group order)."""
+        groups: dict[str, list[int]] = {}
+        for sig, tiles in zip(signatures, self.tiles, strict=True):
             flat: list[int] = []
             for idx, (count, total) in tiles.items():
                 flat += (idx, count, total)
-            flat_groups.append(flat)
+            groups[sig] = flat
         ids: list[int] = []
         for h, t in self.ids.items():
             ids += (h, t)
-        return orjson.dumps({"v": STATE_VERSION, "g": flat_groups, "i": ids})
+        return orjson.dumps({"v": STATE_VERSION, "g": groups, "i": ids})
 
     @classmethod
-    def from_bytes(cls, data: bytes, groups: int) -> AccountState:
-        raw = orjson.loads(data)
+    def from_bytes(cls, data: bytes, signatures: Sequence[str]) -> AccountState:
+        """The state for a spec whose groups are ``signatures``: groups of the stored state the
+        spec no longer has are dropped, new ones start empty. ValueError when malformed."""
+        try:
+            raw = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"not JSON: {exc}") from exc
         if not isinstance(raw, dict) or raw.get("v") != STATE_VERSION:
             raise ValueError("not an account state of version 1")
-        state = cls(groups)
-        for g, flat in enumerate(raw["g"][:groups]):
-            state.tiles[g] = {flat[i]: [flat[i + 1], flat[i + 2]] for i in range(0, len(flat), 3)}
-        ids = raw["i"]
+        stored = raw.get("g")
+        if not isinstance(stored, dict):
+            raise ValueError("'g': not a mapping of tile groups")
+        state = cls(len(signatures))
+        for g, sig in enumerate(signatures):
+            if sig in stored:
+                flat = _ints(stored, sig, 3)
+                state.tiles[g] = {
+                    flat[i]: [flat[i + 1], flat[i + 2]] for i in range(0, len(flat), 3)
+                }
+        ids = _ints(raw, "i", 2)
         state.ids = {ids[i]: ids[i + 1] for i in range(0, len(ids), 2)}
         return state
 
 
 # -- merchant state --------------------------------------------------------------------------------
+class StepChangedError(ValueError):
+    """A merchant state tiled with another ``step`` than the spec's (the tiles cannot be read)."""
+
+
 class MerchantState:
     """One merchant's ``step`` tiles of transaction counts, its confirmed frauds (id hash →
     ``[tile of the transaction, labelled_at in ms]``) and a ring of recent transaction ids."""
@@ -173,26 +207,37 @@ class MerchantState:
         for h in [h for h, (idx, _) in self.frauds.items() if idx < horizon_idx]:
             del self.frauds[h]
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, step_ms: int | None = None) -> bytes:
+        """JSON; with ``step_ms`` it records the tiling, which :meth:`from_bytes` checks."""
         tiles: list[int] = []
         for idx, count in sorted(self.tiles.items()):
             tiles += (idx, count)
         frauds: list[int] = []
         for h, (idx, known) in self.frauds.items():
             frauds += (h, idx, known)
-        return orjson.dumps({"v": STATE_VERSION, "t": tiles, "f": frauds, "i": list(self.ids)})
+        out: dict[str, Any] = {"v": STATE_VERSION, "t": tiles, "f": frauds, "i": list(self.ids)}
+        if step_ms is not None:
+            out["s"] = step_ms
+        return orjson.dumps(out)
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> MerchantState:
-        raw = orjson.loads(data)
+    def from_bytes(cls, data: bytes, step_ms: int | None = None) -> MerchantState:
+        """ValueError when malformed; :class:`StepChangedError` when tiled with another step."""
+        try:
+            raw = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"not JSON: {exc}") from exc
         if not isinstance(raw, dict) or raw.get("v") != STATE_VERSION:
             raise ValueError("not a merchant state of version 1")
+        stored_step = raw.get("s")
+        if step_ms is not None and stored_step is not None and stored_step != step_ms:
+            raise StepChangedError(f"tiled by {stored_step} ms, the spec's step is {step_ms} ms")
         state = cls()
-        t = raw["t"]
+        t = _ints(raw, "t", 2)
         state.tiles = {t[i]: t[i + 1] for i in range(0, len(t), 2)}
-        f = raw["f"]
+        f = _ints(raw, "f", 3)
         state.frauds = {f[i]: [f[i + 1], f[i + 2]] for i in range(0, len(f), 3)}
-        state.ids = dict.fromkeys(raw["i"])
+        state.ids = dict.fromkeys(_ints(raw, "i", 1))
         return state
 
 
@@ -204,6 +249,7 @@ class Engine:
         self.spec = spec
         self.names = spec.names
         self.groups = spec.account_groups
+        self.signatures = tuple(group_signature(g) for g in self.groups)
         self._group_of = {(g.hop_s, g.where): i for i, g in enumerate(self.groups)}
         self._windows: list[list[int]] = [[] for _ in self.groups]
         """Per group: the distinct window lengths in tiles."""

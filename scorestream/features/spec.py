@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import yaml
 
+from schemas.events import Channel
 from scorestream.errors import ConfigError
 
 ENGINE_VERSION = "3"
@@ -41,6 +42,7 @@ TRANSFORMS = (
 )
 ACCOUNT_AGGREGATES = ("count", "sum_amount", "mean_amount", "amount_ratio")
 MERCHANT_AGGREGATES = ("count", "fraud_count", "fraud_rate")
+CHANNELS = tuple(c.value for c in Channel)
 WHERE_FIELDS = ("channel", "country", "currency", "mcc", "card_country", "cross_border")
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")
@@ -168,7 +170,12 @@ def _where(raw: object, where: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
         if key not in WHERE_FIELDS:
             raise ConfigError(f"{where}.where: {key!r} is not one of {list(WHERE_FIELDS)}")
         values = value if isinstance(value, list) else [value]
-        out.append((str(key), tuple(sorted(str(v).lower() for v in values))))
+        texts = tuple(sorted(str(v).lower() for v in values))
+        if not texts:
+            raise ConfigError(f"{where}.where.{key}: at least one value")
+        if key == "channel" and any(v not in CHANNELS for v in texts):
+            raise ConfigError(f"{where}.where.channel: each one of {CHANNELS}")
+        out.append((str(key), texts))
     return tuple(out)
 
 
@@ -180,6 +187,8 @@ def _transform(raw: dict[str, Any], name: str, where: str) -> TransformFeature:
     value = raw.get("value")
     if (transform == "channel_is") != (value is not None):
         raise ConfigError(f"{where}: 'value' goes with (and only with) channel_is")
+    if value is not None and str(value) not in CHANNELS:
+        raise ConfigError(f"{where}: channel {value!r} is not one of {CHANNELS}")
     return TransformFeature(name, transform, None if value is None else str(value))
 
 
@@ -229,12 +238,28 @@ def _feature(raw: object, i: int, step_s: int) -> Feature:
     raise ConfigError(f"{where}: needs 'transform', or 'entity' (account or merchant)")
 
 
+def _section(data: dict[str, Any], name: str, keys: set[str]) -> dict[str, Any]:
+    section = data.get(name) or {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"{name}: a mapping of {sorted(keys)}")
+    _only(section, keys, name)
+    return section
+
+
+def _count(section: dict[str, Any], key: str, default: int, where: str) -> int:
+    value = section.get(key, default)
+    if type(value) is not int or value < 1:
+        raise ConfigError(f"{where}.{key}: a whole number ≥ 1, not {value!r}")
+    return value
+
+
 def parse_spec(data: object, *, source: str = "<inline>") -> FeatureSpec:
     """A :class:`FeatureSpec` from the parsed YAML; :class:`ConfigError` names what is wrong."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a feature spec is a mapping")
-    account = data.get("account") or {}
-    merchant = data.get("merchant") or {}
+    _only(data, {"name", "version", "dtype", "account", "merchant", "features"}, source)
+    account = _section(data, "account", {"dedupe_horizon", "dedupe_max_ids"})
+    merchant = _section(data, "merchant", {"step", "lag", "retain", "dedupe_max_ids"})
     step = duration_s(merchant.get("step", "1h"), "merchant.step")
     if step <= 0 or 86400 % step:
         raise ConfigError("merchant.step must divide a day (e.g. 5m, 15m, 1h)")
@@ -248,20 +273,19 @@ def parse_spec(data: object, *, source: str = "<inline>") -> FeatureSpec:
         raise ConfigError(f"{source}: feature names declared twice: {dup}")
     if data.get("dtype", "float32") != "float32":
         raise ConfigError(f"{source}: dtype must be float32 (the model's input tensor)")
-    try:
-        version = int(data.get("version", 0))
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{source}: version must be an integer") from exc
+    version = data.get("version", 0)
+    if type(version) is not int:
+        raise ConfigError(f"{source}: version must be a whole number, not {version!r}")
     return FeatureSpec(
         name=str(data.get("name", "features")),
         version=version,
         features=features,
         dedupe_horizon_s=duration_s(account.get("dedupe_horizon", "7d"), "account.dedupe_horizon"),
-        dedupe_max_ids=int(account.get("dedupe_max_ids", 512)),
+        dedupe_max_ids=_count(account, "dedupe_max_ids", 512, "account"),
         merchant_step_s=step,
         merchant_lag_s=duration_s(merchant.get("lag", "0s"), "merchant.lag"),
         merchant_retain_s=duration_s(merchant.get("retain", "7d"), "merchant.retain"),
-        merchant_dedupe_max_ids=int(merchant.get("dedupe_max_ids", 256)),
+        merchant_dedupe_max_ids=_count(merchant, "dedupe_max_ids", 256, "merchant"),
         source=source,
     )
 
