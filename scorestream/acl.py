@@ -7,11 +7,22 @@ two renderers use it, so what runs in production and what the tests prove cannot
 * :mod:`scorestream.security` turns them into real broker state (SCRAM credentials and
   ``create_acls``) for the security suite and for clusters without the Strimzi operator.
 
-The rules: Read+Describe on the topics a service consumes, Write+Describe on the topics it
-produces (its DLQs included, since a stream's consumers write its DLQ), Read on its consumer
-groups (``<tenant>.<service>`` literal and ``<tenant>.<service>.`` prefixed) and, for the
-exactly-once services, Write+Describe on the transactional ids ``<tenant>.<service>.*``. Every
-rule names only the tenant's own resources or a global stream (``model-events``).
+The rules: Read+Describe on the topics a service consumes (its own state changelogs included,
+:data:`EXTRA_READS`), Write+Describe on the topics it produces (its DLQs included, since a
+stream's consumers write its DLQ), Read on its consumer groups (``<tenant>.<service>`` literal and
+``<tenant>.<service>.`` prefixed) and, for the exactly-once services, Write+Describe on the
+transactional ids ``<tenant>.<service>.*``. Every rule names only the tenant's own resources or a
+global stream (``model-events``); every rule is a literal or a ``<tenant>.``-prefixed name.
+
+The prefixed group rule also covers the ``assign()``-only readers, which never commit and never
+ask for committed offsets: the state store restores and checkpoints (group
+``<tenant>.<service>.restore``, :mod:`scorestream.state`), the enricher's replicated merchant
+table (``<tenant>.enricher.table``, :mod:`scorestream.table`), the worker's model watcher
+(``<tenant>.worker.models``) and the gateway's reply reader (``<tenant>.gateway.replies``). They
+need it all the same: librdkafka looks up the group coordinator of every consumer configured
+with a ``group.id``, and a FindCoordinator refused with GROUP_AUTHORIZATION_FAILED (it needs
+Describe on the group, which Read implies) comes out of ``consume()`` as an error, which fails a
+restore (``tests/security/test_broker_acls.py::test_assign_only_readers_need_their_group_acl``).
 """
 
 from __future__ import annotations
@@ -23,25 +34,21 @@ from scorestream.topics import REGISTRY, TopicRegistry, validate_tenant
 
 ResourceKind = Literal["topic", "group", "transactionalId"]
 PatternKind = Literal["literal", "prefix"]
-Operation = Literal["Read", "Write", "Describe", "DescribeConfigs", "Create"]
+Operation = Literal["Read", "Write", "Describe"]
 
-EXACTLY_ONCE: frozenset[str] = frozenset({"enricher", "worker", "decision", "notifier", "audit"})
+EXACTLY_ONCE: frozenset[str] = frozenset(
+    {"enricher", "merchant", "worker", "decision", "notifier", "audit"}
+)
 """Services with a transactional producer (``transactional.id`` = ``<tenant>.<service>.<pod>``)."""
 
 EXTRA_READS: dict[str, tuple[str, ...]] = {
-    # The audit join restores its pending state from its own changelog on assignment.
+    # A keyed state store is restored from its own changelog on assignment (scorestream.state).
     "audit": ("audit.state",),
+    "enricher": ("enricher.state",),
+    "merchant": ("merchant.state",),
 }
-"""Streams a service reads that the registry lists under another reader (``operator``)."""
-
-QUIX_SERVICES: frozenset[str] = frozenset({"enricher"})
-"""Services built on Quix Streams. Quix checks the config of every topic it is given
-(DescribeConfigs) and creates its own internal topics, named ``changelog__<group>--...`` and
-``repartition__<group>--...`` with ``<group>`` = ``<tenant>.<service>`` (quixstreams 3.28
-``TopicManager._internal_name``), so it gets DescribeConfigs on its topics and Create, Read,
-Write, Describe and DescribeConfigs on those two prefixes: still only its own tenant's names."""
-
-_INTERNAL: tuple[Operation, ...] = ("Create", "Read", "Write", "Describe", "DescribeConfigs")
+"""Streams a service reads that the registry lists under another reader (``operator``): its
+own state changelogs, which it writes in its transactions and reads back on assignment."""
 
 _READ: tuple[Operation, ...] = ("Read", "Describe")
 _WRITE: tuple[Operation, ...] = ("Write", "Describe")
@@ -71,16 +78,11 @@ def service_acl_rules(
     for extra in EXTRA_READS.get(service, ()):
         reads.setdefault(extra, registry.get(extra))
     writes = registry.written_by(service)
-    quix: tuple[Operation, ...] = ("DescribeConfigs",) if service in QUIX_SERVICES else ()
-    rules = [AclRule("topic", s.topic(tenant), "literal", _READ + quix) for s in reads.values()]
-    rules += [AclRule("topic", s.topic(tenant), "literal", _WRITE + quix) for s in writes]
+    rules = [AclRule("topic", s.topic(tenant), "literal", _READ) for s in reads.values()]
+    rules += [AclRule("topic", s.topic(tenant), "literal", _WRITE) for s in writes]
     group = f"{tenant}.{service}"
-    if service in QUIX_SERVICES:
-        rules += [
-            AclRule("topic", f"{kind}__{group}--", "prefix", _INTERNAL)
-            for kind in ("changelog", "repartition")
-        ]
     rules.append(AclRule("group", group, "literal", ("Read",)))
+    # the assign()-only readers' <group>.restore, <tenant>.enricher.table...: see the module doc
     rules.append(AclRule("group", f"{group}.", "prefix", ("Read",)))
     if service in EXACTLY_ONCE:
         rules.append(AclRule("transactionalId", f"{group}.", "prefix", _WRITE))

@@ -42,7 +42,9 @@ class FaultKind(StrEnum):
     PROMOTE = "model promotion"
 
 
-KILL_TARGETS = ("worker-0", "worker-1", "enricher", "decision", "audit")
+KILL_TARGETS = ("worker-0", "worker-1", "merchant", "enricher", "decision", "audit")
+"""The services whose outputs :mod:`scorestream.chaos_check` verifies; the stateful ones (the
+merchant stage and the enricher) restore their state stores after each kill."""
 WORKERS = ("worker-0", "worker-1")
 
 

@@ -10,11 +10,12 @@ import json
 import random
 import threading
 import time
+from datetime import datetime
 
 from confluent_kafka import Producer
 
 from schemas.cloudevents import encode
-from schemas.events import Contract, TransactionEvent
+from schemas.events import Contract, LabelEvent, TransactionEvent
 from scorestream.chaos_check import Inputs
 from scorestream.kafka_config import producer_config
 from scorestream.serde import EventProducer
@@ -42,10 +43,20 @@ def simulated(events: int, seed: int, tenant: str) -> tuple[list[tuple[str, Cont
             if len(inputs.order) >= events:
                 break
             inputs.order[event.transaction_id] = (event.account_id, len(items))
+            inputs.merchants[event.transaction_id] = (event.merchant_id, _ms(event.timestamp))
         else:
             inputs.labels += 1
+            if isinstance(event, LabelEvent) and event.is_fraud:
+                inputs.frauds[event.transaction_id] = (
+                    event.merchant_id,
+                    _ms(event.transaction_time),
+                )
         items.append((stream, event))
     return items, inputs
+
+
+def _ms(when: datetime) -> int:
+    return int(when.timestamp() * 1000)
 
 
 Headers = list[tuple[str, str | bytes | None]]

@@ -8,11 +8,13 @@ equal the generator's output, so edit the registry and re-run ``generate``, neve
   (``retention.ms``, ``cleanup.policy``, ``min.insync.replicas`` and its extras). Global streams
   (``model-events``) are shared by every tenant and are written once, to ``topics-global.yaml``.
 * one ``KafkaUser`` per service of a tenant, SCRAM-SHA-512, with least-privilege ``simple`` ACLs
-  derived from the registry's producers and consumers: Read+Describe on the topics it consumes,
-  Write+Describe on the topics it produces (its DLQs included, since a stream's consumers write its
-  DLQ), Read on its consumer groups (``<tenant>.<service>`` and ``<tenant>.<service>.*``) and, for
-  the exactly-once services, Write+Describe on the transactional ids ``<tenant>.<service>.*``.
-  Every ACL names only the tenant's own resources or a global stream.
+  derived from the registry's producers and consumers (:func:`scorestream.acl.service_acl_rules`):
+  Read+Describe on the topics it consumes (its own state changelogs included), Write+Describe on
+  the topics it produces (its DLQs included, since a stream's consumers write its DLQ), Read on
+  its consumer groups (``<tenant>.<service>`` and ``<tenant>.<service>.*``, which covers the
+  ``assign()``-only restore and table readers) and, for the exactly-once services, Write+Describe
+  on the transactional ids ``<tenant>.<service>.*``. Every ACL names only the tenant's own
+  resources or a global stream.
 
 Strimzi 1.2.0 serves ``KafkaTopic`` and ``KafkaUser`` only as ``kafka.strimzi.io/v1`` (``v1beta2``
 and the ACL rule's singular ``operation`` are gone from its CRDs).
@@ -40,6 +42,7 @@ DEFAULT_NAMESPACE = "kafka"
 
 SERVICES: tuple[str, ...] = (
     "gateway",
+    "merchant",
     "enricher",
     "worker",
     "decision",

@@ -14,6 +14,12 @@ here talks to Kubernetes.
   ``<tenant>.<service>.<pod>`` of the exactly-once services.
 * the gateway is a StatefulSet: each replica owns one partition of ``<tenant>.replies``, taken
   from the pod's ordinal (label ``apps.kubernetes.io/pod-index``, Kubernetes >= 1.28).
+* the stateful services (the enricher and the merchant stage: their settings have a
+  ``state_dir``) get a ``state`` emptyDir at :data:`~scorestream.k8s_config.STATE_MOUNT`. It only
+  holds the checkpoints of their keyed state stores, written on a clean revoke or shutdown; the
+  state itself lives in the compacted changelog (``<tenant>.<service>.state``), so losing the
+  volume (a new pod, an eviction) costs a changelog replay at the next start, nothing else. See
+  :data:`STATE_VOLUME_SIZE` for its size.
 """
 
 from __future__ import annotations
@@ -34,6 +40,14 @@ API_KEYS_FILE = "/etc/scorestream/api-keys/keys"
 GRACE_MARGIN_S = 15
 METRICS_LABEL = "scorestream.io/metrics"
 """On the one gateway Service that the ServiceMonitor scrapes (not on the headless one)."""
+STATE_VOLUME_SIZE = "1Gi"
+"""``sizeLimit`` of the ``state`` emptyDir. A checkpoint holds every key of a store partition
+(simulated traffic over 35 days: about 1 KB per account, up to 10 KB per merchant), and an
+instance may keep the checkpoints of every partition it has held until it gets them back, so
+1 GiB is room for roughly a million accounts. Beyond that the kubelet evicts the pod while it
+writes a checkpoint (on a rebalance or a clean shutdown): that costs a restart and a full
+changelog replay, never data. Raise the limit with the tenant's account count, or accept the
+replay."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +60,9 @@ class App:
     memory: tuple[str, str]
     replicas: int = 1
     """Fixed replicas; ignored when ``scale_on`` is set (KEDA owns the count)."""
-    scale_on: str | None = None
-    """The registry stream whose consumer lag scales the service."""
+    scale_on: tuple[str, ...] = ()
+    """The registry streams whose consumer lag scales the service (one KEDA trigger each; the
+    replica count follows the largest)."""
     uses_models: bool = False
     egress_https: bool = False
     """Needs HTTPS beyond the cluster (object storage for models, webhooks)."""
@@ -60,19 +75,32 @@ class App:
     def kind(self) -> str:
         return "StatefulSet" if self.service == "gateway" else "Deployment"
 
+    @property
+    def stateful(self) -> bool:
+        """Keeps local state files (a ``state_dir`` setting): gets the ``state`` volume."""
+        return self.service in cfg.SERVICE_SETTINGS and cfg.has_state_dir(self.service)
+
 
 APPS: tuple[App, ...] = (
     App("gateway", ("250m", "1"), ("256Mi", "512Mi"), replicas=2),
-    App("enricher", ("250m", "1"), ("512Mi", "1Gi"), scale_on="transactions"),
+    # the merchant stage: re-keys transactions and fraud labels by merchant, then aggregates them
+    App(
+        "merchant",
+        ("250m", "1"),
+        ("512Mi", "1Gi"),
+        scale_on=("merchant-activity", "transactions"),
+    ),
+    # the enricher: account state in its store, every instance follows the whole merchant table
+    App("enricher", ("250m", "1"), ("512Mi", "1Gi"), scale_on=("transactions",)),
     App(
         "worker",
         ("500m", "1"),
         ("512Mi", "1Gi"),
-        scale_on="transactions.enriched",
+        scale_on=("transactions.enriched",),
         uses_models=True,
         egress_https=True,
     ),
-    App("decision", ("100m", "500m"), ("256Mi", "512Mi"), scale_on="predictions"),
+    App("decision", ("100m", "500m"), ("256Mi", "512Mi"), scale_on=("predictions",)),
     App("notifier", ("100m", "500m"), ("256Mi", "512Mi"), egress_https=True),
     App("audit", ("250m", "1"), ("512Mi", "1Gi"), replicas=2),
     # one replica: live precision/AP per model version need every partition in one window
@@ -240,6 +268,8 @@ def container(app: App, tenant: str, args: list[str] | None = None) -> dict[str,
             {"name": "kafka-ca", "mountPath": cfg.CA_MOUNT, "readOnly": True},
         ],
     }
+    if app.stateful:
+        spec["volumeMounts"].append({"name": "state", "mountPath": cfg.STATE_MOUNT})
     if app.service == "gateway":
         spec["volumeMounts"].append(
             {
@@ -279,6 +309,9 @@ def pod_spec(app: App, tenant: str, args: list[str] | None = None) -> dict[str, 
             },
         ],
     }
+    if app.stateful:
+        # checkpoints only (see STATE_VOLUME_SIZE): an emptyDir, losing it costs a replay
+        spec["volumes"].append({"name": "state", "emptyDir": {"sizeLimit": STATE_VOLUME_SIZE}})
     if app.service == "gateway":
         spec["volumes"].append(
             {
@@ -310,7 +343,7 @@ def grace_seconds(service: str) -> int:
 def workload(app: App, tenant: str) -> dict[str, Any]:
     """The Deployment (StatefulSet for the gateway) of one service."""
     spec: dict[str, Any] = {}
-    if app.scale_on is None:
+    if not app.scale_on:
         spec["replicas"] = app.replicas
     spec["revisionHistoryLimit"] = 5
     spec["selector"] = {"matchLabels": selector(tenant, app.service)}
@@ -408,7 +441,7 @@ def retrain_cronjob(tenant: str) -> dict[str, Any]:
 
 
 def scaled_partitions(app: App) -> int:
-    """Partitions of the stream that scales ``app``: more consumers than that would idle."""
-    if app.scale_on is None:
+    """Partitions of the largest stream that scales ``app``: more consumers would idle."""
+    if not app.scale_on:
         return app.replicas
-    return REGISTRY.get(app.scale_on).partitions
+    return max(REGISTRY.get(s).partitions for s in app.scale_on)

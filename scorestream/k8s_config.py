@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic_settings import BaseSettings
 
+from scorestream.acl import EXACTLY_ONCE
 from scorestream.errors import ConfigError
 
 # The in-cluster names the manifests agree on.
@@ -28,6 +29,9 @@ OTLP_NAMESPACE = "observability"
 OTLP_ENDPOINT = f"http://otel-collector.{OTLP_NAMESPACE}.svc:4318"
 HEALTH_PORT = 8080
 GATEWAY_PORT = 8000
+STATE_MOUNT = "/var/lib/scorestream/state"
+"""Where the stateful services' ``state`` volume is mounted (their ``state_dir``)."""
+LIVENESS_MARGIN_S = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +55,7 @@ GATEWAY_AUTH = SettingsRef("producers.gateway_auth", "GatewayAuthSettings")
 
 SERVICE_SETTINGS: dict[str, SettingsRef] = {
     "gateway": SettingsRef("producers.gateway", "GatewaySettings"),
+    "merchant": SettingsRef("consumers.merchant", "MerchantSettings"),
     "enricher": SettingsRef("consumers.enricher", "EnricherSettings"),
     "worker": SettingsRef("inference_worker.settings", "WorkerSettings"),
     "decision": SettingsRef("consumers.decision", "DecisionSettings"),
@@ -109,11 +114,49 @@ def service_env(service: str, tenant: str) -> dict[str, str]:
         values |= {"host": "0.0.0.0", "port": GATEWAY_PORT}  # noqa: S104 (pod IP, behind a Service)
     else:
         values["health_port"] = HEALTH_PORT
-    if service in {"enricher", "worker", "decision", "notifier", "audit"}:
+    if service in EXACTLY_ONCE:
         values["delivery"] = "exactly_once"
     if service == "worker":
         values["intra_op_threads"] = 1
+    if has_state_dir(service):
+        values["state_dir"] = STATE_MOUNT
+    live = live_after_seconds(service)
+    if live is not None:
+        values["live_after_s"] = live
     return env_map(ref, values)
+
+
+def has_state_dir(service: str) -> bool:
+    """Whether the service keeps local state files (checkpoints of its keyed state store)."""
+    return "state_dir" in SERVICE_SETTINGS[service].load().model_fields
+
+
+def live_after_seconds(service: str) -> int | None:
+    """``live_after_s`` for a service that restores state or reads a table before it polls, else
+    None (its default stands).
+
+    ``/livez`` fails once the loop has not polled for ``live_after_s``, and neither a restore
+    (inside the assignment callback) nor the enricher's first read of the merchant table (before
+    the loop starts) polls: with the default (60 s) a restore that takes longer than about 90 s
+    makes the liveness probe kill the pod mid-restore, and the next pod starts the restore over.
+    So such a service may go without a poll for as long as its longest restore or table timeout
+    (after which it fails on its own) plus a margin."""
+    cls = SERVICE_SETTINGS[service].load()
+    waits = [
+        _default(cls, name)
+        for name in ("restore_timeout_s", "table_timeout_s")
+        if name in cls.model_fields
+    ]
+    if not waits or "live_after_s" not in cls.model_fields:
+        return None
+    return int(max(_default(cls, "live_after_s"), max(waits) + LIVENESS_MARGIN_S))
+
+
+def _default(cls: type[BaseSettings], name: str) -> float:
+    value = cls.model_fields[name].default
+    if not isinstance(value, int | float):
+        raise ConfigError(f"{cls.__name__}.{name} has no numeric default")
+    return float(value)
 
 
 def instance_id_key(service: str) -> str:
@@ -125,13 +168,9 @@ def drain_seconds(service: str) -> int:
     """How long a SIGTERM'd pod may need to finish its batch or requests, from its settings'
     defaults: the pod's ``terminationGracePeriodSeconds`` is this plus a margin."""
     cls = SERVICE_SETTINGS[service].load()
-    fields = cls.model_fields
 
     def default(name: str) -> float:
-        value = fields[name].default
-        if not isinstance(value, int | float):
-            raise ConfigError(f"{cls.__name__}.{name} has no numeric default")
-        return float(value)
+        return _default(cls, name)
 
     if service == "gateway":
         # in-flight synchronous requests wait up to max_deadline_s, then the producer flushes

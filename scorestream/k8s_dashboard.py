@@ -1,7 +1,8 @@
 """The Grafana dashboard (``k8s/monitoring/grafana/scorestream.json``), generated from rows here.
 
-Panels: throughput per stage, latency percentiles, consumer lag, DLQ, model versions, live
-average precision, score drift (PSI) and the SLO error ratio. Every series a query selects is a
+Panels: throughput per stage, latency percentiles, consumer lag, DLQ, the served features (merchant
+table freshness and clocks, late activity, duplicates, reroutes, state restores), model versions,
+live average precision, score drift (PSI) and the SLO error ratio. Every series a query selects is a
 ``scorestream_*`` metric of the catalog (``docs/metrics.md``) or a recording rule of
 ``k8s/monitoring/rules/scorestream-rules.yaml``; a unit test checks this.
 """
@@ -137,7 +138,7 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
                     ),
                 ),
                 unit="short",
-                description="What KEDA scales the worker, enricher and decision on",
+                description="What KEDA scales the merchant stage, enricher, worker and decision on",
             ),
             Panel(
                 "Dead letters per second by service and reason",
@@ -166,6 +167,106 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
                     ("scorestream:slo_availability:error_ratio_rate1h", "1h"),
                 ),
                 unit="percentunit",
+            ),
+        ),
+    ),
+    (
+        "Features",
+        (
+            Panel(
+                "Merchant feature freshness (event time - served as-of)",
+                tuple(
+                    (
+                        _q(q, "scorestream_enricher_merchant_freshness_seconds", "tenant"),
+                        f"p{int(q * 100)} {{{{tenant}}}}",
+                    )
+                    for q in (0.5, 0.99)
+                ),
+                unit="s",
+                description="How old the merchant aggregates served with a transaction are, "
+                "against the transaction's own time; below the spec's step (1 h) when the table "
+                "keeps up. ScorestreamMerchantFeaturesStale fires when the median passes 2 h",
+            ),
+            Panel(
+                "Merchant table age (now - as-of), slowest enricher",
+                (
+                    (
+                        "time() - min by (tenant) (scorestream_merchant_table_as_of_seconds"
+                        + T
+                        + " > 0)",
+                        "{{tenant}}",
+                    ),
+                ),
+                unit="s",
+                description="The time up to which the merchant table is complete, as each "
+                "enricher sees it; it moves in steps of the spec's step (1 h). "
+                "ScorestreamMerchantTableStalled fires when it stops moving under traffic",
+            ),
+            Panel(
+                "Merchant table clock age per partition (merchant stage)",
+                (
+                    (
+                        "time() - max by (tenant, partition) (scorestream_merchant_clock_seconds"
+                        + T
+                        + ")",
+                        "{{tenant}} p{{partition}}",
+                    ),
+                ),
+                unit="s",
+                description="The partition whose clock lags holds the whole table back: its "
+                "inputs (transactions, labels) are slow or not caught up",
+            ),
+            Panel(
+                "Transactions served without merchant features",
+                (
+                    (
+                        "sum by (tenant) (rate(scorestream_enricher_merchant_table_missing_total"
+                        + T
+                        + "[5m]))",
+                        "{{tenant}}",
+                    ),
+                ),
+                unit="reqps",
+                description="The merchant table is not complete yet (a partition has no clock)",
+            ),
+            Panel(
+                "Late merchant activity, duplicates and reroutes",
+                (
+                    (
+                        "sum by (tenant, kind) (rate(scorestream_merchant_late_total"
+                        + T
+                        + "[5m]))",
+                        "late {{kind}} {{tenant}}",
+                    ),
+                    (
+                        "sum by (tenant) (rate(scorestream_enricher_duplicates_total"
+                        + T
+                        + "[5m]))",
+                        "duplicate transactions {{tenant}}",
+                    ),
+                    (
+                        "sum by (tenant) (rate(scorestream_enricher_rerouted_total" + T + "[5m]))",
+                        "rerouted {{tenant}}",
+                    ),
+                ),
+                unit="reqps",
+                description="Late: activity older than its partition's clock (counted from the "
+                "next snapshot on). Rerouted: records on a partition their key does not hash to "
+                "(a producer without the murmur2 partitioner)",
+            ),
+            Panel(
+                "State restore time per store, p99 over 1h",
+                (
+                    (
+                        "histogram_quantile(0.99, sum by (le, store) "
+                        "(increase(scorestream_state_restore_seconds_bucket[1h])))",
+                        "{{store}}",
+                    ),
+                ),
+                unit="s",
+                description="Rebuilding newly assigned partitions of a keyed state store from "
+                "its checkpoint and changelog, after a rebalance or a restart; "
+                "scorestream_state_restored_records_total counts the changelog records read",
             ),
         ),
     ),

@@ -1,11 +1,13 @@
 """KEDA autoscaling on consumer lag for the services that have a lag to scale on.
 
-One ``ScaledObject`` per scaled service (kafka trigger on the service's consumer group and its
-input topic) and one ``TriggerAuthentication`` with the service's own SCRAM credentials: the
-``KafkaUser`` already has Describe on that topic and Read (so Describe) on that group, which is all
-KEDA's lag query needs. ``maxReplicaCount`` is the input topic's partition count from the
-registry, because a consumer beyond it would sit idle while still taking part in every rebalance;
-the HPA ``behavior`` damps scale-down so that lag spikes do not cause rebalance storms.
+One ``ScaledObject`` per scaled service (a kafka trigger on the service's consumer group per input
+topic it scales on: the merchant stage has two, ``merchant-activity`` and ``transactions``, and
+the HPA follows the larger demand) and one ``TriggerAuthentication`` with the service's own SCRAM
+credentials: the ``KafkaUser`` already has Describe on those topics and Read (so Describe) on that
+group, which is all KEDA's lag query needs. ``maxReplicaCount`` is the largest of those topics'
+partition counts from the registry, because a consumer beyond it would sit idle while still
+taking part in every rebalance; the HPA ``behavior`` damps scale-down so that lag spikes do not
+cause rebalance storms.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from scorestream import k8s_config as cfg
-from scorestream.k8s_apps import APPS, App, kafka_user_secret, labels, namespace
+from scorestream.k8s_apps import APPS, App, kafka_user_secret, labels, namespace, scaled_partitions
 from scorestream.topics import REGISTRY
 
 KEDA_API = "keda.sh/v1alpha1"
@@ -24,7 +26,7 @@ USERS_CONFIGMAP = "scorestream-kafka-users"
 
 
 def scaled_apps() -> tuple[App, ...]:
-    return tuple(a for a in APPS if a.scale_on is not None)
+    return tuple(a for a in APPS if a.scale_on)
 
 
 def users_config_map(tenant: str) -> dict[str, Any]:
@@ -63,10 +65,27 @@ def trigger_authentication(app: App, tenant: str) -> dict[str, Any]:
     }
 
 
+def _trigger(app: App, tenant: str, stream: str) -> dict[str, Any]:
+    return {
+        "type": "kafka",
+        "metadata": {
+            "bootstrapServers": cfg.BOOTSTRAP,
+            "consumerGroup": f"{tenant}.{app.service}",
+            "topic": REGISTRY.topic(stream, tenant),
+            "lagThreshold": str(LAG_THRESHOLD),
+            "activationLagThreshold": str(ACTIVATION_LAG),
+            "offsetResetPolicy": "earliest",
+            "allowIdleConsumers": "false",
+            "sasl": "scram_sha512",
+            "tls": "enable",
+        },
+        "authenticationRef": {"name": f"{app.service}-kafka"},
+    }
+
+
 def scaled_object(app: App, tenant: str) -> dict[str, Any]:
-    if app.scale_on is None:
+    if not app.scale_on:
         raise ValueError(f"{app.service} does not scale on lag")
-    stream = REGISTRY.get(app.scale_on)
     return {
         "apiVersion": KEDA_API,
         "kind": "ScaledObject",
@@ -80,7 +99,7 @@ def scaled_object(app: App, tenant: str) -> dict[str, Any]:
             "pollingInterval": 15,
             "cooldownPeriod": 300,
             "minReplicaCount": 1,
-            "maxReplicaCount": stream.partitions,
+            "maxReplicaCount": scaled_partitions(app),
             "advanced": {
                 "horizontalPodAutoscalerConfig": {
                     "behavior": {
@@ -97,23 +116,7 @@ def scaled_object(app: App, tenant: str) -> dict[str, Any]:
                     }
                 }
             },
-            "triggers": [
-                {
-                    "type": "kafka",
-                    "metadata": {
-                        "bootstrapServers": cfg.BOOTSTRAP,
-                        "consumerGroup": f"{tenant}.{app.service}",
-                        "topic": stream.topic(tenant),
-                        "lagThreshold": str(LAG_THRESHOLD),
-                        "activationLagThreshold": str(ACTIVATION_LAG),
-                        "offsetResetPolicy": "earliest",
-                        "allowIdleConsumers": "false",
-                        "sasl": "scram_sha512",
-                        "tls": "enable",
-                    },
-                    "authenticationRef": {"name": f"{app.service}-kafka"},
-                }
-            ],
+            "triggers": [_trigger(app, tenant, stream) for stream in app.scale_on],
         },
     }
 

@@ -1,5 +1,6 @@
 """The CI-sized ``scorestream chaos`` run: every kind of fault once or more, invariants hold.
 
+Every consuming service runs, the merchant stage included (a SIGKILL target like the enricher).
 The runner starts its own 3-node cluster (own home directories, free ports), so the shared
 broker of the test session is never touched; it runs as a subprocess exactly as an operator
 would run it, and the test reads the JSON report it writes. The full run (100k events, >= 20
@@ -16,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from scorestream.chaos_faults import FaultKind, make_schedule
+from scorestream.chaos_check import DLQ_SERVICES
+from scorestream.chaos_faults import KILL_TARGETS, FaultKind, make_schedule
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
@@ -35,7 +37,8 @@ def test_schedule_is_seeded_and_covers_every_kind_of_fault() -> None:
     assert [f.at_s for f in a] == sorted(f.at_s for f in a)
     full = make_schedule(24, 250.0, seed=7)
     killed = [f.target for f in full if f.kind is FaultKind.KILL]
-    for service in ("enricher", "decision", "audit"):
+    assert "merchant" in KILL_TARGETS
+    for service in ("merchant", "enricher", "decision", "audit"):
         assert killed.count(service) >= 2, (service, killed)
     assert sum(1 for f in full if f.kind is FaultKind.BROKER) >= 2
 
@@ -66,9 +69,16 @@ def test_ci_sized_chaos_run_loses_and_duplicates_nothing(tmp_path: Path) -> None
     assert kinds == {k.value for k in FaultKind}
     assert report["events_in"] == EVENTS
     assert (report["lost"], report["duplicated"], report["reorderings"]) == (0, 0, 0)
-    assert report["dlq"] == report["bad_in"] > 0
+    # each bad transaction is dead-lettered by every service that consumes the transactions
+    assert report["dlq"] == report["dlq_expected"] == report["bad_in"] * len(DLQ_SERVICES) > 0
     for stream in ("transactions.enriched", "predictions", "decisions", "audit"):
         assert report["streams"][stream]["records"] == EVENTS, stream
+    # the merchant stage re-keyed everything once and its table counts exactly what was sent
+    activity = report["streams"]["merchant-activity"]
+    assert (activity["lost"], activity["duplicated"], activity["unexpected"]) == (0, 0, 0)
+    table = report["merchant_table_check"]
+    assert table["wrong"] == 0, table["examples"]
+    assert table["clocks"] == table["partitions"]
     assert "v1" in report["versions"], "the promotion came before anything was scored"
     assert "v2" in report["versions"], "the mid-run promotion never took effect"
     assert "| faults injected" in proc.stdout

@@ -13,11 +13,13 @@ import uuid
 
 import pytest
 from confluent_kafka import (
+    OFFSET_BEGINNING,
     Consumer,
     KafkaError,
     KafkaException,
     Producer,
     TopicCollection,
+    TopicPartition,
 )
 from confluent_kafka.admin import AdminClient
 
@@ -30,6 +32,8 @@ from scorestream.kafka_config import (
     transactional_producer_config,
 )
 from scorestream.settings import KafkaSettings
+from scorestream.state import StateStore
+from scorestream.table import GlobalTable
 from scorestream.topics import REGISTRY
 from tests.security.conftest import Provision, sasl_settings
 
@@ -206,6 +210,109 @@ def test_least_privilege_inside_a_tenant(private_tenant: Provision, sasl_bootstr
     )
     own_in = REGISTRY.topic("transactions.enriched", tenant)
     assert consume_outcome(worker, f"{tenant}.decision", own_in) == GROUP_DENIED
+
+
+def assign_only_errors(
+    settings: KafkaSettings, group: str, topic: str, seconds: float
+) -> list[int]:
+    """Error codes an ``assign()``-only consumer with ``group`` meets reading ``topic`` from the
+    start for ``seconds`` (it stops at the first error); it never commits nor asks for offsets."""
+    consumer = Consumer(consumer_config(settings, group_id=group) | {"enable.partition.eof": False})
+    partitions = consumer.list_topics(topic, timeout=WAIT_S).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    errors: list[int] = []
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline and not errors:
+            errors += [
+                int(err.code())
+                for msg in consumer.consume(100, 0.5)
+                if (err := msg.error()) is not None
+            ]
+    finally:
+        consumer.close()
+    return errors
+
+
+class _Bytes:
+    def encode(self, value: bytes) -> bytes:
+        return value
+
+    def decode(self, data: bytes) -> bytes:
+        return data
+
+
+def test_assign_only_readers_need_their_group_acl(
+    private_tenant: Provision, sasl_admin: AdminClient, sasl_bootstrap: str
+) -> None:
+    """The state restores (``<group>.restore``) and the enricher's merchant table
+    (``<tenant>.enricher.table``) assign partitions and never commit, yet librdkafka still looks
+    up their group's coordinator: they work under their service's own principal (the
+    ``<tenant>.<service>.`` group prefix rule), and a group outside it is refused."""
+    tenant, p = private_tenant(["enricher", "merchant"])
+    enricher, merchant = _as(sasl_bootstrap, p["enricher"]), _as(sasl_bootstrap, p["merchant"])
+    table_topic = REGISTRY.topic("merchant-features", tenant)
+    producer = Producer({"bootstrap.servers": _bootstrap_of(sasl_admin)})
+    for service in ("enricher", "merchant"):
+        producer.produce(REGISTRY.topic(f"{service}.state", tenant), b"v", b"k", partition=0)
+    producer.produce(table_topic, b"state", b"merchant-1", partition=0)
+    assert producer.flush(WAIT_S) == 0
+
+    for service, settings, source in (
+        ("enricher", enricher, "transactions"),
+        ("merchant", merchant, "merchant-activity"),
+    ):
+        store = StateStore(
+            "probe",
+            source=REGISTRY.topic(source, tenant),
+            changelog=REGISTRY.topic(f"{service}.state", tenant),
+            codec=_Bytes(),
+            kafka=settings,
+            group_id=f"{tenant}.{service}",
+            restore_timeout_s=WAIT_S,
+        )
+        store.restore([0])  # reads <tenant>.<service>.state with group <tenant>.<service>.restore
+        assert store.partition(0).get("k") == b"v", service
+
+    seen: list[object] = []
+    table = GlobalTable(
+        table_topic,
+        seen.append,
+        kafka=enricher,
+        client_id="acl-probe",
+        group_id=f"{tenant}.enricher.table",
+    )
+    try:
+        table.bootstrap(WAIT_S)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            table.poll()
+            time.sleep(0.2)
+    finally:
+        table.close()
+    assert (len(seen), table.errors) == (1, 0)
+    assert assign_only_errors(enricher, f"{tenant}.enricher.table", table_topic, 10) == []
+
+    # the same reader under a group the principal has no ACL for: FindCoordinator is refused
+    assert assign_only_errors(enricher, f"{tenant}.other.table", table_topic, WAIT_S) == [
+        GROUP_DENIED
+    ]
+
+
+def test_enricher_reroutes_into_transactions_and_the_merchant_stage_stays_off_the_path(
+    private_tenant: Provision, sasl_bootstrap: str
+) -> None:
+    tenant, p = private_tenant(["enricher", "merchant"])
+    enricher, merchant = _as(sasl_bootstrap, p["enricher"]), _as(sasl_bootstrap, p["merchant"])
+    # a record on a partition its key does not hash to is moved back into the transactions
+    assert produce_error(enricher, REGISTRY.topic("transactions", tenant)) is None
+    assert produce_error(enricher, REGISTRY.topic("merchant-features", tenant)) == TOPIC_DENIED
+    assert produce_error(merchant, REGISTRY.topic("merchant-activity", tenant)) is None
+    for stream in ("transactions", "transactions.enriched", "predictions"):
+        assert produce_error(merchant, REGISTRY.topic(stream, tenant)) == TOPIC_DENIED, stream
+    assert describe_error(enricher, REGISTRY.topic("labels", tenant)) == TOPIC_DENIED
+    assert init_transactions_error(merchant, f"{tenant}.merchant.merchant-0") is None
+    assert init_transactions_error(merchant, f"{tenant}.enricher.enricher-0") == TXN_DENIED
 
 
 def test_transactional_ids_are_per_tenant_and_service(

@@ -108,6 +108,29 @@ def test_availability_uses_the_workbook_burn_rates() -> None:
         assert alerts[name]["labels"]["long_window"] == long
 
 
+def _seconds(duration: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([smhd])", duration))
+
+
+def test_the_merchant_table_stall_window_covers_the_spec_step() -> None:
+    """The table clock moves once per merchant step (fraud.yaml): a shorter window than the step
+    would page every hour on a healthy table; the pod must be as old as the window."""
+    from scorestream.features import FEATURE_SPEC  # noqa: PLC0415
+
+    alerts = {r["alert"]: r for r in load_rules() if "alert" in r}
+    expr = alerts["ScorestreamMerchantTableStalled"]["expr"]
+    (window,) = re.findall(r"changes\(scorestream_merchant_table_as_of_seconds\[(\w+)\]\)", expr)
+    (age,) = re.findall(r"scorestream_merchant_table_as_of_seconds offset (\w+)", expr)
+    assert _seconds(window) >= FEATURE_SPEC.merchant_step_s
+    assert _seconds(age) >= _seconds(window)
+    stale = alerts["ScorestreamMerchantFeaturesStale"]
+    assert "> 7200" in stale["expr"]
+    from consumers.enricher import FRESHNESS  # noqa: PLC0415
+
+    assert 7200 in FRESHNESS._upper_bounds  # the median against a bucket bound is exact
+
+
 # -- promtool ----------------------------------------------------------------------------------
 
 

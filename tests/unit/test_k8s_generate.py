@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from scorestream import k8s, k8s_crds
+from scorestream.acl import EXACTLY_ONCE, EXTRA_READS
 from scorestream.errors import ConfigError
 from scorestream.topics import REGISTRY, Scope
 
@@ -115,13 +116,9 @@ def test_every_acl_names_only_the_tenants_resources_or_global_streams(tenant: st
             assert acl["operations"], acl
             assert "All" not in acl["operations"]
             assert res["type"] in {"topic", "group", "transactionalId"}, acl
-            if res["type"] == "topic" and res["patternType"] == "prefix":
-                # Quix Streams' own topics of the tenant's enricher (scorestream.acl.QUIX_SERVICES)
-                assert res["name"] in {
-                    f"{k}__{tenant}.enricher--" for k in ("changelog", "repartition")
-                }
-            elif res["type"] == "topic":
-                assert res["patternType"] == "literal", acl
+            assert set(acl["operations"]) <= {"Read", "Write", "Describe"}, acl
+            if res["type"] == "topic":
+                assert res["patternType"] == "literal", acl  # no service creates topics
                 assert res["name"].startswith(f"{tenant}.") or res["name"] in GLOBAL_TOPICS
             else:
                 assert res["name"].startswith(f"{tenant}."), acl
@@ -139,8 +136,44 @@ def test_acls_follow_the_registry() -> None:
             if "Write" in ops:
                 assert service in spec.producers
             if "Read" in ops:
-                assert service in spec.consumers or spec.name in k8s.EXTRA_READS.get(service, ())
+                assert service in spec.consumers or spec.name in EXTRA_READS.get(service, ())
         assert _ops(user, "group", f"demo.{service}") == {"Read"}
+
+
+def test_stateful_services_read_their_own_changelogs_and_nothing_of_quix() -> None:
+    """Each keyed state store is restored from its changelog, so its service reads it back;
+    the enricher also moves misrouted records back to ``transactions`` and reads the whole
+    merchant table, no longer the labels (the merchant stage does)."""
+    enricher, merchant = _user("demo", "enricher"), _user("demo", "merchant")
+    assert _ops(enricher, "topic", "demo.enricher.state") == {"Read", "Write", "Describe"}
+    assert _ops(merchant, "topic", "demo.merchant.state") == {"Read", "Write", "Describe"}
+    assert _ops(_user("demo", "audit"), "topic", "demo.audit.state") == {
+        "Read",
+        "Write",
+        "Describe",
+    }
+    assert _ops(enricher, "topic", "demo.transactions") == {"Read", "Write", "Describe"}
+    assert _ops(enricher, "topic", "demo.merchant-features") == {"Read", "Describe"}
+    assert _ops(enricher, "topic", "demo.labels") == set()
+    assert _ops(enricher, "topic", "demo.merchant.state") == set()
+    assert _ops(merchant, "topic", "demo.transactions") == {"Read", "Describe"}
+    assert _ops(merchant, "topic", "demo.labels") == {"Read", "Describe"}
+    assert _ops(merchant, "topic", "demo.merchant-activity") == {"Read", "Write", "Describe"}
+    assert _ops(merchant, "topic", "demo.merchant-features") == {"Write", "Describe"}
+    assert _ops(merchant, "topic", "demo.transactions.enriched") == set()
+    for dlq in ("transactions", "labels", "merchant-activity"):
+        assert _ops(merchant, "topic", f"demo.{dlq}.dlq") == {"Write", "Describe"}
+    for user in (enricher, merchant):
+        # the assign()-only restore and table readers' groups fall under the prefix rule
+        groups = [
+            a for a in user["spec"]["authorization"]["acls"] if a["resource"]["type"] == "group"
+        ]
+        assert {(g["resource"]["name"], g["resource"]["patternType"]) for g in groups} == {
+            (f"demo.{user['metadata']['labels']['app.kubernetes.io/component']}", "literal"),
+            (f"demo.{user['metadata']['labels']['app.kubernetes.io/component']}.", "prefix"),
+        }
+        for acl in user["spec"]["authorization"]["acls"]:
+            assert "__" not in acl["resource"]["name"], acl  # no Quix internal topics
 
 
 def test_worker_user_least_privilege() -> None:
@@ -162,7 +195,7 @@ def test_transactional_ids_only_for_exactly_once_services() -> None:
             for acl in _user("demo", service)["spec"]["authorization"]["acls"]
             if acl["resource"]["type"] == "transactionalId"
         ]
-        if service in k8s.EXACTLY_ONCE:
+        if service in EXACTLY_ONCE:
             assert tx == [
                 {
                     "resource": {

@@ -325,31 +325,59 @@ def test_keda_scales_on_lag_within_the_partitions(
 ) -> None:
     objects = built[overlay]
     scaled = _of(objects, "ScaledObject")
-    assert {s["metadata"]["name"] for s in scaled} == {"worker", "enricher", "decision"}
+    assert {s["metadata"]["name"] for s in scaled} == {"merchant", "worker", "enricher", "decision"}
     auths = {a["metadata"]["name"]: a for a in _of(objects, "TriggerAuthentication")}
     for so in scaled:
         spec = so["spec"]
-        (trigger,) = spec["triggers"]
-        meta = trigger["metadata"]
-        assert trigger["type"] == "kafka"
-        stream = TOPICS[meta["topic"]]
-        assert so["metadata"]["name"] in stream.consumers
-        assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"] <= stream.partitions
-        assert meta["consumerGroup"] == f"demo.{so['metadata']['name']}"
-        assert meta["sasl"] == "scram_sha512"
-        assert meta["tls"] == "enable"
-        assert {"lagThreshold", "activationLagThreshold", "offsetResetPolicy"} <= set(meta)
-        assert meta["bootstrapServers"] == k8s_config.BOOTSTRAP
+        name = so["metadata"]["name"]
+        topics = [t["metadata"]["topic"] for t in spec["triggers"]]
+        assert topics == [
+            s.topic("demo") for s in map(REGISTRY.get, k8s_apps.APP_BY_SERVICE[name].scale_on)
+        ]
+        partitions = max(TOPICS[t].partitions for t in topics)
+        assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"] <= partitions
         behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
         assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 300
-        auth = auths[trigger["authenticationRef"]["name"]]["spec"]
-        assert {r["parameter"] for r in auth["secretTargetRef"]} == {"password", "ca"}
-        assert auth["configMapTargetRef"][0]["parameter"] == "username"
+        for trigger in spec["triggers"]:
+            meta = trigger["metadata"]
+            assert trigger["type"] == "kafka"
+            assert name in TOPICS[meta["topic"]].consumers
+            assert meta["consumerGroup"] == f"demo.{name}"
+            assert meta["sasl"] == "scram_sha512"
+            assert meta["tls"] == "enable"
+            assert {"lagThreshold", "activationLagThreshold", "offsetResetPolicy"} <= set(meta)
+            assert meta["bootstrapServers"] == k8s_config.BOOTSTRAP
+            auth = auths[trigger["authenticationRef"]["name"]]["spec"]
+            assert {r["parameter"] for r in auth["secretTargetRef"]} == {"password", "ca"}
+            assert auth["configMapTargetRef"][0]["parameter"] == "username"
         target = spec["scaleTargetRef"]
         workload = [o for o in objects if o["metadata"]["name"] == target["name"]]
         assert workload
         assert workload[0]["kind"] == target["kind"] == "Deployment"
         assert "replicas" not in workload[0]["spec"], "KEDA owns the replica count"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_stateful_services_checkpoint_to_a_volume_of_their_own(
+    built: dict[str, list[dict[str, Any]]], overlay: str
+) -> None:
+    """The enricher and the merchant stage write their stores' checkpoints to a ``state``
+    emptyDir (losing it costs a changelog replay); nobody else gets one."""
+    stateful = set()
+    for obj, template in _pod_specs(built[overlay]):
+        name = obj["metadata"]["name"]
+        spec = template["spec"]
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        mounts = {m["name"]: m["mountPath"] for m in spec["containers"][0]["volumeMounts"]}
+        if "state" not in volumes:
+            assert "state" not in mounts, _name(obj)
+            continue
+        stateful.add(name)
+        assert volumes["state"]["emptyDir"] == {"sizeLimit": k8s_apps.STATE_VOLUME_SIZE}
+        assert mounts["state"] == k8s_config.STATE_MOUNT
+        env = _pod_env(built[overlay], name)
+        assert env[f"SCORESTREAM_{name.upper()}_STATE_DIR"] == k8s_config.STATE_MOUNT
+    assert stateful == {"enricher", "merchant"}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -376,14 +404,11 @@ def test_kafka_users_name_only_their_own_tenants_resources(
         assert user["metadata"]["name"].startswith(f"{tenant}-")
         for acl in user["spec"]["authorization"]["acls"]:
             name = acl["resource"]["name"]
-            # Quix Streams' internal topics are named after the consumer group <tenant>.<service>
-            owned = name.startswith(
-                (f"{tenant}.", f"repartition__{tenant}.", f"changelog__{tenant}.")
-            )
-            assert owned or name in global_topics, (user, acl)
-            if not name.startswith(f"{tenant}.") and name not in global_topics:
-                assert acl["resource"]["patternType"] == "prefix"
-                assert name.endswith(f"{tenant}.{user['metadata']['name'][len(tenant) + 1 :]}--")
+            assert name.startswith(f"{tenant}.") or name in global_topics, (user, acl)
+            if acl["resource"]["patternType"] == "prefix":
+                assert acl["resource"]["type"] != "topic", acl
+                service = user["metadata"]["name"][len(tenant) + 1 :]
+                assert name == f"{tenant}.{service}.", acl
             assert "All" not in acl["operations"]
 
 
@@ -464,6 +489,14 @@ def test_settings_load_from_the_pod_environment(
         cls = ref.load()
         known |= {f"{cls.model_config.get('env_prefix', '')}{f.upper()}" for f in cls.model_fields}
     assert scorestream_keys <= known, scorestream_keys - known
+    if hasattr(settings, "state_dir"):
+        assert str(settings.state_dir) == k8s_config.STATE_MOUNT
+    # a restore or the first read of the merchant table does not poll: /livez must outlast them
+    waits = [getattr(settings, n, 0.0) for n in ("restore_timeout_s", "table_timeout_s")]
+    if hasattr(settings, "live_after_s"):
+        assert settings.live_after_s > max(waits), service
+    if service in {"enricher", "merchant", "audit"}:
+        assert max(waits) > 0, service
     if service == "gateway":
         auth: Any = k8s_config.GATEWAY_AUTH.load()()
         assert auth.auth_mode == "api_key"
