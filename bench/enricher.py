@@ -26,6 +26,7 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from bench.common import RESULTS, ROOT, fmt, header, rand
+from schemas.events import LabelEvent, TransactionEvent
 from scorestream.admin import ensure_tenant_topics
 from scorestream.kafka_config import common_config, producer_config
 from scorestream.serde import EventProducer
@@ -41,13 +42,13 @@ def _events(n: int) -> list[tuple[str, Any]]:
 
     sim = simulate(SimulatorConfig(seed=5, tenant="bench", n_customers=2000, days=21))
     items = interleaved(sim)
-    txs = [e for s, e in items if s == "transactions"][:n]
+    txs = [e for _, e in items if isinstance(e, TransactionEvent)][:n]
     last = txs[-1].timestamp
     return [
         (s, e)
         for s, e in items
-        if (s == "transactions" and e.timestamp <= last)
-        or (s == "labels" and e.labelled_at <= last)
+        if (isinstance(e, TransactionEvent) and e.timestamp <= last)
+        or (isinstance(e, LabelEvent) and e.labelled_at <= last)
     ]
 
 
@@ -135,8 +136,10 @@ def _start(
 ) -> subprocess.Popen[bytes]:
     log = (workdir / f"{tenant}-{service}.log").open("ab")
     return subprocess.Popen(
-        [python, "-m", "scorestream", service, "--tenant", tenant, "--health-port", str(port)]
-        + ["--state-dir", str(workdir / "state")],
+        [
+            *(python, "-m", "scorestream", service, "--tenant", tenant),
+            *("--health-port", str(port), "--state-dir", str(workdir / "state")),
+        ],
         cwd=cwd,
         stdout=log,
         stderr=subprocess.STDOUT,

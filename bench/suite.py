@@ -47,6 +47,12 @@ def _worker(smoke: float | None, out: Path, name: str, cmd: str) -> Any:
     return results
 
 
+def _enricher(smoke: float | None, out: Path, name: str, cmd: str) -> Any:
+    from bench import enricher  # noqa: PLC0415
+
+    return enricher.run(smoke, out, name=name, command=cmd)
+
+
 def _e2e(smoke: float | None, out: Path, name: str, cmd: str) -> Any:
     from bench import e2e  # noqa: PLC0415
 
@@ -68,6 +74,7 @@ def _peers(smoke: float | None, out: Path, name: str, cmd: str) -> Any:
 BENCHMARKS: dict[str, Callable[[float | None, Path, str, str], Any]] = {
     "limits": _limits,
     "worker": _worker,
+    "enricher": _enricher,
     "e2e": _e2e,
     "latency": _latency,
     "peers": _peers,

@@ -101,6 +101,13 @@ class AuditSettings(ProcessingSettings):
 
     service: ClassVar[str] = "audit"
 
+    # off the decision's path: commit a transaction at most every max_wait_ms under light load
+    # (each transaction costs the broker markers on every partition it touched; the services a
+    # request waits for get the CPU), full batches under heavy load
+    max_wait_ms: int = Field(default=200, ge=1, le=10_000)
+    adaptive_batching: bool = False
+    max_batch: int = Field(default=2000, ge=1, le=10_000)
+
     join_timeout_s: float = Field(default=60.0, gt=0)
     """A join missing a part this long (event time, ``ce_time``) is recorded ``incomplete``."""
     done_retention_s: float = Field(default=600.0, ge=0)

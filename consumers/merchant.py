@@ -84,6 +84,13 @@ class MerchantSettings(ProcessingSettings):
 
     service: ClassVar[str] = "merchant"
 
+    # off the decision's path: commit a transaction at most every max_wait_ms under light load
+    # (each transaction costs the broker markers on every partition it touched; the services a
+    # request waits for get the CPU), full batches under heavy load
+    max_wait_ms: int = Field(default=200, ge=1, le=10_000)
+    adaptive_batching: bool = False
+    max_batch: int = Field(default=2000, ge=1, le=10_000)
+
     instance_id: str = "merchant-0"
     allowed_lateness_s: float = Field(default=5.0, ge=0)
     """How far behind the slowest input an event may arrive and still be in time (clock skew
@@ -210,6 +217,8 @@ class MerchantStage:
         self.expected: set[str] = set()
         self.activity_partitions = 0
         self._next_tick = 0.0
+        self._next_unfetched_check = 0.0
+        self._unfetched_idle: set[str] = set()
         config = ProcessorConfig.for_service(
             settings,
             service=SERVICE,
@@ -377,18 +386,30 @@ class MerchantStage:
         if not tps:
             return out
         for tp in consumer.position(tps):
-            low, high = consumer.get_watermark_offsets(tp, cached=True)
+            _, high = consumer.get_watermark_offsets(tp, cached=True)
             if tp.offset < 0 or high < 0:
                 unknown.append(tp)  # nothing fetched yet: ask the broker
             elif tp.offset >= high:
                 out.add(f"{tp.topic}/{tp.partition}")
         if unknown:
-            for tp in consumer.committed(unknown, timeout=10):
-                low, high = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
-                pos = tp.offset if tp.offset >= 0 else low
-                if pos >= high:
-                    out.add(f"{tp.topic}/{tp.partition}")
+            out |= self._caught_up_unfetched(consumer, unknown)
         return out
+
+    def _caught_up_unfetched(self, consumer: Any, tps: list[TopicPartition]) -> set[str]:
+        """Partitions nothing was fetched from yet (empty ones, typically): ask the broker, at
+        most every ``watermark_interval_ms`` (two round trips; not on every batch)."""
+        now = time.monotonic()
+        if now < self._next_unfetched_check:
+            return self._unfetched_idle
+        self._next_unfetched_check = now + self.settings.watermark_interval_ms / 1000
+        idle: set[str] = set()
+        for tp in consumer.committed(tps, timeout=10):
+            low, high = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+            pos = tp.offset if tp.offset >= 0 else low
+            if pos >= high:
+                idle.add(f"{tp.topic}/{tp.partition}")
+        self._unfetched_idle = idle
+        return idle
 
     # -- step 2: aggregate ------------------------------------------------------------------------
     def _aggregate(self, env: Envelope[Any], touched: dict[int, set[str]]) -> None:

@@ -92,6 +92,13 @@ class NotifierSettings(ProcessingSettings):
 
     service: ClassVar[str] = "notifier"
 
+    # off the decision's path: commit a transaction at most every max_wait_ms under light load
+    # (each transaction costs the broker markers on every partition it touched; the services a
+    # request waits for get the CPU), full batches under heavy load
+    max_wait_ms: int = Field(default=200, ge=1, le=10_000)
+    adaptive_batching: bool = False
+    max_batch: int = Field(default=2000, ge=1, le=10_000)
+
     webhook_url: AnyHttpUrl | None = None
     """The tenant's webhook; unset: alerts only."""
     webhook_connect_timeout_s: float = Field(default=2.0, gt=0, le=60)

@@ -54,6 +54,13 @@ EVENT_TO_PREDICTION_SECONDS = Histogram(
     ["tenant"],
     buckets=LATENCY_BUCKETS,
 )
+PHASE_SECONDS = Histogram(
+    "scorestream_processor_phase_seconds",
+    "Time per batch in each phase of the shared processor: wait (blocked for the first record), "
+    "decode, handle, produce (begin + enqueue the outputs), send_offsets, commit (flush + end)",
+    ["service", "phase"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
+)
 TRANSACTIONS = Counter(
     "scorestream_transactions_total",
     "Kafka transactions by outcome (committed, aborted)",

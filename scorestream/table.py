@@ -53,7 +53,10 @@ class GlobalTable:
         """Assign every partition from the beginning and read to the current end."""
         conf = consumer_config(self.kafka, group_id=self.group_id, client_id=self.client_id) | {
             "enable.partition.eof": False,
-            "fetch.wait.max.ms": 50,
+            # the table is read between batches: one fetch response per 200 ms or 1 MiB, not
+            # one per transaction of its writer (broker CPU)
+            "fetch.wait.max.ms": 200,
+            "fetch.min.bytes": 1 << 20,
         }
         consumer = Consumer(conf)
         self.consumer = consumer

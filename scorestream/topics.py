@@ -48,6 +48,9 @@ class StreamSpec:
     """CloudEvents types carried on the stream."""
     extra_config: tuple[tuple[str, str], ...] = ()
     is_dlq: bool = False
+    has_dlq: bool = True
+    """False for a replicated table: its readers follow it outside any transaction, so a bad
+    record is counted and skipped, never dead-lettered."""
 
     def topic(self, tenant: str | None = None) -> str:
         if self.scope is Scope.GLOBAL:
@@ -214,6 +217,7 @@ _BASE: tuple[StreamSpec, ...] = (
         producers=("merchant",),
         consumers=("enricher",),
         extra_config=_CHANGELOG,
+        has_dlq=False,
     ),
     StreamSpec(
         name="replies",
@@ -257,7 +261,7 @@ def _with_dlqs(base: Iterable[StreamSpec]) -> tuple[StreamSpec, ...]:
     for spec in base:
         out.append(spec)
     for spec in base:
-        if spec.consumers and spec.consumers != ("operator",):
+        if spec.consumers and spec.consumers != ("operator",) and spec.has_dlq:
             out.append(_dlq(spec))
     return tuple(out)
 

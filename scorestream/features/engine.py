@@ -42,6 +42,9 @@ _MCC_BUCKETS: tuple[tuple[str, Sequence[tuple[int, int]]], ...] = (
 )
 MCC_BUCKET_NAMES = (*(name for name, _ in _MCC_BUCKETS), "other")
 STATE_VERSION = 1
+"""Merchant state format."""
+ACCOUNT_STATE_VERSION = 2
+"""Account state format: 2 names tile groups by hop and filter (1 listed them by position)."""
 
 
 def mcc_bucket(mcc: str) -> int:
@@ -134,7 +137,7 @@ class AccountState:
         ids: list[int] = []
         for h, t in self.ids.items():
             ids += (h, t)
-        return orjson.dumps({"v": STATE_VERSION, "g": groups, "i": ids})
+        return orjson.dumps({"v": ACCOUNT_STATE_VERSION, "g": groups, "i": ids})
 
     @classmethod
     def from_bytes(cls, data: bytes, signatures: Sequence[str]) -> AccountState:
@@ -144,8 +147,12 @@ class AccountState:
             raw = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
             raise ValueError(f"not JSON: {exc}") from exc
-        if not isinstance(raw, dict) or raw.get("v") != STATE_VERSION:
-            raise ValueError("not an account state of version 1")
+        if not isinstance(raw, dict) or raw.get("v") != ACCOUNT_STATE_VERSION:
+            raise ValueError(
+                f"not an account state of version {ACCOUNT_STATE_VERSION} (found "
+                f"{raw.get('v') if isinstance(raw, dict) else '?'}): reset the enricher's "
+                "state (docs/operations.md) or run the version that wrote it"
+            )
         stored = raw.get("g")
         if not isinstance(stored, dict):
             raise ValueError("'g': not a mapping of tile groups")

@@ -164,3 +164,92 @@ def test_sync_scoring_and_the_v2_protocol(
     assert scores.shape == (n,)
     assert decisions is not None
     assert len(decisions) == n
+
+
+def test_one_account_through_the_gateway_and_the_java_console_producer(
+    kafka_bootstrap: str, stack: tuple[Tenant, Supervisor, dict[str, int]]
+) -> None:
+    """An account's transactions published alternately through the gateway (librdkafka,
+    murmur2_random) and Kafka's own kafka-console-producer (Java, its default partitioner): all
+    land on one partition, so every one is enriched with the others counted, scored and decided."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    from datetime import UTC, datetime, timedelta  # noqa: PLC0415
+
+    import httpx  # noqa: PLC0415
+
+    from schemas.events import EnrichedTransaction  # noqa: PLC0415
+    from scorestream.up import dev_api_key  # noqa: PLC0415
+
+    tenant, _, ports = stack
+    account = f"acc-java-{uuid.uuid4().hex[:6]}"
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
+    auth = {"Authorization": f"Bearer {dev_api_key(tenant.name)[0]}"}
+    topic = REGISTRY.topic("transactions", tenant.name)
+    ids = []
+    for i in range(6):
+        tx_id = f"mix-{uuid.uuid4().hex[:8]}-{i}"
+        ids.append(tx_id)
+        body = {
+            "transaction_id": tx_id,
+            "tenant_id": tenant.name,
+            "account_id": account,
+            "merchant_id": "mer-1",
+            "amount_minor": 1000 + i,
+            "currency": "EUR",
+            "timestamp": (start + timedelta(minutes=i)).isoformat().replace("+00:00", "Z"),
+            "channel": "ecommerce",
+            "country": "DE",
+            "mcc": "5411",
+        }
+        if i % 2 == 0:
+            r = httpx.post(
+                f"http://127.0.0.1:{ports['gateway']}/v1/transactions",
+                json=body,
+                timeout=10,
+                headers=auth,
+            )
+            assert r.status_code == 202, r.text
+            continue
+        import json  # noqa: PLC0415
+
+        headers = ",".join(
+            f"{k}:{v}"
+            for k, v in (
+                ("ce_specversion", "1.0"),
+                ("ce_id", f"java-{tx_id}"),
+                ("ce_source", "tests/java-console-producer"),
+                ("ce_type", "scorestream.transaction.v1"),
+                ("content-type", "application/json"),
+            )
+        )
+        line = f"{headers}\t{account}|{json.dumps(body)}\n"
+        done = subprocess.run(
+            [
+                *(sys.executable, "-m", "scorestream", "kafka", "kafka-console-producer"),
+                *("--bootstrap-server", kafka_bootstrap, "--topic", topic),
+                *("--property", "parse.key=true", "--property", "key.separator=|"),
+                *("--property", "parse.headers=true"),
+            ],
+            input=line,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+    inputs = read_messages(kafka_bootstrap, topic, 6, timeout=60)
+    mine = [m for m in inputs if m.key() == account.encode()]
+    assert len(mine) == 6
+    assert len({m.partition() for m in mine}) == 1, "both clients hash the account alike"
+    enriched = read_messages(
+        kafka_bootstrap, REGISTRY.topic("transactions.enriched", tenant.name), 6, timeout=120
+    )
+    events = [decode_message(m, accept=[EnrichedTransaction]).event for m in enriched]
+    counts = {e.transaction.transaction_id: e.features["acc_count_1h"] for e in events}
+    assert counts == {tx_id: float(i + 1) for i, tx_id in enumerate(ids)}
+    decisions = read_messages(
+        kafka_bootstrap, REGISTRY.topic("decisions", tenant.name), 6, timeout=120
+    )
+    decided = {decode_message(m, accept=[DecisionEvent]).event.transaction_id for m in decisions}
+    assert decided == set(ids)

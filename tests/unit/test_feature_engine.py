@@ -344,8 +344,8 @@ def test_account_codec_is_the_state_round_trip_and_refuses_garbage(engine: Engin
 
 
 def test_state_of_another_version_is_refused(engine: Engine) -> None:
-    with pytest.raises(ValueError, match="version 1"):
-        AccountState.from_bytes(b'{"v": 2, "g": {}, "i": []}', engine.signatures)
+    with pytest.raises(ValueError, match="version 2"):
+        AccountState.from_bytes(b'{"v": 1, "g": [], "i": []}', engine.signatures)
     with pytest.raises(ValueError, match="version 1"):
         MerchantState.from_bytes(b'{"v": 0, "t": [], "f": [], "i": []}')
 
