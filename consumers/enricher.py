@@ -26,10 +26,13 @@ import argparse
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
+import orjson
 from confluent_kafka import Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 from prometheus_client import Counter, Gauge, Histogram
@@ -38,7 +41,7 @@ from pydantic_settings import SettingsConfigDict
 
 from schemas.cloudevents import Envelope
 from schemas.events import EnrichedTransaction, TransactionEvent
-from scorestream import tracing
+from scorestream import metrics, tracing
 from scorestream.dlq import DeadLetter
 from scorestream.errors import ScorestreamError, TopicError
 from scorestream.features import ENGINE, FEATURE_SPEC, AccountState, Engine, MerchantState
@@ -194,6 +197,18 @@ class AccountCodec:
         return AccountState.from_bytes(data, self.signatures)
 
 
+@lru_cache(maxsize=4096)
+def _utc_ms(ms: int) -> datetime:
+    """Epoch milliseconds as an aware datetime (as-of values repeat: cached)."""
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+@lru_cache(maxsize=4096)
+def _iso_ms(ms: int) -> bytes:
+    """Epoch milliseconds as a quoted JSON timestamp, as pydantic writes one."""
+    return b'"' + _utc_ms(ms).isoformat().replace("+00:00", "Z").encode() + b'"'
+
+
 def require_topics(kafka: KafkaSettings, client_id: str, topics: list[str]) -> None:
     """Refuse to start on a tenant whose topics do not exist (a consumer would wait for them
     silently, a producer could create them with the broker's defaults)."""
@@ -205,110 +220,69 @@ def require_topics(kafka: KafkaSettings, client_id: str, topics: list[str]) -> N
 
 
 # -- the service ----------------------------------------------------------------------------------
-class Enricher:
+class EnrichHandler:
+    """The enricher's logic on domain objects: a batch of decoded transactions in, a
+    :class:`Result` out (enriched events, dead letters, moved records), the account store and
+    the merchant table updated. No Kafka: the service below wires it to the processor, and the
+    unit tests call it directly."""
+
     def __init__(
         self,
-        settings: EnricherSettings,
         *,
-        kafka: KafkaSettings | None = None,
-        engine: Engine = ENGINE,
+        tenant: str,
+        engine: Engine,
+        accounts: StateStore[AccountState],
+        merchants: MerchantTable,
+        partition_count: Callable[[], None] = lambda: None,
     ) -> None:
-        self.settings = settings
-        self.kafka = kafka or KafkaSettings()
+        self.tenant = tenant
         self.engine = engine
-        t = settings.tenant
-        self.tenant = t
-        self.tx_topic = REGISTRY.topic("transactions", t)
-        self.out_topic = REGISTRY.topic("transactions.enriched", t)
-        require_topics(
-            self.kafka,
-            settings.instance_id,
-            [self.tx_topic, self.out_topic]
-            + [REGISTRY.topic(s, t) for s in ("enricher.state", "merchant-features")],
-        )
+        self.accounts = accounts
+        self.merchants = merchants
+        self.tx_topic = REGISTRY.topic("transactions", tenant)
+        self.out_topic = REGISTRY.topic("transactions.enriched", tenant)
         self.input_partitions = 0
-        self.accounts: StateStore[AccountState] = StateStore(
-            "accounts",
-            source=self.tx_topic,
-            changelog=REGISTRY.topic("enricher.state", t),
-            codec=AccountCodec(engine),
-            kafka=self.kafka,
-            group_id=settings.group_id,
-            checkpoint_dir=settings.state_dir / t / settings.instance_id,
-            restore_timeout_s=settings.restore_timeout_s,
-        )
-        self.merchants = MerchantTable(engine, t)
-        self.table = GlobalTable(
-            REGISTRY.topic("merchant-features", t),
-            self.merchants.apply,
-            kafka=self.kafka,
-            client_id=f"{settings.instance_id}-table",
-            group_id=f"{settings.group_id}.table",
-        )
-        config = ProcessorConfig.for_service(
-            settings,
-            service=SERVICE,
-            inputs=(self.tx_topic,),
-            accept=(TransactionEvent,),
-            dlq_topics={self.tx_topic: REGISTRY.dlq_topic("transactions", t)},
-        )
-        self.processor = Processor(
-            config,
-            self.handle,
-            kafka=self.kafka,
-            before_batch=self._before_batch,
-            ready=self._ready,
-            wait_until_ready=self._bootstrap,
-            stores=(self.accounts,),
-            on_assigned=self._on_assigned,
-        )
-        self._m_dup = DUPLICATES.labels(t)
-        self._m_rerouted = REROUTED.labels(t)
-        self._m_fresh = FRESHNESS.labels(t)
-        self._m_no_table = NO_TABLE.labels(t)
-        self._m_accounts = ACCOUNTS.labels(t)
+        """Partitions of the input, for the home partition of a key (0/1: no check)."""
+        self.check_partition_count = partition_count
+        """Raises when the input grew (called before moving a record)."""
+        self._hash_b = FEATURE_SPEC.hash.encode()
+        self._m_dup = DUPLICATES.labels(tenant)
+        self._m_rerouted = REROUTED.labels(tenant)
+        self._m_fresh = FRESHNESS.labels(tenant)
+        self._m_no_table = NO_TABLE.labels(tenant)
+        self._m_accounts = ACCOUNTS.labels(tenant)
+        self._freshness: list[float] = []
+        self._no_table = 0
 
-    # -- lifecycle hooks -------------------------------------------------------------------------
-    def _bootstrap(self, stopping: Any) -> bool:
-        self.table.bootstrap(self.settings.table_timeout_s, stopping=stopping.is_set)
-        self.merchants.partitions = self.table.partitions
-        closed = self.merchants.closed_ms()
-        log.info(
-            "merchant table: %d merchants, complete up to %s",
-            len(self.merchants.states),
-            "nothing yet" if closed is None else datetime.fromtimestamp(closed / 1000, UTC),
-        )
-        return not stopping.is_set()
-
-    def _before_batch(self) -> None:
-        self.table.poll()
-
-    def _ready(self) -> tuple[bool, str]:
-        if not self.table.bootstrapped:
-            return False, "reading the merchant table"
-        closed = self.merchants.closed_ms()
-        when = "incomplete" if closed is None else datetime.fromtimestamp(closed / 1000, UTC)
-        return True, f"{len(self.accounts)} accounts; merchant table as of {when}"
-
-    def _on_assigned(self, partitions: list[TopicPartition]) -> None:
-        consumer = self.processor.consumer
-        if consumer is not None and partitions:
-            meta = consumer.list_topics(self.tx_topic, timeout=30).topics.get(self.tx_topic)
-            if meta is not None:
-                self.input_partitions = len(meta.partitions)
-        self._m_accounts.set(len(self.accounts))
-
-    # -- the handler ------------------------------------------------------------------------------
     def handle(self, batch: list[Envelope[Any]]) -> Result:
         result = Result()
+        self._freshness = []
+        self._no_table = 0
+        now = datetime.now(UTC)  # one enriched_at per batch, like ce_time
+        stamp = now.isoformat().replace("+00:00", "Z").encode()
         for env in batch:
-            out = self.enrich(env, result)
+            out = self.enrich(env, result, now=now, stamp=stamp)
             if out is not None:
                 result.emits.append(out)
-        self._m_accounts.set(len(self.accounts))
+        freshness, no_table = self._freshness, self._no_table
+
+        def count() -> None:  # once committed, one pass per batch
+            metrics.observe_many(self._m_fresh, freshness)
+            if no_table:
+                self._m_no_table.inc(no_table)
+            self._m_accounts.set(len(self.accounts))
+
+        result.on_commit = count
         return result
 
-    def enrich(self, env: Envelope[Any], result: Result) -> Emit | None:
+    def enrich(
+        self,
+        env: Envelope[Any],
+        result: Result,
+        *,
+        now: datetime | None = None,
+        stamp: bytes | None = None,
+    ) -> Emit | None:
         """One transaction: its features, or a dead letter / a move to its partition."""
         tx: TransactionEvent = env.event
         raw = env.raw
@@ -337,7 +311,7 @@ class Enricher:
         if self.input_partitions > 1:
             home = partition_for(key, self.input_partitions)
             if home != p:
-                self._check_partition_count()  # a grown topic moves keys: stop, don't reroute
+                self.check_partition_count()  # a grown topic moves keys: stop, don't reroute
                 self._reroute(env, home, result)
                 return None
         store = self.accounts.partition(p)
@@ -352,31 +326,44 @@ class Enricher:
         t_ms = int(tx.timestamp.timestamp() * 1000)
         mer, as_of = self.merchants.values(tx.merchant_id, t_ms)
         if as_of is None:
-            self._m_no_table.inc()
+            self._no_table += 1
         else:
-            self._m_fresh.observe((t_ms - as_of) / 1000)
+            self._freshness.append((t_ms - as_of) / 1000)
         features = self.engine.assemble(self.engine.transform_values(tx), acc, mer)
+        if now is None:
+            now = datetime.now(UTC)
+            stamp = now.isoformat().replace("+00:00", "Z").encode()
         enriched = EnrichedTransaction.trusted(
             {
                 "transaction": tx,
                 "features": features,
                 "feature_spec_hash": FEATURE_SPEC.hash,
-                "enriched_at": datetime.now(UTC),
-                "merchant_as_of": None
-                if as_of is None
-                else datetime.fromtimestamp(as_of / 1000, UTC),
+                "enriched_at": now,
+                "merchant_as_of": None if as_of is None else _utc_ms(as_of),
             }
         )
+        value = None
+        if raw is not None and raw.value and stamp is not None:
+            # the transaction exactly as published, spliced in (tests/unit/test_enricher.py:
+            # the bytes decode to this very event); serialising the model again cost ~10 µs
+            value = b"".join(
+                (
+                    b'{"transaction":',
+                    raw.value,
+                    b',"features":',
+                    orjson.dumps(features),
+                    b',"feature_spec_hash":"',
+                    self._hash_b,
+                    b'","enriched_at":"',
+                    stamp,
+                    b'","merchant_as_of":',
+                    b"null" if as_of is None else _iso_ms(as_of),
+                    b"}",
+                )
+            )
         # the transaction's own ce_time travels on, so the audit can measure the enrich hop
         ext = {**env.extensions, "ingesttime": env.time.isoformat()}
-        return Emit(self.out_topic, enriched, trace=env.trace, extensions=ext)
-
-    def _check_partition_count(self) -> None:
-        """Raise :class:`PartitionCountMismatchError` when the input has grown since the store
-        was restored (librdkafka notices new partitions only at its next metadata refresh)."""
-        consumer = self.processor.consumer
-        if consumer is not None:
-            self.accounts.check_partitions(consumer)
+        return Emit(self.out_topic, enriched, trace=env.trace, extensions=ext, value=value)
 
     def _reroute(self, env: Envelope[Any], home: int, result: Result) -> None:
         raw = env.raw
@@ -396,7 +383,108 @@ class Enricher:
         result.records.append(OutRecord(self.tx_topic, raw.key, raw.value, headers, home))
         self._m_rerouted.inc()
 
-    # -- run ---------------------------------------------------------------------------------------
+
+class Enricher:
+    """The service: the handler on the shared processor, the account store, the merchant
+    table followed between batches."""
+
+    def __init__(
+        self,
+        settings: EnricherSettings,
+        *,
+        kafka: KafkaSettings | None = None,
+        engine: Engine = ENGINE,
+    ) -> None:
+        self.settings = settings
+        self.kafka = kafka or KafkaSettings()
+        t = settings.tenant
+        self.tx_topic = REGISTRY.topic("transactions", t)
+        require_topics(
+            self.kafka,
+            settings.instance_id,
+            [self.tx_topic, REGISTRY.topic("transactions.enriched", t)]
+            + [REGISTRY.topic(s, t) for s in ("enricher.state", "merchant-features")],
+        )
+        self.accounts: StateStore[AccountState] = StateStore(
+            "accounts",
+            source=self.tx_topic,
+            changelog=REGISTRY.topic("enricher.state", t),
+            codec=AccountCodec(engine),
+            kafka=self.kafka,
+            group_id=settings.group_id,
+            checkpoint_dir=settings.state_dir / t / settings.instance_id,
+            restore_timeout_s=settings.restore_timeout_s,
+        )
+        self.merchants = MerchantTable(engine, t)
+        self.handler = EnrichHandler(
+            tenant=t,
+            engine=engine,
+            accounts=self.accounts,
+            merchants=self.merchants,
+            partition_count=self._check_partition_count,
+        )
+        self.table = GlobalTable(
+            REGISTRY.topic("merchant-features", t),
+            self.merchants.apply,
+            kafka=self.kafka,
+            client_id=f"{settings.instance_id}-table",
+            group_id=f"{settings.group_id}.table",
+        )
+        config = ProcessorConfig.for_service(
+            settings,
+            service=SERVICE,
+            inputs=(self.tx_topic,),
+            accept=(TransactionEvent,),
+            dlq_topics={self.tx_topic: REGISTRY.dlq_topic("transactions", t)},
+        )
+        self.processor = Processor(
+            config,
+            self.handler.handle,
+            kafka=self.kafka,
+            before_batch=self._before_batch,
+            ready=self._ready,
+            wait_until_ready=self._bootstrap,
+            stores=(self.accounts,),
+            on_assigned=self._on_assigned,
+        )
+
+    # -- lifecycle hooks -------------------------------------------------------------------------
+    def _bootstrap(self, stopping: Any) -> bool:
+        self.table.bootstrap(self.settings.table_timeout_s, stopping=stopping.is_set)
+        self.merchants.partitions = self.table.partitions
+        closed = self.merchants.closed_ms()
+        log.info(
+            "merchant table: %d merchants, complete up to %s",
+            len(self.merchants.states),
+            "nothing yet" if closed is None else datetime.fromtimestamp(closed / 1000, UTC),
+        )
+        return not stopping.is_set()
+
+    def _before_batch(self) -> None:
+        self.table.poll()
+
+    def _ready(self) -> tuple[bool, str]:
+        if not self.table.bootstrapped:
+            return False, "reading the merchant table"
+        closed = self.merchants.closed_ms()
+        when = "incomplete" if closed is None else datetime.fromtimestamp(closed / 1000, UTC)
+        return True, f"{len(self.accounts)} accounts; merchant table as of {when}"
+
+    def _on_assigned(self, partitions: list[TopicPartition]) -> None:
+        consumer = self.processor.consumer
+        if consumer is not None and partitions:
+            meta = consumer.list_topics(self.tx_topic, timeout=30).topics.get(self.tx_topic)
+            if meta is not None:
+                self.handler.input_partitions = len(meta.partitions)
+
+    def _check_partition_count(self) -> None:
+        """Raise :class:`PartitionCountMismatchError` when the input has grown since the store
+        was restored (librdkafka notices new partitions only at its next metadata refresh)."""
+        consumer = self.processor.consumer
+        if consumer is not None:
+            self.accounts.check_partitions(consumer)
+
+    # -- run -------------------------------------------------------------------------------------
     def run(self, *, install_signals: bool = True) -> int:
         log.info(
             "starting: spec %s (%s), group %s, transactional.id %s, state %s",

@@ -217,8 +217,8 @@ class MerchantStage:
         self.expected: set[str] = set()
         self.activity_partitions = 0
         self._next_tick = 0.0
-        self._next_unfetched_check = 0.0
-        self._unfetched_idle: set[str] = set()
+        self.at_end: set[str] = set()
+        """Re-key step: input partitions read to their end since their last record."""
         config = ProcessorConfig.for_service(
             settings,
             service=SERVICE,
@@ -229,6 +229,7 @@ class MerchantStage:
                 self.label_topic: REGISTRY.dlq_topic("labels", t),
                 self.activity_topic: REGISTRY.dlq_topic("merchant-activity", t),
             },
+            consumer_overrides={"enable.partition.eof": True},
         )
         self.processor = Processor(
             config,
@@ -240,6 +241,7 @@ class MerchantStage:
             on_lost=self._on_revoked,
             tick=self._tick,
             ready=self._ready,
+            on_eof=self._on_eof,
         )
         self._m_late_tx = LATE.labels(t, "transaction")
         self._m_late_fraud = LATE.labels(t, "fraud")
@@ -258,6 +260,7 @@ class MerchantStage:
         for tp in partitions:
             for memo in (self.progress, self.reported, self.last_read):
                 memo.pop(f"{tp.topic}/{tp.partition}", None)
+            self.at_end.discard(f"{tp.topic}/{tp.partition}")
 
     def _refresh_metadata(self) -> None:
         consumer = self.processor.consumer
@@ -369,47 +372,17 @@ class MerchantStage:
         result.on_commit = settle
 
     def _caught_up(self) -> set[str]:
-        """Owned inputs with nothing left to read (position at the high watermark)."""
-        consumer = self.processor.consumer
-        if consumer is None or not self.progress:
-            return set()
-        tps = []
-        for src in self.progress:
-            topic, _, p = src.rpartition("/")
-            tps.append(TopicPartition(topic, int(p)))
-        out: set[str] = set()
-        unknown = []
+        """Owned inputs read to their end (the consumer's end-of-partition event since their
+        last record) and quiet for ``idle_after_ms``. No broker round trip: a request on the
+        consumer's connection would wait behind its long-polling fetch."""
         quiet_since = time.monotonic() - self.settings.idle_after_ms / 1000
-        tps = [
-            tp for tp in tps if self.last_read.get(f"{tp.topic}/{tp.partition}", 0.0) <= quiet_since
-        ]
-        if not tps:
-            return out
-        for tp in consumer.position(tps):
-            _, high = consumer.get_watermark_offsets(tp, cached=True)
-            if tp.offset < 0 or high < 0:
-                unknown.append(tp)  # nothing fetched yet: ask the broker
-            elif tp.offset >= high:
-                out.add(f"{tp.topic}/{tp.partition}")
-        if unknown:
-            out |= self._caught_up_unfetched(consumer, unknown)
-        return out
+        return {src for src in self.at_end if self.last_read.get(src, 0.0) <= quiet_since} & set(
+            self.progress
+        )
 
-    def _caught_up_unfetched(self, consumer: Any, tps: list[TopicPartition]) -> set[str]:
-        """Partitions nothing was fetched from yet (empty ones, typically): ask the broker, at
-        most every ``watermark_interval_ms`` (two round trips; not on every batch)."""
-        now = time.monotonic()
-        if now < self._next_unfetched_check:
-            return self._unfetched_idle
-        self._next_unfetched_check = now + self.settings.watermark_interval_ms / 1000
-        idle: set[str] = set()
-        for tp in consumer.committed(tps, timeout=10):
-            low, high = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
-            pos = tp.offset if tp.offset >= 0 else low
-            if pos >= high:
-                idle.add(f"{tp.topic}/{tp.partition}")
-        self._unfetched_idle = idle
-        return idle
+    def _on_eof(self, topic: str, partition: int) -> None:
+        if topic in (self.tx_topic, self.label_topic):
+            self.at_end.add(f"{topic}/{partition}")
 
     # -- step 2: aggregate ------------------------------------------------------------------------
     def _aggregate(self, env: Envelope[Any], touched: dict[int, set[str]]) -> None:

@@ -151,8 +151,10 @@ def encode(
     time: datetime | None = None,
     trace: Mapping[str, str] | None = None,
     extensions: Mapping[str, str] | None = None,
+    value: bytes | None = None,
 ) -> KafkaMessage:
-    """Encode ``event`` as a binary-mode CloudEvent. ``extensions`` become ``ce_<name>`` headers.
+    """Encode ``event`` as a binary-mode CloudEvent. ``extensions`` become ``ce_<name>`` headers;
+    ``value`` is the event's JSON when the caller has it already (it must decode to ``event``).
 
     Hot path (the worker encodes every prediction): the constant headers come from a cache per
     (source, type), a batch stamped with one ``time`` formats it once, ids are cheap (see
@@ -166,12 +168,12 @@ def encode(
         ("ce_time", _time_header(when)),
     ]
     if extensions:
-        for name, value in extensions.items():
+        for name, text in extensions.items():
             if not name.isalnum() or not name.islower():
                 raise ValueError(
                     f"CloudEvents extension names are lower-case alphanumeric: {name!r}"
                 )
-            headers.append((f"ce_{name}", value.encode()))
+            headers.append((f"ce_{name}", text.encode()))
     if trace:
         for name in TRACE_HEADERS:
             carried = trace.get(name)
@@ -179,7 +181,7 @@ def encode(
                 headers.append((name, carried.encode()))
     return KafkaMessage(
         key=event.partition_key().encode(),
-        value=event.model_dump_json().encode(),
+        value=event.model_dump_json().encode() if value is None else value,
         headers=headers,
     )
 

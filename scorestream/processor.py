@@ -76,6 +76,8 @@ class Emit:
     """CloudEvents extensions (``ce_<name>`` headers), e.g. ``replyto`` for request-reply."""
     partition: int | None = None
     """Explicit partition (request-reply); ``None`` partitions by the event's key."""
+    value: bytes | None = None
+    """The event's JSON when the service built it already (must decode to ``event``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +242,17 @@ def fetch_settings(c: ProcessorConfig) -> dict[str, int]:
     return {"fetch.wait.max.ms": c.max_wait_ms, "fetch.min.bytes": BACKGROUND_FETCH_MIN_BYTES}
 
 
+@dataclass(slots=True)
+class _Batch:
+    """A consumed batch: the decoded events, the undecodable ones, and each input partition's
+    first and last offset in it."""
+
+    decoded: list[Envelope[Any]] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    first: dict[tuple[str, int], int] = field(default_factory=dict)
+    last: dict[tuple[str, int], int] = field(default_factory=dict)
+
+
 class Processor:
     def __init__(
         self,
@@ -256,6 +269,7 @@ class Processor:
         on_revoked: PartitionsHook | None = None,
         on_lost: PartitionsHook | None = None,
         tick: Callable[[], Result | None] | None = None,
+        on_eof: Callable[[str, int], None] | None = None,
     ) -> None:
         self.config = config
         self.kafka = kafka or KafkaSettings()
@@ -273,6 +287,9 @@ class Processor:
         """Called when partitions are revoked (their last batch is committed)."""
         self.on_lost = on_lost
         """Called when partitions are lost (session expired; an open transaction is fenced)."""
+        self.on_eof = on_eof
+        """Called with (topic, partition) when an input partition has been read to its end
+        (needs ``enable.partition.eof`` in ``consumer_overrides``)."""
         self.tick = tick
         """Called between batches; a returned :class:`Result` is committed in a transaction of
         its own (no input offsets), e.g. timeouts that fire while no input arrives."""
@@ -522,6 +539,21 @@ class Processor:
         elif result.on_abort is not None:
             result.on_abort()
 
+    def _take_eofs(self, messages: Sequence[Message]) -> Sequence[Message]:
+        """End-of-partition events (``enable.partition.eof``) go to ``on_eof``, not into the
+        batch: "this input partition has nothing more to read right now"."""
+        if not any(m.error() is not None for m in messages):
+            return messages
+        kept = []
+        for msg in messages:
+            err = msg.error()
+            if err is not None and err.code() == KafkaError._PARTITION_EOF:
+                if self.on_eof is not None:
+                    self.on_eof(msg.topic() or "", msg.partition() or 0)
+                continue
+            kept.append(msg)
+        return kept
+
     def _next_batch(self, wait: float) -> list[Message]:
         """The next batch; never a record of a partition revoked while it was being fetched.
 
@@ -574,36 +606,12 @@ class Processor:
 
     def process(self, messages: Sequence[Message]) -> bool:
         """Decode, handle, produce and commit one batch. False if it was aborted and rewound."""
+        messages = self._take_eofs(messages)
+        if not messages:
+            return True
         started = time.perf_counter()
-        decoded: list[Envelope[Any]] = []
-        dead: list[DeadLetter] = []
-        first: dict[tuple[str, int], int] = {}
-        last: dict[tuple[str, int], int] = {}
         spans = tracing.batch(self.config.inputs, self.config.group_id, len(messages))
-        for msg in messages:
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    continue
-                raise KafkaException(err)
-            tp = (msg.topic() or "", msg.partition() or 0)
-            first.setdefault(tp, msg.offset() or 0)
-            last[tp] = msg.offset() or 0
-            try:
-                env = decode_message(msg, accept=self.config.accept)
-            except DecodeError as exc:
-                dead.append(DeadLetter.from_decode_error(exc))
-                continue
-            decoded.append(env)
-            if spans is not None:
-                spans.consumed(
-                    env.trace,
-                    topic=tp[0],
-                    partition=tp[1],
-                    offset=msg.offset(),
-                    key=msg.key(),
-                    message_id=env.id,
-                )
+        batch = self._decode(messages, spans)
         metrics.EVENTS_IN.labels(self.config.service, self.config.tenant).inc(len(messages))
         committed = False
         self._spans = spans
@@ -611,14 +619,14 @@ class Processor:
         try:
             t_handle = time.perf_counter()
             self._phase["decode"].observe(t_handle - started)
-            result = self.handle(decoded) if decoded else result
+            result = self.handle(batch.decoded) if batch.decoded else result
             self._phase["handle"].observe(time.perf_counter() - t_handle)
-            result.dead_letters[:0] = dead
-            offsets = [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+            result.dead_letters[:0] = batch.dead
+            offsets = [TopicPartition(t, p, o + 1) for (t, p), o in batch.last.items()]
             if self.config.delivery == "exactly_once":
-                committed = self._commit_transaction(result, offsets, first)
+                committed = self._commit_transaction(result, offsets, batch.first)
             else:
-                committed = self._commit_at_least_once(result, offsets, first)
+                committed = self._commit_at_least_once(result, offsets, batch.first)
         finally:
             self._spans = None
             self._settle(result, committed)
@@ -628,13 +636,41 @@ class Processor:
                 log.debug(
                     "batch %s: %s",
                     "committed" if committed else "NOT committed",
-                    ", ".join(f"{t}[{p}]@{first[(t, p)]}-{o}" for (t, p), o in last.items()),
+                    ", ".join(
+                        f"{t}[{p}]@{batch.first[(t, p)]}-{o}" for (t, p), o in batch.last.items()
+                    ),
                 )
         if committed:
             log_dead_letters(self.config.service, result.dead_letters)
             self.batches += 1
             self._count(result, len(messages), started)
         return committed
+
+    def _decode(self, messages: Sequence[Message], spans: tracing.BatchTrace | None) -> _Batch:
+        batch = _Batch()
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                raise KafkaException(err)
+            tp = (msg.topic() or "", msg.partition() or 0)
+            batch.first.setdefault(tp, msg.offset() or 0)
+            batch.last[tp] = msg.offset() or 0
+            try:
+                env = decode_message(msg, accept=self.config.accept)
+            except DecodeError as exc:
+                batch.dead.append(DeadLetter.from_decode_error(exc))
+                continue
+            batch.decoded.append(env)
+            if spans is not None:
+                spans.consumed(
+                    env.trace,
+                    topic=tp[0],
+                    partition=tp[1],
+                    offset=msg.offset(),
+                    key=msg.key(),
+                    message_id=env.id,
+                )
+        return batch
 
     # -- producing ---------------------------------------------------------------------------------
     def _produce(
@@ -681,7 +717,12 @@ class Processor:
                 key = emit.event.partition_key().encode()
                 trace = spans.sending(emit.topic, trace, key=key, partition=emit.partition)
             m = encode(
-                emit.event, source=source, time=when, trace=trace, extensions=emit.extensions
+                emit.event,
+                source=source,
+                time=when,
+                trace=trace,
+                extensions=emit.extensions,
+                value=emit.value,
             )
             self._produce(emit.topic, m.key, m.value, m.headers, emit.partition)
         for dl in result.dead_letters:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -47,6 +48,7 @@ ACCOUNT_STATE_VERSION = 2
 """Account state format: 2 names tile groups by hop and filter (1 listed them by position)."""
 
 
+@lru_cache(maxsize=4096)
 def mcc_bucket(mcc: str) -> int:
     """Index into :data:`MCC_BUCKET_NAMES`."""
     code = int(mcc)
@@ -248,6 +250,21 @@ class MerchantState:
         return state
 
 
+_COUNT, _SUM, _MEAN, _RATIO = range(4)
+
+
+def _window_sums(items: Iterable[tuple[int, int]], a: int, windows: Sequence[int]) -> list[int]:
+    """For each window of ``w`` steps, the sum of the values of tiles in ``[a - w, a)``."""
+    sums = [0] * len(windows)
+    for idx, value in items:  # one pass for every window
+        if idx < a:
+            age = a - idx
+            for k, w in enumerate(windows):
+                if age <= w:
+                    sums[k] += value
+    return sums
+
+
 # -- the compiled spec -----------------------------------------------------------------------------
 class Engine:
     """A spec compiled for evaluation: which tiles each feature reads, in spec order."""
@@ -276,6 +293,19 @@ class Engine:
                 self.account.append((f, g, tiles))
             else:
                 self.merchant.append((f, f.window_s // spec.merchant_step_s))
+        self._merchant_windows = sorted({w for _, w in self.merchant})
+        """The distinct merchant windows, in steps."""
+        self._observe_plan = [
+            (g, grp.hop_s, grp if grp.where else None, grp.retention_s // grp.hop_s)
+            for g, grp in enumerate(self.groups)
+        ]
+        self._read_plan = [
+            (g, grp.hop_s, tuple(self._windows[g])) for g, grp in enumerate(self.groups)
+        ]
+        codes = {"count": _COUNT, "sum_amount": _SUM, "mean_amount": _MEAN, "amount_ratio": _RATIO}
+        self._account_plan = [
+            (f.name, codes[f.aggregate], g, self._windows[g].index(w)) for f, g, w in self.account
+        ]
         self.step_ms = spec.merchant_step_s * 1000
         self.lag_ms = spec.merchant_lag_s * 1000
         self.merchant_horizon_steps = (
@@ -287,7 +317,28 @@ class Engine:
 
     # -- transactions alone --------------------------------------------------------------------
     def transform_values(self, tx: TransactionEvent) -> dict[str, float]:
-        return {f.name: transform(f, tx) for f in self.transforms}
+        """The transforms of ``tx`` (the same values as :func:`transform`, each input derived
+        once: this runs for every event)."""
+        amount = tx.amount_minor / 100.0
+        ts = tx.timestamp
+        hour = ts.hour + ts.minute / 60.0
+        channel = tx.channel.value
+        base = {
+            "amount": amount,
+            "log1p_amount": math.log1p(amount),
+            "hour_of_day": hour,
+            "is_night": 1.0 if (hour < 6.0 or hour >= 22.0) else 0.0,
+            "is_weekend": 1.0 if ts.weekday() >= 5 else 0.0,
+            "mcc_bucket": float(mcc_bucket(tx.mcc)),
+            "cross_border": 1.0 if tx.card_country and tx.card_country != tx.country else 0.0,
+        }
+        out: dict[str, float] = {}
+        for f in self.transforms:
+            if f.transform == "channel_is":
+                out[f.name] = 1.0 if channel == f.value else 0.0
+            else:
+                out[f.name] = base[f.transform]
+        return out
 
     # -- accounts -------------------------------------------------------------------------------
     def new_account(self) -> AccountState:
@@ -308,59 +359,76 @@ class Engine:
 
     def _observe(self, state: AccountState, tx: TransactionEvent, t: float, h: int) -> None:
         amount = tx.amount_minor
-        for g, group in enumerate(self.groups):
-            if group.where and not _matches(group, tx):
+        all_tiles = state.tiles
+        for g, hop, group, keep in self._observe_plan:
+            if group is not None and not _matches(group, tx):
                 continue
-            tiles = state.tiles[g]
-            idx = int(t // group.hop_s)
+            tiles = all_tiles[g]
+            idx = int(t // hop)
             tile = tiles.get(idx)
             if tile is not None:
                 tile[0] += 1
                 tile[1] += amount
                 continue
             tiles[idx] = [1, amount]
-            cut = idx - group.retention_s // group.hop_s
+            cut = idx - keep
             for old in [i for i in tiles if i <= cut]:
                 del tiles[old]
         ids = state.ids
-        ids[h] = int(t)
-        horizon = int(t) - self._dedupe_s
-        while ids and (len(ids) > self._max_ids or next(iter(ids.values())) < horizon):
+        now = int(t)
+        ids[h] = now
+        horizon = now - self._dedupe_s
+        max_ids = self._max_ids
+        while ids and (len(ids) > max_ids or next(iter(ids.values())) < horizon):
             del ids[next(iter(ids))]
 
     def _account_read(
         self, state: AccountState, tx: TransactionEvent, t: float
     ) -> dict[str, float]:
-        sums: list[dict[int, tuple[int, int]]] = []
-        for g, group in enumerate(self.groups):
-            hi = int(t // group.hop_s)
-            per: dict[int, tuple[int, int]] = {}
-            tiles = state.tiles[g]
-            for w in self._windows[g]:
-                lo = hi - w
+        sums = self._account_sums(state, t)
+        amount_now = tx.amount_minor / 100.0
+        out: dict[str, float] = {}
+        for name, code, g, k in self._account_plan:
+            n, total = sums[g][k]
+            if code == _COUNT:
+                out[name] = float(n)
+            elif code == _SUM:
+                out[name] = total / 100.0
+            else:
+                mean = (total / 100.0) / n if n else 0.0
+                if code == _MEAN:
+                    out[name] = mean
+                else:
+                    out[name] = amount_now / mean if mean > 0 else 1.0
+        return out
+
+    def _account_sums(self, state: AccountState, t: float) -> list[list[tuple[int, int]]]:
+        """Per tile group, per window: (count, sum of amount_minor) of the tiles in it."""
+        sums: list[list[tuple[int, int]]] = []
+        all_tiles = state.tiles
+        for g, hop, windows in self._read_plan:
+            hi = int(t // hop)
+            if len(windows) == 1:
+                lo = hi - windows[0]
                 n = total = 0
-                for idx, (count, amount) in tiles.items():
+                for idx, (count, amount) in all_tiles[g].items():
                     if lo < idx <= hi:
                         n += count
                         total += amount
-                per[w] = (n, total)
-            sums.append(per)
-        amount_now = tx.amount_minor / 100.0
-        out: dict[str, float] = {}
-        for f, g, w in self.account:
-            n, total = sums[g][w]
-            agg = f.aggregate
-            if agg == "count":
-                out[f.name] = float(n)
-            elif agg == "sum_amount":
-                out[f.name] = total / 100.0
-            else:
-                mean = (total / 100.0) / n if n else 0.0
-                if agg == "mean_amount":
-                    out[f.name] = mean
-                else:  # amount_ratio
-                    out[f.name] = amount_now / mean if mean > 0 else 1.0
-        return out
+                sums.append([(n, total)])
+                continue
+            counts = [0] * len(windows)
+            totals = [0] * len(windows)
+            for idx, (count, amount) in all_tiles[g].items():  # one pass for every window
+                age = hi - idx
+                if age < 0:
+                    continue
+                for k, w in enumerate(windows):
+                    if age < w:
+                        counts[k] += count
+                        totals[k] += amount
+            sums.append(list(zip(counts, totals, strict=True)))
+        return sums
 
     # -- merchants ------------------------------------------------------------------------------
     def target_as_of_ms(self, t_ms: int) -> int:
@@ -376,16 +444,10 @@ class Engine:
         if state is None or as_of_ms is None:
             return {f.name: 0.0 for f, _ in self.merchant}
         a = as_of_ms // self.step_ms
-        counts: dict[int, int] = {}
-        frauds: dict[int, int] = {}
-        for _, w in self.merchant:
-            if w in counts:
-                continue
-            lo = a - w
-            counts[w] = sum(c for idx, c in state.tiles.items() if lo <= idx < a)
-            frauds[w] = sum(
-                1 for idx, known in state.frauds.values() if lo <= idx < a and known < as_of_ms
-            )
+        windows = self._merchant_windows
+        known = [(idx, 1) for idx, at in state.frauds.values() if at < as_of_ms]
+        counts = dict(zip(windows, _window_sums(state.tiles.items(), a, windows), strict=True))
+        frauds = dict(zip(windows, _window_sums(known, a, windows), strict=True))
         out: dict[str, float] = {}
         for f, w in self.merchant:
             agg = f.aggregate

@@ -107,6 +107,7 @@ class FeatureSpec:
     merchant_retain_s: int = 7 * 86400
     merchant_dedupe_max_ids: int = 256
     source: str = field(default="<inline>", compare=False)
+    _hash: str = field(default="", compare=False, repr=False)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -147,9 +148,14 @@ class FeatureSpec:
 
     @property
     def hash(self) -> str:
-        """sha256 of :meth:`canonical`, 16 hex characters; stable across machines."""
-        payload = json.dumps(self.canonical(), separators=(",", ":"), sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+        """sha256 of :meth:`canonical`, 16 hex characters; stable across machines (computed
+        once: the enricher reads it for every event)."""
+        cached: str = self._hash
+        if not cached:
+            payload = json.dumps(self.canonical(), separators=(",", ":"), sort_keys=True)
+            cached = hashlib.sha256(payload.encode()).hexdigest()[:16]
+            object.__setattr__(self, "_hash", cached)
+        return cached
 
 
 def _canonical(f: Feature) -> list[Any]:

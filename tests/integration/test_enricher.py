@@ -431,7 +431,7 @@ def _account_totals(tenant: str) -> dict[str, int]:
     for key, value in latest.items():
         if value is None:
             continue
-        state = AccountState.from_bytes(value, len(ENGINE.groups))
+        state = AccountState.from_bytes(value, ENGINE.signatures)
         out[key.decode()] = sum(count for count, _ in state.tiles[daily].values())
         assert partition_for(key, 8) in partitions[key], "the state lives at its new home"
     return out
