@@ -164,6 +164,22 @@ def _until(cond: Any, timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
+def _cleanup(kafka: KafkaSettings, tenant: str) -> None:
+    """The run's topics and groups (the baseline's Quix topics have the tenant inside)."""
+    from confluent_kafka.admin import AdminClient  # noqa: PLC0415
+
+    from bench.stack import delete_tenant  # noqa: PLC0415
+    from scorestream.kafka_config import admin_config  # noqa: PLC0415
+
+    delete_tenant(kafka, tenant)
+    admin = AdminClient(admin_config(kafka, client_id="bench-cleanup"))
+    left = [t for t in admin.list_topics(timeout=30).topics if tenant in t]
+    if left:
+        for fut in admin.delete_topics(left, operation_timeout=30).values():
+            with contextlib.suppress(Exception):
+                fut.result(timeout=30)
+
+
 def _until_stable(value: Any, quiet_s: float, timeout: float, what: str) -> None:
     """Until ``value()`` stops changing for ``quiet_s`` (a transactional topic's end offset
     counts commit markers, so "committed == end" never holds)."""
@@ -224,6 +240,7 @@ def one_run(
     finally:
         _stop(proc)
     read, last_ms = _last_append_ms(kafka, REGISTRY.topic("transactions.enriched", tenant), n)
+    _cleanup(kafka, tenant)
     seconds = (last_ms - t_ready_ms) / 1000
     out |= {
         "enriched": read,
@@ -253,6 +270,13 @@ def run(
     kafka = KafkaSettings()
     items = _events(n)
     results = header(name, command, transactions=n, rounds=rounds, baseline_tree=baseline)
+    if baseline:
+        results["baseline_commit"] = subprocess.run(
+            ["git", "-C", baseline, "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
     workdir = ROOT / "var" / "bench" / "enricher-run"
     workdir.mkdir(parents=True, exist_ok=True)
     runs = []
@@ -287,4 +311,33 @@ def run(
     if base:
         results["targets"]["ratio_to_baseline"] = round(best["events_per_s"] / max(base), 2)
     finish(results, results_dir, name)
+    plot(results, results_dir / f"{name}.png")
     return results
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    """Events/s and CPU per event of each run, the arms side by side."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    runs = results["runs"]
+    labels = [f"{r['arm']}\nround {r['round']}" for r in runs]
+    colors = ["tab:blue" if r["arm"] == "one-hop" else "tab:gray" for r in runs]
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
+    ax.bar(labels, [r["events_per_s"] for r in runs], color=colors)
+    ax.axhline(10_000, color="tab:red", linestyle=":", label="target 10,000 events/s")
+    ax.set_ylabel("events/s (one process)")
+    ax.legend(fontsize=8)
+    bx.bar(labels, [r["cpu_us_per_event"] for r in runs], color=colors)
+    bx.set_ylabel("µs CPU per event")
+    m = results["machine"]
+    fig.suptitle(
+        f"enricher on a preloaded backlog of {results['transactions']:,} transactions — "
+        f"{m['nproc']} cores, load {m['loadavg_before'][0]:.2f} before",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -122,7 +122,7 @@ def _enricher_rows(enr: dict[str, Any]) -> list[str]:
     if base:
         best = max(base, key=lambda r: r["events_per_s"])
         out.append(
-            f"| same run, the Quix enricher of {Path(enr['baseline_tree']).name} (before) | "
+            f"| same run, the Quix enricher of {enr.get('baseline_commit', '?')[:7]} (before) | "
             f"{_n(best['events_per_s'])} events/s, {_n(best['cpu_us_per_event'], 1)} µs "
             f"CPU/event; after/before x{_n(enr['targets'].get('ratio_to_baseline'), 1)} | | | "
             f"{src} |"
