@@ -708,9 +708,15 @@ class Processor:
             self._delivery_errors.append(f"{msg.topic()}: {err.str()}")
 
     def _produce_result(self, result: Result) -> None:
+        """Encode every output first, then hand them to the producer in one tight loop: the
+        producer registers a transaction's partitions with the coordinator when the first
+        record of a partition arrives and allows one registration request in flight, so
+        partitions that trickle in while records are still being encoded cost a second
+        registration round trip (on which ``send_offsets_to_transaction`` then waits)."""
         source = self.config.source
         spans = self._spans
         when = utc_time()  # the batch's events are stamped (ce_time) once
+        out: list[tuple[str, bytes | None, bytes | None, list[Any], int | None, int | None]] = []
         for emit in result.emits:
             trace = emit.trace
             if spans is not None:  # a send span under the message this output derives from
@@ -724,21 +730,26 @@ class Processor:
                 extensions=emit.extensions,
                 value=emit.value,
             )
-            self._produce(emit.topic, m.key, m.value, m.headers, emit.partition)
+            out.append((emit.topic, m.key, m.value, m.headers, emit.partition, None))
         for dl in result.dead_letters:
             topic = self.config.dlq_topics.get(dl.raw.topic or "") or next(
                 iter(self.config.dlq_topics.values())
             )
             if spans is not None:
                 spans.dead_letter(dl.raw.headers, topic, dl.reason)
-            self._produce(topic, dl.raw.key, dl.raw.value, dl.headers(self.config.service))
+            out.append(
+                (topic, dl.raw.key, dl.raw.value, dl.headers(self.config.service), None, None)
+            )
         for rec in result.records:
-            self._produce(
-                rec.topic, rec.key, rec.value, list(rec.headers), rec.partition, rec.timestamp_ms
+            out.append(
+                (rec.topic, rec.key, rec.value, list(rec.headers), rec.partition, rec.timestamp_ms)
             )
         for store in self.stores:
             for ch in store.changelog_records():
-                self._produce(ch.topic, ch.key, ch.value, [], ch.partition)
+                out.append((ch.topic, ch.key, ch.value, [], ch.partition, None))
+        produce = self._produce
+        for record in out:
+            produce(*record)
 
     def _rewind(self, first: dict[tuple[str, int], int]) -> None:
         for (topic, partition), offset in first.items():
@@ -775,19 +786,45 @@ class Processor:
             err: KafkaError = exc.args[0]
             metrics.TRANSACTIONS.labels(self.config.service, "aborted").inc()
             if err.fatal():
-                log.error("fatal producer error (%s): recreating the producer", err.str())
-                self.producer = self._make_producer()
-            elif err.txn_requires_abort() or (err.retriable() and not committing):
+                self._recover_fatal(err)
+                return False
+            if err.txn_requires_abort() or (err.retriable() and not committing):
                 # a timeout before the commit (the coordinator moving to another broker, say):
                 # nothing is committed yet, so abort and replay the batch instead of exiting.
                 # After a commit timeout the outcome is unknown: that one is raised.
                 log.warning("aborting transaction: %s", err.str())
-                with self.stall_guard.call("abort_transaction", timeout):
-                    self._p().abort_transaction(timeout)
+                try:
+                    with self.stall_guard.call("abort_transaction", timeout):
+                        self._p().abort_transaction(timeout)
+                except KafkaException as abort_exc:
+                    abort_err: KafkaError = abort_exc.args[0]
+                    if not abort_err.fatal():
+                        raise
+                    self._recover_fatal(abort_err)  # e.g. INVALID_TXN_STATE after a node kill
+                    return False
             else:
                 raise
             self._rewind(first)
             return False
+
+    def _recover_fatal(self, err: KafkaError) -> None:
+        """A fatal producer error: the batch's outcome may be unknown (it fails the commit or
+        the abort). A new producer with the same transactional.id fences the old one and its
+        open transaction is completed or aborted before ``init_transactions`` returns; the
+        group's committed offsets then say where to resume (past the batch if it committed).
+        A service with keyed state exits instead (exit 1, restarted by its supervisor)."""
+        if self.stores:
+            # state, its changelog and the offsets agree in Kafka: a restart rebuilds from there
+            raise KafkaClientError(f"fatal producer error with keyed state: {err.str()}")
+        log.error("fatal producer error (%s): recreating the producer", err.str())
+        self.producer = self._make_producer()
+        consumer = self._c()
+        assigned = [TopicPartition(t, p) for t, p in sorted(self.assigned)]
+        if not assigned:
+            return
+        for tp in consumer.committed(assigned, timeout=self.config.transaction_timeout_s):
+            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
 
     def _commit_with_retry(self) -> None:
         for attempt in range(5):
