@@ -75,7 +75,7 @@ class StallGuard:
 
     def arm(self, op: str, timeout_s: float) -> None:
         """Start (or restart) the clock for ``op``: a loop whose blocking calls are not ours to
-        wrap (the Quix enricher's) re-arms on every iteration, so a hang anywhere in the
+        wrap re-arms on every iteration, so a hang anywhere in the
         iteration is caught ``timeout_s + grace_s`` after the last one began."""
         if self._thread is None:
             self._start()
