@@ -308,6 +308,17 @@ class MerchantStage:
             )
             return
         if isinstance(event, TransactionEvent):
+            if raw is not None and raw.key != event.account_id.encode():
+                # the enricher refuses it too: a merchant never counts what no account does
+                result.dead_letters.append(
+                    DeadLetter.for_envelope(
+                        env,
+                        "key_mismatch",
+                        "KeyMismatch",
+                        f"key {raw.key!r} is not the account id {event.account_id!r}",
+                    )
+                )
+                return
             t_ms = _ms(event.timestamp)
             activity = MerchantActivity.trusted(
                 _activity(

@@ -294,6 +294,9 @@ class Processor:
         """Called between batches; a returned :class:`Result` is committed in a transaction of
         its own (no input offsets), e.g. timeouts that fire while no input arrives."""
         self.restoring = False
+        self.preparing = False
+        """In ``wait_until_ready`` (e.g. reading a table, waiting for a model): live, and ready
+        as the service's own check says."""
         self._phase = {
             name: metrics.PHASE_SECONDS.labels(config.service, name)
             for name in ("wait", "decode", "handle", "produce", "send_offsets", "commit")
@@ -325,7 +328,7 @@ class Processor:
 
     # -- health ----------------------------------------------------------------------------------
     def live(self) -> tuple[bool, str]:
-        if self.restoring:
+        if self.restoring or self.preparing:
             # rebuilding state (or reading a table) does not poll; it has its own timeout
             self.last_poll = time.monotonic()
             return True, "restoring state"
@@ -339,6 +342,8 @@ class Processor:
     def ready(self) -> tuple[bool, str]:
         if self.restoring:
             return False, "restoring state"
+        if self.preparing and self.extra_ready is None:
+            return False, "preparing"
         if self.extra_ready is not None:
             ok, detail = self.extra_ready()
             if not ok:
@@ -489,11 +494,11 @@ class Processor:
         False: stopped during it."""
         if self.wait_until_ready is None:
             return True
-        self.restoring = True
+        self.preparing = True
         try:
             return self.wait_until_ready(self.stopping)
         finally:
-            self.restoring = False
+            self.preparing = False
 
     def _loop(self) -> None:
         c = self.config

@@ -204,19 +204,24 @@ def test_garbage_in_topics_and_gateway_crashes_nothing_and_lands_in_dlqs(
 
     gateway_codes = _gateway_garbage(ports["gateway"], tenant.name)
 
-    # in = out + dlq on the transactions topic (the enricher is its only consumer)
+    # in = out + dlq on the transactions topic for the enricher; its other consumer, the
+    # merchant stage, refuses exactly the same records (each lands once per service)
     bad_keys = {f"garbage-{c}" for c in cases}
     records_in = GOOD + len(cases)
     seen: dict[str, list[Message]] = {}
 
+    def by(service: str) -> list[tuple[str, str, str]]:
+        return [e for e in map(_dlq_entry, seen["transactions.dlq"]) if e[1] == service]
+
     def accounted() -> bool:
         for stream in ("transactions.enriched", "transactions.dlq"):
             seen[stream] = read_all(kafka_bootstrap, tenant.topic(stream))
-        return sum(len(v) for v in seen.values()) >= records_in
+        enricher = len(seen["transactions.enriched"]) + len(by("enricher"))
+        return enricher >= records_in and len(by("merchant")) >= len(by("enricher"))
 
     wait_until(accounted, 240, "every transaction record enriched or dead-lettered", 2.0)
     enriched = seen["transactions.enriched"]
-    dlq = [_dlq_entry(m) for m in seen["transactions.dlq"]]
+    dlq = by("enricher")
     out_ids = Counter(
         decode_message(m, accept=[EnrichedTransaction]).event.transaction.transaction_id
         for m in enriched
@@ -231,6 +236,8 @@ def test_garbage_in_topics_and_gateway_crashes_nothing_and_lands_in_dlqs(
     assert records_in == len(enriched) + len(dlq), (len(enriched), sorted(dlq_keys))
     missing = bad_keys - set(dlq_keys)
     assert not missing, f"bad records neither in the DLQ: {missing}"
+    merchant = sorted((key, reason) for key, _, reason in by("merchant"))
+    assert merchant == sorted((key, reason) for key, _, reason in dlq), "the same refusals"
     # labels and predictions: one DLQ record per consuming service
     for stream, sent in (("labels", label_cases), ("predictions", pred_cases)):
         consumers = set(REGISTRY.get(stream).consumers) - {"retrain", "operator"}

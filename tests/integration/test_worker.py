@@ -142,9 +142,19 @@ def test_hot_swap_under_load_then_a_corrupt_promotion_is_rejected(
     tenant.publish_model("1", seed=0)
     tenant.publish_model("2", seed=1)
     tenant.promote("1")
-    tenant.start_worker("w-swap")
+    port = free_port()
+    tenant.start_worker("w-swap", health_port=port)
     events = list(enriched_events(tenant.name, 6000, accounts=300))
-    sender = threading.Thread(target=publish_enriched, args=(tenant, events), kwargs={"rate": 2000})
+    # traffic keeps flowing until the worker reports v2 loaded, so every partition is scored
+    # by both versions however fast the machine is
+    swapped = threading.Event()
+
+    def send() -> None:
+        publish_enriched(tenant, events[:3000], rate=2000)
+        swapped.wait(60)
+        publish_enriched(tenant, events[3000:], rate=2000)
+
+    sender = threading.Thread(target=send)
     sender.start()
     wait_until(
         lambda: (
@@ -154,6 +164,8 @@ def test_hot_swap_under_load_then_a_corrupt_promotion_is_rejected(
         "first predictions",
     )
     tenant.promote("2")  # mid-stream
+    wait_until(lambda: 'version="2"} 1.0' in http_get(port, "/metrics")[1], 60, "v2 loaded")
+    swapped.set()
     sender.join(60)
     preds = read_predictions(kafka_bootstrap, tenant, len(events))
     assert exactly_once(preds, {e.transaction.transaction_id for e in events}) == (0, 0, 0)
