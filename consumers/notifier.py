@@ -39,14 +39,22 @@ from urllib.parse import urlsplit
 
 import httpx
 from prometheus_client import Counter, Histogram
-from pydantic import AnyHttpUrl, Field, model_validator
+from pydantic import (
+    AnyHttpUrl,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import SettingsConfigDict
 
 from consumers.decision import carried_extensions
 from schemas.cloudevents import Envelope
 from schemas.errors import RawRecord
 from schemas.events import DecisionEvent, Outcome
-from scorestream import __version__, metrics, tracing
+from scorestream import __version__, logs, metrics, tracing
 from scorestream.dlq import DeadLetter
 from scorestream.processor import Emit, Processor, ProcessorConfig, Result
 from scorestream.settings import KafkaSettings, ProcessingSettings
@@ -83,11 +91,14 @@ WEBHOOK_CIRCUIT_OPEN = Counter(
 )
 
 
+_HTTP_URL: TypeAdapter[AnyHttpUrl] = TypeAdapter(AnyHttpUrl)
+
+
 class NotifierSettings(ProcessingSettings):
     """Env: ``SCORESTREAM_NOTIFIER_*`` (plus ``SCORESTREAM_KAFKA_*``)."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SCORESTREAM_NOTIFIER_", frozen=True, extra="ignore"
+        env_prefix="SCORESTREAM_NOTIFIER_", frozen=True, extra="ignore", hide_input_in_errors=True
     )
 
     service: ClassVar[str] = "notifier"
@@ -99,8 +110,10 @@ class NotifierSettings(ProcessingSettings):
     adaptive_batching: bool = False
     max_batch: int = Field(default=2000, ge=1, le=10_000)
 
-    webhook_url: AnyHttpUrl | None = None
-    """The tenant's webhook; unset: alerts only."""
+    webhook_url: SecretStr | None = None
+    """The tenant's webhook (http or https); unset: alerts only. A secret: webhook URLs carry
+    credentials (user-info, a path token, a query signature), so it is never echoed, and logs
+    and spans show ``scheme://host:port/***?***`` only (:func:`scorestream.logs.redact_url`)."""
     webhook_connect_timeout_s: float = Field(default=2.0, gt=0, le=60)
     webhook_read_timeout_s: float = Field(default=2.0, gt=0, le=60)
     webhook_attempts: int = Field(default=3, ge=1, le=10)
@@ -114,6 +127,18 @@ class NotifierSettings(ProcessingSettings):
     webhook_circuit_threshold: int = Field(default=5, ge=0)
     """Consecutive failed deliveries that open the circuit; 0 disables it."""
     webhook_circuit_cooldown_s: float = Field(default=10.0, ge=0)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        try:
+            _HTTP_URL.validate_python(value.get_secret_value())
+        except ValidationError:
+            # not the value, nor pydantic's message about it: both would quote the secret
+            raise ValueError("webhook_url must be an http:// or https:// URL") from None
+        return value
 
     @model_validator(mode="after")
     def _budget_fits_poll_interval(self) -> NotifierSettings:
@@ -173,7 +198,8 @@ class _Attempt:
     def describe(self) -> tuple[str, str]:
         if self.exc is not None:
             name = type(self.exc).__name__
-            return name, f"{name}: {self.exc}" if str(self.exc) else name
+            text = logs.redact_text(str(self.exc))  # an httpx message may quote the URL
+            return name, f"{name}: {text}" if text else name
         if self.status is not None:
             return "HTTPStatus", f"HTTP {self.status}"
         return "", ""
@@ -206,6 +232,10 @@ class Webhook:
         self.url = url
         parts = urlsplit(url)
         self.host = parts.netloc.rpartition("@")[2]  # never log the path or credentials: tokens
+        # and should a library quote a part of the URL on its own, the log masks it all the same
+        for part in (parts.password, parts.path, parts.query, parts.fragment):
+            if part and part != "/":
+                logs.register_secret(part)
         self.tenant = tenant
         self.attempts = attempts
         self.backoff_s = backoff_s
@@ -389,7 +419,7 @@ def notify_batch(
     def send(env: Envelope[DecisionEvent]) -> WebhookResult:
         # a client span under the decision's process span; its context goes on the request
         parent = tracing.parent_of(env.trace)
-        with tracing.client_span("POST", str(webhook.url), parent=parent) as (span, sent):
+        with tracing.client_span("POST", webhook.url, parent=parent) as (span, sent):
             result = webhook.deliver(env.event, trace=sent or env.trace, deadline=deadline)
             tracing.http_result(span, result.status, result.error_type, result.attempts)
             return result
@@ -430,7 +460,7 @@ class Notifier:
             None
             if s.webhook_url is None
             else Webhook(
-                str(s.webhook_url),
+                s.webhook_url.get_secret_value(),
                 tenant=t,
                 connect_timeout_s=s.webhook_connect_timeout_s,
                 read_timeout_s=s.webhook_read_timeout_s,

@@ -228,4 +228,16 @@ def test_settings_keep_the_batch_budget_below_the_poll_interval() -> None:
         live_after_s=120,
         webhook_url="https://hooks.example.com/T0/secret",
     )
-    assert str(ok.webhook_url) == "https://hooks.example.com/T0/secret"
+    assert ok.webhook_url is not None
+    assert ok.webhook_url.get_secret_value() == "https://hooks.example.com/T0/secret"
+
+
+def test_the_webhook_url_is_a_secret_never_echoed() -> None:
+    url = "https://hookuser:CANARYPASS@hooks.example.com/T0/CANARYTOKEN?sig=CANARYSIG"
+    settings = NotifierSettings(tenant="acme", webhook_url=url)
+    assert "CANARY" not in repr(settings)
+    assert "CANARY" not in str(settings)
+    for bad in ("ftp://u:CANARYPASS@host/CANARYTOKEN", "CANARYPASS not a url"):
+        with pytest.raises(ValidationError, match="http:// or https:// URL") as err:
+            NotifierSettings(tenant="acme", webhook_url=bad)
+        assert "CANARY" not in str(err.value)
