@@ -199,6 +199,11 @@ class NotifierSettings(ProcessingSettings):
             )
         if worst > self.live_after_s:
             raise ValueError(f"live_after_s must exceed the batch's webhook time ({worst:.1f}s)")
+        if self.retry_attempts and self.retry_backoff_s > self.retry_max_delay_s:
+            raise ValueError(
+                f"retry_backoff_s ({self.retry_backoff_s}s) must not exceed retry_max_delay_s "
+                f"({self.retry_max_delay_s}s): no retry round could ever start"
+            )
         return self
 
 

@@ -283,6 +283,9 @@ def test_retry_policy_backoff_doubles_and_is_capped() -> None:
     total = sum(policy.delay(n) for n in range(1, policy.attempts + 1))
     assert (policy.attempts, total) == (5, 620.0)  # 5 rounds over ~10 minutes
     assert total <= policy.max_delay_s
+    with pytest.raises(ValidationError, match="no retry round could ever start"):
+        NotifierSettings(tenant="acme", retry_backoff_s=60, retry_max_delay_s=30)
+    NotifierSettings(tenant="acme", retry_attempts=0, retry_backoff_s=60, retry_max_delay_s=30)
 
 
 def test_retry_headers_round_trip_and_bad_ones_are_refused() -> None:
