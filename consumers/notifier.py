@@ -435,6 +435,10 @@ HISTORY = "retry.history"
 RETRY_HEADERS = frozenset({ATTEMPT, NOT_BEFORE, FIRST_FAILURE, HISTORY})
 MAX_HISTORY_ERROR = 60
 """Characters of one round's error in ``retry.history`` (11 rounds fit ``dlq.message``)."""
+CLOCK_SKEW_S = 60.0
+"""How far another notifier pod's clock may be ahead: a ``retry.not_before`` later than
+``retry_backoff_max_s`` plus this from now was not written by a notifier with these settings
+(it would pause its partition for that long): it is dead-lettered instead."""
 
 
 class RetryRecordError(ScorestreamError):
@@ -612,6 +616,13 @@ def _triage_retry(
         return None
     if state.not_before_ms <= now_s * 1000:
         return state
+    if state.not_before_ms > (now_s + retry.backoff_max_s + CLOCK_SKEW_S) * 1000:
+        wait = state.not_before_ms / 1000 - now_s
+        message = f"{NOT_BEFORE} is {wait:.0f}s away, beyond the longest backoff"
+        out.dead_letters.append(
+            DeadLetter(raw, "invalid_retry_record", "RetryRecordError", message)
+        )
+        return None
     out.parked.append(OutRecord(retry.topic, raw.key, raw.value, list(raw.headers), raw.partition))
     p = raw.partition or 0
     until = state.not_before_ms / 1000

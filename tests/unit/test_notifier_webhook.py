@@ -376,3 +376,14 @@ def test_a_retry_record_without_its_headers_is_dead_lettered() -> None:
         out = notify_batch([bad], tenant="acme", webhook=hook, retry=RETRY)
         assert server.requests() == []
     assert [dl.reason for dl in out.dead_letters] == ["invalid_retry_record"]
+
+
+def test_a_not_before_beyond_the_longest_backoff_does_not_pause_its_partition() -> None:
+    far = RetryState(1, int((NOW + 15 + 61) * 1000), int(NOW * 1000))
+    near = RetryState(1, int((NOW + 15 + 59) * 1000), int(NOW * 1000))  # a clock ahead: fine
+    batch = [retried(decision("far"), far), retried(decision("near"), near)]
+    with WebhookServer() as server, webhook(server.url()) as hook:
+        out = notify_batch(batch, tenant="acme", webhook=hook, retry=RETRY, wall=lambda: NOW)
+    assert [dl.reason for dl in out.dead_letters] == ["invalid_retry_record"]
+    assert "beyond the longest backoff" in out.dead_letters[0].message
+    assert out.resume_at == {1: NOW + 74}
