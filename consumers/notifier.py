@@ -37,10 +37,10 @@ A partition's records are in arrival order, not due order: a record due sooner m
 one due later in the same partition (never longer than ``retry_backoff_max_s``).
 
 Bounded time: each batch has a time budget (``webhook_batch_budget_s``, well below
-``max.poll.interval.ms``); no attempt starts after it, and unsent decisions go to the DLQ. After
-``webhook_circuit_threshold`` consecutive failed deliveries the circuit opens for
-``webhook_circuit_cooldown_s``: decisions fail fast to the DLQ instead of waiting out timeouts, then
-one trial delivery decides whether it closes again.
+``max.poll.interval.ms``); no attempt starts after it, and unsent decisions go to the retry topic
+(the DLQ with ``retry_attempts=0``). After ``webhook_circuit_threshold`` consecutive failed
+deliveries the circuit opens for ``webhook_circuit_cooldown_s``: decisions fail fast to the retry
+topic instead of waiting out timeouts, then one trial delivery decides whether it closes again.
 """
 
 from __future__ import annotations
