@@ -238,6 +238,17 @@ _BASE: tuple[StreamSpec, ...] = (
         contracts=("scorestream.decision.v1",),
     ),
     StreamSpec(
+        name="alerts.retry",
+        description="review / decline decisions whose webhook delivery failed transiently, with "
+        "their attempt count and not-before time (retry.* headers); the notifier re-reads them "
+        "when due",
+        partitions=3,
+        retention_ms=7 * DAY_MS,
+        producers=("notifier",),
+        consumers=("notifier",),
+        contracts=("scorestream.decision.v1",),
+    ),
+    StreamSpec(
         name="model-events",
         description="model published / promoted / rejected; compacted source of truth for serving",
         partitions=1,
