@@ -45,6 +45,7 @@ class Gateway:
     key_a: str
     key_b: str
     log: Path
+    pid: int
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,7 @@ def gateway(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> I
         url = urlsplit(gw.base)
         assert url.hostname is not None
         assert url.port is not None
-        yield Gateway(gw.base, url.hostname, url.port, tenant, key_a, key_b, log_path)
+        yield Gateway(gw.base, url.hostname, url.port, tenant, key_a, key_b, log_path, gw.proc.pid)
 
 
 def _bearer(key: str) -> dict[str, str]:
@@ -113,6 +114,13 @@ def _metrics(gw: Gateway) -> str:
     return r.text
 
 
+def _rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
 def _label(line: str, name: str) -> str:
     return line.split(f'{name}="', 1)[1].split('"', 1)[0]
 
@@ -125,6 +133,7 @@ def test_made_up_methods_and_paths_neither_grow_metrics_nor_reach_the_app(gatewa
     rng = random.Random(4)
     httpx.get(f"{gw.url}/no-such-page", timeout=10)  # every label value that can exist, once
     before = _metrics(gw)
+    rss_before = _rss_bytes(gw.pid)
     statuses: Counter[int] = Counter()
     for i in range(200):
         method = "".join(rng.choices(string.ascii_uppercase, k=rng.randrange(2000, 8000)))
@@ -137,6 +146,8 @@ def test_made_up_methods_and_paths_neither_grow_metrics_nor_reach_the_app(gatewa
     assert set(statuses) <= {401, 404, 405, 501}, statuses
     after = _metrics(gw)
     assert len(after) < len(before) + 20_000, (len(before), len(after))
+    grown = _rss_bytes(gw.pid) - rss_before
+    assert grown < 10_000_000, f"the gateway grew by {grown / 1e6:.1f} MB"
     series = [
         line
         for line in after.splitlines()
