@@ -274,6 +274,10 @@ def parse_infer_request(
         row.setdefault("timestamp", stamp)
         rows.append(row)
     request_id = request.get("id")
+    if request_id is not None and (
+        isinstance(request_id, bool) or not isinstance(request_id, str | int)
+    ):
+        raise V2RequestError("'id' must be a string")
     return InferRequest(
         id=str(request_id) if request_id not in (None, "") else None,
         rows=rows,

@@ -135,6 +135,8 @@ INPUTS = [_input(name, value) for name, value in ROW.items()]
             {"inputs": [INPUTS[0] | {"data": json.loads("[" * 500 + "]" * 500)}]},
             "'data' is nested too deeply",
         ),
+        ({"inputs": INPUTS, "id": json.loads("[" * 900 + "]" * 900)}, "'id' must be a string"),
+        ({"inputs": INPUTS, "id": {"a": 1}}, "'id' must be a string"),
         (
             {"inputs": [INPUTS[0] | {"data": [{"x": "y" * 1000}]}, *INPUTS[1:]]},
             "expected a string",
