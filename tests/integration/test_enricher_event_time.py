@@ -1,7 +1,8 @@
 """Issue 15 item 17, the Kafka side: a transaction whose event time is outside the window around
 now (a year-1900 timestamp, one a day ahead), published straight to ``<tenant>.transactions`` by
-a producer that is not the gateway, goes to the enricher's DLQ with the reason
-``event_time_out_of_window``; transactions inside the window are enriched as before."""
+a producer that is not the gateway, goes to the DLQ with the reason ``event_time_out_of_window``
+— from the enricher and from the merchant stage, the other consumer of the topic (a merchant
+never counts what no account does); transactions inside the window are enriched as before."""
 
 from __future__ import annotations
 
@@ -35,22 +36,26 @@ def test_event_times_outside_the_window_go_to_the_dlq(kafka_bootstrap: str, tmp_
         )
         m = encode(tx, source="tests/java-like-producer")
         records.append((m.key, m.value, list(m.headers)))
-    proc = _start("enricher", tenant, tmp_path)
+    procs = [_start(service, tenant, tmp_path) for service in ("enricher", "merchant")]
     try:
         produce_raw(kafka_bootstrap, REGISTRY.topic("transactions", tenant), records)
         got = _enriched(kafka_bootstrap, tenant, 2, timeout=90)
-        dlq = read_messages(kafka_bootstrap, REGISTRY.dlq_topic("transactions", tenant), 2)
+        dlq = read_messages(kafka_bootstrap, REGISTRY.dlq_topic("transactions", tenant), 4)
     finally:
-        _stop(proc)
+        for proc in procs:
+            _stop(proc)
     assert sorted(e.event.transaction.transaction_id for e in got) == ["ok-history", "ok-now"]
-    assert len(dlq) == 2
-    by_key = {m.key(): dict(m.headers() or []) for m in dlq}
-    assert set(by_key) == {b"acc-2", b"acc-3"}
+    assert len(dlq) == 4
+    by_key = {
+        (m.key(), dict(m.headers() or [])["dlq.service"]): dict(m.headers() or []) for m in dlq
+    }
+    services = (b"enricher", b"merchant")
+    assert set(by_key) == {(k, s) for k in (b"acc-2", b"acc-3") for s in services}
     for headers in by_key.values():
         assert headers["dlq.reason"] == b"event_time_out_of_window"
-        assert headers["dlq.service"] == b"enricher"
-    assert b"in the past" in by_key[b"acc-2"]["dlq.message"]
-    assert b"in the future" in by_key[b"acc-3"]["dlq.message"]
+    for service in services:
+        assert b"in the past" in by_key[b"acc-2", service]["dlq.message"]
+        assert b"in the future" in by_key[b"acc-3", service]["dlq.message"]
     originals = {key: value for key, value, _ in records}
     for msg in dlq:
         assert msg.value() == originals[msg.key()], "the raw record is kept"
