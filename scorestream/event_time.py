@@ -7,9 +7,9 @@ expire out of time-based retention at once. So event times must lie within
 ``[now - max_event_age, now + max_event_skew]``:
 
 * the gateway answers 422 (``event_time_out_of_window``) and publishes nothing;
-* the enricher, the first consumer of ``<tenant>.transactions`` (records that did not come
-  through the gateway: a Java producer, a replay tool), sends the record to its DLQ with the
-  reason ``event_time_out_of_window``.
+* the enricher and the merchant stage, the consumers of ``<tenant>.transactions`` (records
+  that did not come through the gateway: a Java producer, a replay tool), send the record to
+  the DLQ with the reason ``event_time_out_of_window``.
 
 Env: ``SCORESTREAM_MAX_EVENT_AGE`` and ``SCORESTREAM_MAX_EVENT_SKEW`` (seconds, or an ISO 8601
 duration such as ``P30D`` / ``PT5M``). The default age is wide (3650 days) because replays,
