@@ -11,7 +11,9 @@
   waits for the decision, or publishes again if the event never made it.
 * ``/v2/...``: the Open Inference Protocol (:mod:`producers.gateway_v2`), routed through Kafka.
 * ``/docs``, ``/livez``, ``/readyz``, ``/metrics``; body limit → 413; invalid → 422 with the
-  fields; more than ``max_in_flight`` requests → 503 + ``Retry-After``.
+  fields; more than ``max_in_flight`` requests → 503 + ``Retry-After``, more than
+  ``max_in_flight_per_key`` of one API key → 429 for that key; an unknown method → 501, a body
+  that is not JSON → 415, headers or body not received in time → 408 (docs/gateway-limits.md).
 
 The gateway never calls another service: it publishes through :class:`producers.publisher.Publisher`
 and reads its reply partition.
@@ -638,6 +640,7 @@ def create_app(
 ) -> FastAPI:
     auth = auth or GatewayAuthSettings()
     keys = auth_store(settings.tenant, auth)  # API keys (producers.gateway_auth); fails closed
+    _event_time_settings()  # a bad SCORESTREAM_MAX_EVENT_* fails at start, not on a request
     gw = Gateway(settings, kafka)
 
     @asynccontextmanager
