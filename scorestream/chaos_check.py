@@ -39,6 +39,7 @@ from schemas.events import (
     EnrichedTransaction,
     MerchantActivity,
     PredictionEvent,
+    latest_revisions,
 )
 from scorestream.features import ENGINE, Engine, MerchantState, id_hash
 from scorestream.serde import decode_message
@@ -394,6 +395,9 @@ def check(bootstrap: str, tenant: str, inputs: Inputs, *, settle_s: float = 180.
     sent_order = {txid: position for txid, (_, position) in inputs.order.items()}
     for stream, (contract, upstream) in OUTPUTS.items():
         events, bad = _decoded(read_all(bootstrap, REGISTRY.topic(stream, tenant)), contract)
+        if stream == "audit":  # an amended record has revisions: the latest one counts
+            latest = {id(r) for r in latest_revisions(e.event for e in events)}
+            events = [e for e in events if id(e.event) in latest]
         decoded[stream] = events
         if upstream is None:
             before = sent_order
