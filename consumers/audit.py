@@ -25,8 +25,14 @@ The join itself is :mod:`consumers.audit_join` (pure). This module adds the Kafk
   ``ce_time`` read from it, an input with nothing left to read counting as the wall clock (see
   :mod:`consumers.audit_join`). Checked after every batch and between batches (a transaction
   of its own when something is due), so timeouts fire when traffic stops too;
-* a duplicate part is ignored (counted); a part arriving after its transaction was recorded
-  incomplete goes to its input's DLQ with reason ``late_for_audit`` — never a second record.
+* a part arriving after its transaction was recorded incomplete writes the next *revision* of
+  the record (``revision``, ``supersedes``, ``amends``) within
+  ``SCORESTREAM_AUDIT_AMEND_WINDOW_S``; later than that it goes to its input's DLQ with reason
+  ``late_for_audit`` and a pointer to the record — never a second, contradicting record;
+* an identical copy of a part is ignored (counted); a different part under a transaction id the
+  audit already has goes to its input's DLQ with reason ``transaction_id_reused``.
+
+See docs/audit.md (revisions, the amend window, reading the latest revision with the Kafka CLI).
 
 ``python -m consumers.audit replay ...`` (``scorestream audit replay``) is
 :mod:`consumers.audit_replay`.

@@ -18,9 +18,18 @@ incomplete whose missing part is still unread. The transaction's own ``timestamp
 for this (simulated traffic carries old timestamps), and ``ce_time`` values ahead of the wall
 clock are capped at it.
 
-Finished joins stay as small ``done`` markers for ``retention``, so a duplicate part is ignored
-and a part arriving after its join was recorded incomplete is reported as *late* (the service
-sends it to the DLQ) instead of opening a second record.
+Finished joins stay as ``done`` markers with a digest of each part's body (:func:`part_digest`)
+for ``retention``, so an identical copy of a part is a *duplicate* (ignored) and a different body
+under the same transaction id (a reused id) a *conflict* (the service dead-letters it).
+
+Revisions: the marker of an ``incomplete`` record keeps its parts for ``amend_window`` (event
+time, from the first record). A missing part arriving within it reopens the join as an
+amendment (``pending`` with the record's revision): complete, or at its own timeout, it writes
+the next revision of the record, built from the same parts plus the late ones, so no two
+revisions disagree on a field both have (see :class:`~schemas.events.AuditRecord`). A part
+later than that is *late* (dead-lettered); once the marker is forgotten, a late prediction or
+decision opens a join without its transaction part, which times out as :class:`Orphaned`
+(dead-lettered too) rather than as a second record contradicting the first.
 """
 
 from __future__ import annotations

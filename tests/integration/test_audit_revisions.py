@@ -13,8 +13,10 @@ worker, decision service and audit against the real broker (issue 15, items 8 an
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -78,9 +80,9 @@ def start_decision(tenant: Tenant) -> subprocess.Popen[bytes]:
 
 
 def start_audit(
-    tenant: Tenant, *, amend_window_s: str, done_retention_s: str = "600"
+    tenant: Tenant, *, amend_window_s: str, done_retention_s: str = "600", port: int = 0
 ) -> subprocess.Popen[bytes]:
-    port = free_port()
+    port = port or free_port()
     proc = start_service(
         tenant,
         "consumers.audit",
@@ -192,7 +194,8 @@ def test_a_decision_outage_is_amended_by_a_revision_never_contradicted(
     # forgotten before the decisions come: the issue's "longer outage" that wrote a second,
     # contradicting record. Stop the decision service, wait past the window.
     stop(audit)
-    start_audit(tenant, amend_window_s="3", done_retention_s="1")
+    port = free_port()
+    start_audit(tenant, amend_window_s="3", done_retention_s="1", port=port)
     stop(decision)
     c = batch(tenant, 10, seed=3)
     publish_enriched(tenant, c)
@@ -219,6 +222,65 @@ def test_a_decision_outage_is_amended_by_a_revision_never_contradicted(
     assert all(counts[t] == 1 for t in ids(c))
     assert dead(kafka_bootstrap, tenant, "predictions") == []
     assert dead(kafka_bootstrap, tenant, "transactions.enriched") == []
+    # the counts add up (this audit instance saw C only): 10 transactions and 10 predictions
+    # joined into 10 incomplete records, 10 decisions dead-lettered as late, none lost
+    t = tenant.name
+    wanted = [
+        f'scorestream_audit_parts_total{{outcome="joined",part="transaction",tenant="{t}"}} 10.0',
+        f'scorestream_audit_parts_total{{outcome="joined",part="prediction",tenant="{t}"}} 10.0',
+        f'scorestream_audit_parts_total{{outcome="late",part="decision",tenant="{t}"}} 10.0',
+        f'scorestream_audit_records_total{{status="incomplete",tenant="{t}"}} 10.0',
+        f'scorestream_dlq_total{{reason="late_for_audit",service="audit",tenant="{t}"}} 10.0',
+    ]
+    metrics = http_get(port, "/metrics")[1]
+    assert [w for w in wanted if w not in metrics] == [], metrics
+    # the operator's view with the Kafka CLI (docs/audit.md): the last line of a transaction
+    # is its latest revision, and the documented jq recipe keeps exactly those
+    text = console(tenant.topic("audit"), 70)
+    shown = [AuditRecord.model_validate_json(x) for x in text.splitlines() if x.strip()]
+    last = {(r.account_id, r.transaction_id): r for r in shown}
+    assert sorted(last.values(), key=_order) == sorted(latest_revisions(got), key=_order)
+    if shutil.which("jq"):
+        jq = subprocess.run(
+            ["jq", "-c", "-s", JQ_LATEST], input=text, capture_output=True, text=True, check=True
+        )
+        picked = [AuditRecord.model_validate_json(x) for x in jq.stdout.splitlines()]
+        assert sorted(picked, key=_order) == sorted(latest_revisions(got), key=_order)
+
+
+JQ_LATEST = "group_by([.account_id, .transaction_id]) | map(max_by(.revision // 1)) | .[]"
+"""The recipe of docs/audit.md."""
+
+
+def _order(r: AuditRecord) -> tuple[str, str, int]:
+    return (r.account_id, r.transaction_id, r.revision)
+
+
+def console(topic: str, n: int) -> str:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scorestream",
+            "kafka",
+            "kafka-console-consumer",
+            "--topic",
+            topic,
+            "--from-beginning",
+            "--isolation-level",
+            "read_committed",
+            "--max-messages",
+            str(n),
+            "--timeout-ms",
+            "30000",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
 
 
 def test_a_reused_transaction_id_is_dead_lettered_not_dropped(
