@@ -532,6 +532,7 @@ def main(argv: list[str] | None = None, *, on_ready: Callable[[Audit], None] | N
     parser.add_argument("--tenant")
     parser.add_argument("--instance-id")
     parser.add_argument("--join-timeout-s", type=float)
+    parser.add_argument("--amend-window-s", type=float)
     parser.add_argument("--max-batch", type=int)
     parser.add_argument("--max-wait-ms", type=int)
     parser.add_argument("--health-port", type=int)
