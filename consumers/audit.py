@@ -97,7 +97,7 @@ AUDIT_RECORDS = Counter(
 AUDIT_PARTS = Counter(
     "scorestream_audit_parts_total",
     "Parts consumed by the audit join, by part and outcome (joined, duplicate, late, amended, "
-    "conflict)",
+    "conflict; orphaned: joined, then dead-lettered without their transaction)",
     ["tenant", "part", "outcome"],
 )
 AUDIT_PENDING = Gauge(
@@ -411,7 +411,7 @@ class Audit:
                     f"{state.account_id!r} transaction_id {state.transaction_id!r}",
                 )
             )
-            key = (part, "late")
+            key = (part, "orphaned")  # counted "joined" when it arrived
             unit.parts[key] = unit.parts.get(key, 0) + 1
 
     def _emit_writes(self, unit: _Unit, writes: dict[tuple[int, str], JoinState | None]) -> None:
