@@ -20,13 +20,14 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Message
 
 from pipelines.sources import from_audit
+from producers.generator import generate_transactions
 from schemas.events import (
     AuditRecord,
     AuditStatus,
@@ -36,7 +37,7 @@ from schemas.events import (
     latest_revisions,
 )
 from scorestream.serde import decode_message
-from tests.consumer_support import headers, read_events, start_service
+from tests.consumer_support import headers, publish, read_events, start_service
 from tests.kafka_helpers import read_messages
 from tests.worker_support import (
     Tenant,
@@ -305,34 +306,51 @@ def console(topic: str, n: int) -> str:
 def test_a_reused_transaction_id_is_dead_lettered_not_dropped(
     kafka_bootstrap: str, tenant: Tenant
 ) -> None:
+    """The issue's attack: two different transactions with the same id published straight to
+    ``<tenant>.transactions``; enricher, worker and decision handle both, the audit used to
+    keep the first and count the second as a duplicate, silently."""
+    port = free_port()
+    state = tenant.repo_dir.parent / "enricher-state"
+    start_service(
+        tenant,
+        "consumers.enricher",
+        "e-1",
+        "--health-port",
+        str(port),
+        "--state-dir",
+        str(state),
+    )
+    _ready(port, "enricher")
     start_worker(tenant)
     start_decision(tenant)
     start_audit(tenant, amend_window_s="3600")
-    first, other, copy_of = batch(tenant, 3, seed=4)
-    tx = first.transaction
+    now = datetime.now(UTC)
+    first, other, copy_of = [
+        tx.model_copy(update={"timestamp": now + timedelta(milliseconds=i)})
+        for i, tx in enumerate(generate_transactions(3, tenant=tenant.name, seed=4))
+    ]
     # a second, different transaction with the same id (same account, later, another amount)
     reused = other.model_copy(
         update={
-            "transaction": other.transaction.model_copy(
-                update={
-                    "transaction_id": tx.transaction_id,
-                    "account_id": tx.account_id,
-                    "amount_minor": tx.amount_minor + 12_345,
-                    "timestamp": tx.timestamp + timedelta(seconds=7),
-                }
-            )
+            "transaction_id": first.transaction_id,
+            "account_id": first.account_id,
+            "amount_minor": first.amount_minor + 12_345,
+            "timestamp": first.timestamp + timedelta(seconds=1),
         }
     )
-    # and an identical copy of a third transaction: still deduplicated
-    publish_enriched(tenant, [first, reused, copy_of, copy_of])
+    # and a third transaction published twice, identical: still deduplicated by the audit
+    publish(tenant.topic("transactions"), [first, reused, copy_of, copy_of])
+    decided = read_events(kafka_bootstrap, tenant.topic("decisions"), 4, DecisionEvent)
+    assert len(decided) == 4, tenant.worker_logs()  # every copy scored and decided
     got = records(kafka_bootstrap, tenant, 2, settle=4)
     assert sorted(r.transaction_id for r in got) == sorted(
-        [tx.transaction_id, copy_of.transaction.transaction_id]
+        [first.transaction_id, copy_of.transaction_id]
     )
-    (record,) = [r for r in got if r.transaction_id == tx.transaction_id]
-    assert record.transaction == tx
+    (record,) = [r for r in got if r.transaction_id == first.transaction_id]
+    assert record.transaction == first
     assert record.status is AuditStatus.COMPLETE
     # the reused id's transaction, prediction and decision: each in its DLQ, with the reason
+    # and a pointer to the record it collided with, the original record intact
     contracts = {
         "transactions.enriched": EnrichedTransaction,
         "predictions": PredictionEvent,
@@ -343,9 +361,10 @@ def test_a_reused_transaction_id_is_dead_lettered_not_dropped(
         assert len(msgs) == 1, (stream, tenant.worker_logs())
         h = headers(msgs[0])
         assert h["dlq.reason"] == "transaction_id_reused", h
-        assert f"transaction_id {tx.transaction_id!r}" in h["dlq.message"]
+        assert h["dlq.service"] == "audit"
+        assert f"transaction_id {first.transaction_id!r}" in h["dlq.message"]
         event = decode_message(msgs[0], accept=[contract]).event  # type: ignore[list-item]
         if isinstance(event, EnrichedTransaction):
-            assert event.transaction == reused.transaction
+            assert event.transaction == reused
         else:
-            assert event.event_time == reused.transaction.timestamp
+            assert event.event_time == reused.timestamp
