@@ -55,6 +55,7 @@ from scorestream.serde import decode_message
 from scorestream.settings import KafkaSettings
 from scorestream.stall_guard import StallGuard
 from scorestream.state import StateStore
+from scorestream.topics import MAX_MESSAGE_BYTES
 
 log = logging.getLogger("scorestream.processor")
 
@@ -129,6 +130,13 @@ class ProcessorConfig:
     consumer_overrides: Mapping[str, Any] = field(default_factory=dict)
     """Extra consumer settings, e.g. ``partition.assignment.strategy=range`` for co-partitioned
     joins."""
+    keyed: tuple[type[Contract], ...] = ()
+    """Contracts whose record key must equal the event's key (``partition_key()``, e.g. the
+    account id): a record keyed otherwise goes to its input's DLQ as ``key_mismatch`` in the
+    decode step, before the handler (``scorestream.serde.check_key``)."""
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    """The DLQ topics' ``max.message.bytes``: a dead letter whose copy would not fit is written
+    as a pointer to the original (``scorestream.dlq``)."""
 
     @classmethod
     def for_service(
@@ -661,7 +669,7 @@ class Processor:
             batch.first.setdefault(tp, msg.offset() or 0)
             batch.last[tp] = msg.offset() or 0
             try:
-                env = decode_message(msg, accept=self.config.accept)
+                env = decode_message(msg, accept=self.config.accept, keyed=self.config.keyed)
             except DecodeError as exc:
                 batch.dead.append(DeadLetter.from_decode_error(exc))
                 continue
@@ -736,15 +744,18 @@ class Processor:
                 value=emit.value,
             )
             out.append((emit.topic, m.key, m.value, m.headers, emit.partition, None))
+        service = self.config.service
+        max_bytes = self.config.max_message_bytes
+        dead: dict[int, DeadLetter] = {}
         for dl in result.dead_letters:
             topic = self.config.dlq_topics.get(dl.raw.topic or "") or next(
                 iter(self.config.dlq_topics.values())
             )
             if spans is not None:
                 spans.dead_letter(dl.raw.headers, topic, dl.reason)
-            out.append(
-                (topic, dl.raw.key, dl.raw.value, dl.headers(self.config.service), None, None)
-            )
+            copy = dl.record(service, max_bytes=max_bytes)
+            dead[len(out)] = dl
+            out.append((topic, copy.key, copy.value, copy.headers, None, None))
         for rec in result.records:
             out.append(
                 (rec.topic, rec.key, rec.value, list(rec.headers), rec.partition, rec.timestamp_ms)
@@ -753,8 +764,17 @@ class Processor:
             for ch in store.changelog_records():
                 out.append((ch.topic, ch.key, ch.value, [], ch.partition, None))
         produce = self._produce
-        for record in out:
-            produce(*record)
+        for i, record in enumerate(out):
+            try:
+                produce(*record)
+            except KafkaException as exc:
+                # a dead letter must never fail its batch: should the producer still find the
+                # copy too large, write the pointer
+                refused = dead.get(i)
+                if refused is None or exc.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
+                    raise
+                ptr = refused.pointer(service, max_bytes=max_bytes)
+                produce(record[0], ptr.key, ptr.value, ptr.headers)
 
     def _rewind(self, first: dict[tuple[str, int], int]) -> None:
         for (topic, partition), offset in first.items():

@@ -1,0 +1,89 @@
+"""Dead letters that cannot fail their batch: a full copy when it fits, else a pointer."""
+
+from __future__ import annotations
+
+import json
+
+from schemas.errors import RawRecord
+from scorestream.dlq import DeadLetter, fits, record_size
+from scorestream.topics import MAX_MESSAGE_BYTES, REGISTRY
+
+LIMIT = MAX_MESSAGE_BYTES
+
+
+def _dead(value_bytes: int, *, key: bytes = b"acct-1", headers: int = 3) -> DeadLetter:
+    raw = RawRecord(
+        key=key,
+        value=b"x" * value_bytes,
+        headers=[(f"h{i}", f"v{i}".encode()) for i in range(headers)],
+        topic="t.transactions",
+        partition=4,
+        offset=1234,
+    )
+    return DeadLetter(raw, "malformed_payload", "MalformedPayloadError", "not JSON")
+
+
+def test_a_record_that_fits_is_copied_byte_for_byte() -> None:
+    dl = _dead(1000)
+    rec = dl.record("enricher", max_bytes=LIMIT)
+    assert not rec.pointer
+    assert (rec.key, rec.value) == (dl.raw.key, dl.raw.value)
+    assert rec.headers[:3] == dl.raw.headers
+    assert dict(rec.headers)["dlq.reason"] == "malformed_payload"
+
+
+def test_a_record_the_broker_accepted_but_too_large_to_copy_becomes_a_pointer() -> None:
+    # accepted on the input (just under the limit), but the dlq.* headers push the copy over
+    dl = _dead(LIMIT - 200)
+    assert not fits(dl.raw.key, dl.raw.value, dl.headers("worker"), LIMIT)
+    rec = dl.record("worker", max_bytes=LIMIT)
+    assert rec.pointer
+    assert rec.key == b"acct-1"
+    headers = dict(rec.headers)
+    assert headers["dlq.pointer"] == "true"
+    assert headers["dlq.reason"] == "malformed_payload"
+    assert (headers["dlq.source.topic"], headers["dlq.source.partition"]) == ("t.transactions", "4")
+    assert headers["dlq.source.offset"] == "1234"
+    assert int(str(headers["dlq.source.size"])) > LIMIT - 200
+    assert [h for h in rec.headers if h[0].startswith("h")] == dl.raw.headers
+    assert rec.value is not None
+    body = json.loads(rec.value)
+    assert (body["topic"], body["partition"], body["offset"]) == ("t.transactions", 4, 1234)
+    assert body["value_bytes"] == LIMIT - 200
+    assert body["reason"] == "malformed_payload"
+    assert record_size(rec.key, rec.value, rec.headers) < 16 * 1024
+    assert fits(rec.key, rec.value, rec.headers, LIMIT)
+
+
+def test_a_pointer_keeps_the_headers_that_fit_and_drops_a_huge_key() -> None:
+    raw = RawRecord(
+        key=b"k" * 5000,
+        value=b"v",
+        headers=[("small", b"1"), ("big", b"b" * LIMIT), ("after", b"2")],
+        topic="t.predictions",
+        partition=0,
+        offset=7,
+    )
+    rec = DeadLetter(raw, "schema_violation", "SchemaViolationError", "bad").record(
+        "monitor", max_bytes=LIMIT
+    )
+    assert rec.pointer
+    assert rec.key is None
+    names = [name for name, _ in rec.headers]
+    assert names[0] == "small"
+    assert "big" not in names
+    assert "after" not in names  # headers are kept as an in-order prefix
+    assert rec.value is not None
+    assert json.loads(rec.value)["key_bytes"] == 5000
+    assert fits(rec.key, rec.value, rec.headers, LIMIT)
+
+
+def test_fits_leaves_room_for_compression_overhead() -> None:
+    assert fits(None, b"x" * 900_000, [], LIMIT)
+    assert not fits(None, b"x" * (LIMIT - 100), [], LIMIT)
+
+
+def test_every_topic_declares_the_producers_limit() -> None:
+    for spec in REGISTRY.streams:
+        assert spec.topic_config()["max.message.bytes"] == str(LIMIT)
+        assert spec.max_message_bytes <= MAX_MESSAGE_BYTES
