@@ -436,6 +436,7 @@ class Enricher:
             inputs=(self.tx_topic,),
             accept=(TransactionEvent,),
             dlq_topics={self.tx_topic: REGISTRY.dlq_topic("transactions", t)},
+            keyed=(TransactionEvent,),  # key = account_id, checked in the decode step
         )
         self.processor = Processor(
             config,
