@@ -143,7 +143,7 @@ class MonitorSettings(BaseSettings):
     """Env: ``SCORESTREAM_MONITOR_*`` (and ``SCORESTREAM_KAFKA_*``, ``SCORESTREAM_MODELS_*``)."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SCORESTREAM_MONITOR_", frozen=True, extra="ignore"
+        env_prefix="SCORESTREAM_MONITOR_", frozen=True, extra="ignore", hide_input_in_errors=True
     )
 
     tenant: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
