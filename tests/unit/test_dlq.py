@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import json
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
 
 from schemas.errors import RawRecord
+from schemas.events import PredictionEvent
 from scorestream.dlq import DeadLetter, fits, record_size
+from scorestream.processor import Emit, Result
 from scorestream.topics import MAX_MESSAGE_BYTES, REGISTRY
+from tests.factories import every_contract
+from tests.unit.test_processor_fatal import TOPIC, FakeProducer, processor
 
 LIMIT = MAX_MESSAGE_BYTES
 
@@ -16,7 +24,7 @@ def _dead(value_bytes: int, *, key: bytes = b"acct-1", headers: int = 3) -> Dead
         key=key,
         value=b"x" * value_bytes,
         headers=[(f"h{i}", f"v{i}".encode()) for i in range(headers)],
-        topic="t.transactions",
+        topic=TOPIC,
         partition=4,
         offset=1234,
     )
@@ -42,13 +50,13 @@ def test_a_record_the_broker_accepted_but_too_large_to_copy_becomes_a_pointer() 
     headers = dict(rec.headers)
     assert headers["dlq.pointer"] == "true"
     assert headers["dlq.reason"] == "malformed_payload"
-    assert (headers["dlq.source.topic"], headers["dlq.source.partition"]) == ("t.transactions", "4")
+    assert (headers["dlq.source.topic"], headers["dlq.source.partition"]) == (TOPIC, "4")
     assert headers["dlq.source.offset"] == "1234"
     assert int(str(headers["dlq.source.size"])) > LIMIT - 200
     assert [h for h in rec.headers if h[0].startswith("h")] == dl.raw.headers
     assert rec.value is not None
     body = json.loads(rec.value)
-    assert (body["topic"], body["partition"], body["offset"]) == ("t.transactions", 4, 1234)
+    assert (body["topic"], body["partition"], body["offset"]) == (TOPIC, 4, 1234)
     assert body["value_bytes"] == LIMIT - 200
     assert body["reason"] == "malformed_payload"
     assert record_size(rec.key, rec.value, rec.headers) < 16 * 1024
@@ -87,3 +95,42 @@ def test_every_topic_declares_the_producers_limit() -> None:
     for spec in REGISTRY.streams:
         assert spec.topic_config()["max.message.bytes"] == str(LIMIT)
         assert spec.max_message_bytes <= MAX_MESSAGE_BYTES
+
+
+def _prediction() -> PredictionEvent:
+    return next(e for e in every_contract() if isinstance(e, PredictionEvent))
+
+
+class SmallLimitProducer(FakeProducer):
+    """A producer whose ``message.max.bytes`` is smaller than the processor was told."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self.records: list[tuple[str, bytes | None, list[Any]]] = []
+
+    def produce(self, topic: str, **kw: Any) -> None:  # type: ignore[override]
+        value = kw.get("value")
+        if value is not None and len(value) > self.limit:
+            raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
+        self.records.append((topic, value, kw.get("headers") or []))
+
+
+def test_a_dead_letter_refused_by_the_producer_becomes_a_pointer_and_the_batch_commits() -> None:
+    producer = SmallLimitProducer(limit=500_000)
+    p, _ = processor(producer)
+    dl = _dead(600_000)  # fits the registry's limit, not this producer's
+    assert p._commit_transaction(Result(dead_letters=[dl]), [], {}) is True
+    [(topic, value, headers)] = producer.records
+    assert topic == "acme.predictions.dlq"
+    assert dict(headers)["dlq.pointer"] == "true"
+    assert value is not None
+    assert json.loads(value)["offset"] == 1234
+
+
+def test_other_produce_errors_still_fail_the_batch() -> None:
+    producer = SmallLimitProducer(limit=500_000)
+    p, _ = processor(producer)
+    big = Emit(TOPIC, _prediction(), value=b"x" * 600_000)
+    with pytest.raises(KafkaException):
+        p._commit_transaction(Result(emits=[big]), [], {})
