@@ -29,7 +29,8 @@ How it consumes, and why:
   under the group ``<tenant>.monitor`` — a bookkeeping mark only, never a read position — so a
   restart's rebuild does not dead-letter the same records twice. Dead letters and that mark are
   written in one Kafka transaction (``transactional.id`` ``<tenant>.monitor.<instance>``) at
-  each publish interval, or sooner when ``MAX_PENDING_DEAD_LETTERS`` are waiting: a SIGKILL
+  each publish interval, or sooner when ``MAX_PENDING_DEAD_LETTERS`` (or
+  ``MAX_PENDING_BYTES``) are waiting: a SIGKILL
   loses or repeats none of them (read_committed). A record too large to be copied is
   dead-lettered as a pointer (:mod:`scorestream.dlq`).
 """
@@ -72,7 +73,7 @@ from pipelines.repository import ModelRepository
 from schemas.errors import DecodeError
 from schemas.events import Contract, LabelEvent, PredictionEvent
 from scorestream import metrics
-from scorestream.dlq import DeadLetter
+from scorestream.dlq import DeadLetter, DlqRecord
 from scorestream.errors import KafkaClientError, ModelError, TopicError
 from scorestream.health import HealthServer
 from scorestream.kafka_config import consumer_config, transactional_producer_config
@@ -94,6 +95,8 @@ SERVICE = "monitor"
 MAX_PENDING_DEAD_LETTERS = 1000
 """Dead letters waiting for their transaction; this many commit at once, before the interval.
 Should transactions keep failing, the monitor exits at twice this (its restart re-reads them)."""
+MAX_PENDING_BYTES = 16 << 20
+"""The same bound in bytes of the records held (a dead letter can be a 1 MB record)."""
 STREAMS: dict[str, type[Contract]] = {
     "predictions": PredictionEvent,
     "predictions.shadow": PredictionEvent,
@@ -344,7 +347,9 @@ class Monitor:
         self._position: dict[tuple[str, int], int] = {}
         self._committed: dict[tuple[str, int], int] = {}
         self._pending: list[DeadLetter] = []
-        """Dead letters not yet committed (bounded: :data:`MAX_PENDING_DEAD_LETTERS`)."""
+        """Dead letters not yet committed (bounded: :data:`MAX_PENDING_DEAD_LETTERS`,
+        :data:`MAX_PENDING_BYTES`)."""
+        self._pending_bytes = 0
 
     # -- health --------------------------------------------------------------------------------
     def live(self) -> tuple[bool, str]:
@@ -545,7 +550,11 @@ class Monitor:
             "dead letter: %s", dl.message, extra={"reason": dl.reason, "topic": dl.raw.topic}
         )
         self._pending.append(dl)
-        if len(self._pending) >= MAX_PENDING_DEAD_LETTERS:
+        self._pending_bytes += len(dl.raw.value or b"") + len(dl.raw.key or b"")
+        if (
+            len(self._pending) >= MAX_PENDING_DEAD_LETTERS
+            or self._pending_bytes >= MAX_PENDING_BYTES
+        ):
             self._flush_dead_letters()
 
     def _produce_dead_letter(self, dl: DeadLetter) -> None:
@@ -553,12 +562,20 @@ class Monitor:
         topic = self.dlq_topics[dl.raw.topic or ""]
         rec = dl.record(SERVICE, max_bytes=MAX_MESSAGE_BYTES)
         try:
-            self._p().produce(topic, key=rec.key, value=rec.value, headers=rec.headers)
+            self._produce(topic, rec)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
                 raise
-            ptr = dl.pointer(SERVICE, max_bytes=MAX_MESSAGE_BYTES)
-            self._p().produce(topic, key=ptr.key, value=ptr.value, headers=ptr.headers)
+            self._produce(topic, dl.pointer(SERVICE, max_bytes=MAX_MESSAGE_BYTES))
+
+    def _produce(self, topic: str, rec: DlqRecord) -> None:
+        """Produce, waiting for room while librdkafka's bounded queue is full."""
+        while True:
+            try:
+                self._p().produce(topic, key=rec.key, value=rec.value, headers=rec.headers)
+                return
+            except BufferError:
+                self._p().poll(0.05)
 
     def _flush_dead_letters(self) -> bool:
         """Commit the pending dead letters and how far they go (the restart dedup mark) in one
@@ -583,7 +600,10 @@ class Monitor:
             producer.commit_transaction(timeout)
         except KafkaException as exc:
             if not self._recover(exc.args[0], changed):
-                if len(self._pending) >= 2 * MAX_PENDING_DEAD_LETTERS:
+                if (
+                    len(self._pending) >= 2 * MAX_PENDING_DEAD_LETTERS
+                    or self._pending_bytes >= 2 * MAX_PENDING_BYTES
+                ):
                     raise KafkaClientError(
                         f"{len(self._pending)} dead letters could not be committed: exiting "
                         "(a restart dead-letters them again from the committed mark)"
@@ -592,6 +612,7 @@ class Monitor:
         for dl in self._pending:
             metrics.DLQ.labels(SERVICE, self.settings.tenant, dl.reason).inc()
         self._pending.clear()
+        self._pending_bytes = 0
         for tp in changed:
             self._committed[(tp.topic, tp.partition)] = tp.offset
         return True
