@@ -103,3 +103,15 @@ def test_sasl_without_username_is_a_typed_error_without_the_password(
     assert isinstance(settings.sasl_password, SecretStr)
     assert leaks(repr(settings)) == []
     assert leaks(str(settings.model_dump())) == []
+
+
+def test_every_settings_class_outside_producers_hides_inputs() -> None:
+    """Not only the SecretStr holders: a URL or a JSON setting may carry a credential too."""
+    _settings_with_secrets()  # imports every module
+    shown = sorted(
+        f"{c.__module__}.{c.__qualname__}"
+        for c in _subclasses(BaseSettings)
+        if not c.__module__.startswith("producers.")
+        and c.model_config.get("hide_input_in_errors") is not True
+    )
+    assert shown == []
