@@ -46,7 +46,7 @@ from schemas.cloudevents import Envelope, encode, utc_time
 from schemas.errors import DecodeError
 from schemas.events import Contract
 from scorestream import metrics, tracing
-from scorestream.dlq import DeadLetter
+from scorestream.dlq import DeadLetter, fits
 from scorestream.errors import KafkaClientError
 from scorestream.health import HealthServer
 from scorestream.kafka_config import consumer_config, producer_config, transactional_producer_config
@@ -92,6 +92,10 @@ class OutRecord:
     headers: Sequence[tuple[str, bytes | None]] = ()
     partition: int | None = None
     timestamp_ms: int | None = None
+    fallback: DeadLetter | None = None
+    """Written instead when the record cannot be produced because it is too large (e.g. a
+    copy of an input record with a header added: the input's own limit let it in), so that it
+    never fails its batch."""
 
 
 @dataclass(slots=True)
@@ -746,35 +750,66 @@ class Processor:
             out.append((emit.topic, m.key, m.value, m.headers, emit.partition, None))
         service = self.config.service
         max_bytes = self.config.max_message_bytes
+        records = self._divert_oversized(result)
         dead: dict[int, DeadLetter] = {}
         for dl in result.dead_letters:
-            topic = self.config.dlq_topics.get(dl.raw.topic or "") or next(
-                iter(self.config.dlq_topics.values())
-            )
+            topic = self._dlq_topic(dl)
             if spans is not None:
                 spans.dead_letter(dl.raw.headers, topic, dl.reason)
             copy = dl.record(service, max_bytes=max_bytes)
             dead[len(out)] = dl
             out.append((topic, copy.key, copy.value, copy.headers, None, None))
-        for rec in result.records:
+        for rec in records:
+            if rec.fallback is not None:
+                dead[len(out)] = rec.fallback
             out.append(
                 (rec.topic, rec.key, rec.value, list(rec.headers), rec.partition, rec.timestamp_ms)
             )
         for store in self.stores:
             for ch in store.changelog_records():
                 out.append((ch.topic, ch.key, ch.value, [], ch.partition, None))
+        self._produce_all(out, dead, result)
+
+    def _divert_oversized(self, result: Result) -> list[OutRecord]:
+        """The raw outputs to produce; one too large for its topic, with a fallback, is replaced
+        by that dead letter (added to ``result.dead_letters``)."""
+        max_bytes = self.config.max_message_bytes
+        records: list[OutRecord] = []
+        for rec in result.records:
+            if rec.fallback is not None and not fits(rec.key, rec.value, rec.headers, max_bytes):
+                result.dead_letters.append(rec.fallback)
+            else:
+                records.append(rec)
+        result.records = records
+        return records
+
+    def _produce_all(
+        self,
+        out: list[tuple[str, bytes | None, bytes | None, list[Any], int | None, int | None]],
+        dead: dict[int, DeadLetter],
+        result: Result,
+    ) -> None:
+        service = self.config.service
+        max_bytes = self.config.max_message_bytes
         produce = self._produce
         for i, record in enumerate(out):
             try:
                 produce(*record)
             except KafkaException as exc:
                 # a dead letter must never fail its batch: should the producer still find the
-                # copy too large, write the pointer
+                # copy (or an output with a fallback) too large, write the pointer
                 refused = dead.get(i)
                 if refused is None or exc.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
                     raise
                 ptr = refused.pointer(service, max_bytes=max_bytes)
-                produce(record[0], ptr.key, ptr.value, ptr.headers)
+                produce(self._dlq_topic(refused), ptr.key, ptr.value, ptr.headers)
+                if refused not in result.dead_letters:
+                    result.dead_letters.append(refused)
+
+    def _dlq_topic(self, dl: DeadLetter) -> str:
+        return self.config.dlq_topics.get(dl.raw.topic or "") or next(
+            iter(self.config.dlq_topics.values())
+        )
 
     def _rewind(self, first: dict[tuple[str, int], int]) -> None:
         for (topic, partition), offset in first.items():

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -23,12 +26,14 @@ import pytest
 from confluent_kafka import KafkaError, Message, Producer
 
 from schemas.cloudevents import encode
-from schemas.events import AuditRecord, DecisionEvent
+from schemas.events import AuditRecord, DecisionEvent, EnrichedTransaction
 from scorestream.admin import ensure_tenant_topics
 from scorestream.kafka_config import producer_config
+from scorestream.partitioning import partition_for
 from scorestream.serde import EventProducer
 from scorestream.settings import KafkaSettings
 from scorestream.supervisor import Supervisor
+from scorestream.topics import REGISTRY
 from scorestream.up import service_specs
 from tests.consumer_support import headers, read_events
 from tests.factories import transaction
@@ -178,3 +183,66 @@ def test_an_oversize_record_becomes_a_pointer_and_every_service_keeps_running(
 
 def _tail(supervisor: Supervisor, name: str) -> str:
     return (supervisor.dir / f"{name}.log").read_text(errors="replace")[-3000:]
+
+
+def test_an_oversize_valid_transaction_on_the_wrong_partition_does_not_stop_the_enricher(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A decodable transaction padded to the largest record the broker accepts (unknown JSON
+    fields are ignored), on a partition its key does not hash to: the enricher moves such a
+    record with a header added, so the copy is larger than any topic accepts and the batch
+    failed (MSG_SIZE_TOO_LARGE from librdkafka, or from the broker at commit: it stopped the
+    enricher either way). Now its dead letter (a pointer) is written instead, and the next
+    transaction is enriched."""
+    tenant = f"p{uuid.uuid4().hex[:9]}"
+    ensure_tenant_topics(tenant)
+    tx_topic = REGISTRY.topic("transactions", tenant)
+    home = partition_for(ACCOUNT.encode(), 6)
+    now = datetime.now(UTC)
+    padded = transaction(tenant_id=tenant, account_id=ACCOUNT, transaction_id="big", timestamp=now)
+    m = encode(padded, source="tests/poison")
+    # the largest record the broker accepts: a v2 batch of one record with a 1 MB value is
+    # 73 bytes + key + value + 2 + name + value per header (checked against Kafka 4.4)
+    room = 1_048_588 - 73 - len(m.key) - sum(2 + len(k) + len(v or b"") for k, v in m.headers)
+    body = json.loads(m.value) | {"padding": ""}
+    pad = room - len(json.dumps(body).encode())
+    value = json.dumps(body | {"padding": os.urandom(pad // 2).hex() + "p" * (pad % 2)}).encode()
+    assert len(value) == room
+    producer = Producer(
+        {
+            "bootstrap.servers": kafka_bootstrap,
+            "message.max.bytes": 1_048_588,
+            "compression.type": "none",
+        }
+    )
+    producer.produce(
+        tx_topic, key=m.key, value=value, headers=list(m.headers), partition=(home + 1) % 6
+    )
+    assert producer.flush(30) == 0
+    good = transaction(tenant_id=tenant, account_id=ACCOUNT, transaction_id="good", timestamp=now)
+    with EventProducer(producer_config(KafkaSettings()), source="tests/poison") as events:
+        events.send(tx_topic, good)
+
+    with (tmp_path / "enricher.log").open("ab") as log:
+        proc = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "scorestream", "enricher", "--tenant", tenant),
+                *("--health-port", "0", "--state-dir", str(tmp_path / "state")),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        got = read_events(
+            kafka_bootstrap, REGISTRY.topic("transactions.enriched", tenant), 1, EnrichedTransaction
+        )
+        dlq = read_messages(kafka_bootstrap, REGISTRY.dlq_topic("transactions", tenant), 1, 30)
+        assert proc.poll() is None, (tmp_path / "enricher.log").read_text()[-3000:]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    assert [e.transaction.transaction_id for _, e in got] == ["good"]
+    [msg] = dlq
+    h = headers(msg)
+    assert (h["dlq.reason"], h["dlq.pointer"]) == ("too_large_to_move", "true")
+    assert h["dlq.source.partition"] == str((home + 1) % 6)

@@ -11,7 +11,7 @@ from confluent_kafka import KafkaError, KafkaException
 from schemas.errors import RawRecord
 from schemas.events import PredictionEvent
 from scorestream.dlq import DeadLetter, fits, record_size
-from scorestream.processor import Emit, Result
+from scorestream.processor import Emit, OutRecord, Result
 from scorestream.topics import MAX_MESSAGE_BYTES, REGISTRY
 from tests.factories import every_contract
 from tests.unit.test_processor_fatal import TOPIC, FakeProducer, processor
@@ -134,3 +134,18 @@ def test_other_produce_errors_still_fail_the_batch() -> None:
     big = Emit(TOPIC, _prediction(), value=b"x" * 600_000)
     with pytest.raises(KafkaException):
         p._commit_transaction(Result(emits=[big]), [], {})
+
+
+def test_an_output_too_large_for_its_topic_is_replaced_by_its_fallback_dead_letter() -> None:
+    producer = SmallLimitProducer(limit=MAX_MESSAGE_BYTES)
+    p, _ = processor(producer)
+    dl = _dead(LIMIT - 150)
+    moved = OutRecord(TOPIC, dl.raw.key, dl.raw.value, [("moved", b"1" * 100)], 1, fallback=dl)
+    small = OutRecord(TOPIC, b"k", b"v", fallback=_dead(10))
+    result = Result(records=[moved, small])
+    assert p._commit_transaction(result, [], {}) is True
+    [(t1, v1, h1), (t2, v2, _)] = producer.records
+    assert (t1, dict(h1)["dlq.pointer"]) == ("acme.predictions.dlq", "true")
+    assert json.loads(v1 or b"")["offset"] == 1234
+    assert (t2, v2) == (TOPIC, b"v")  # one that fits is produced as is
+    assert result.dead_letters == [dl]  # counted and logged as a dead letter
