@@ -8,10 +8,12 @@ the consumer offsets; abort and rewind on abortable errors; recreate the produce
 At-least-once is a setting (idempotent producer, offsets committed after delivery).
 
 Exactly one batch is in flight, so the producer queue is bounded by one batch; should it fill
-anyway, the assigned partitions are paused until it drains. Records that cannot be decoded never
-reach the handler: they go to the input's DLQ with the reason. ``/livez``, ``/readyz`` and
-``/metrics`` are served when a health port is set. SIGTERM finishes and commits the current
-batch, leaves the group and returns.
+anyway, the assigned partitions are paused until it drains. Records that cannot be decoded (or
+whose key is not their event's key, for the contracts a service declares ``keyed``) never reach
+the handler: they go to the input's DLQ with the reason. A dead letter never fails its batch:
+one too large to be copied is written as a pointer to the original (:mod:`scorestream.dlq`).
+``/livez``, ``/readyz`` and ``/metrics`` are served when a health port is set. SIGTERM finishes
+and commits the current batch, leaves the group and returns.
 
 Services extend it through public hooks only (no subclass overrides a private method):
 ``stores`` (keyed state stores restored on assignment, whose changes join each transaction),
