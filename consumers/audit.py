@@ -199,6 +199,8 @@ class Audit:
             service=SERVICE,
             inputs=self.inputs,
             accept=(EnrichedTransaction, PredictionEvent, DecisionEvent),
+            # every part keyed by its account (the join is co-partitioned): checked on decode
+            keyed=(EnrichedTransaction, PredictionEvent, DecisionEvent),
             dlq_topics={
                 topic: REGISTRY.dlq_topic(name, t)
                 for name, topic in zip(INPUTS, self.inputs, strict=True)

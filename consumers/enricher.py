@@ -415,7 +415,15 @@ class EnrichHandler:
             )
             return
         headers = [*raw.headers, (REROUTED_HEADER, f"{raw.partition}@{raw.offset}".encode())]
-        result.records.append(OutRecord(self.tx_topic, raw.key, raw.value, headers, home))
+        too_large = DeadLetter.for_envelope(
+            env,
+            "too_large_to_move",
+            "RecordTooLarge",
+            f"on partition {raw.partition}, its key belongs on {home}: too large to be moved",
+        )
+        result.records.append(
+            OutRecord(self.tx_topic, raw.key, raw.value, headers, home, fallback=too_large)
+        )
         self._m_rerouted.inc()
 
 
@@ -472,6 +480,7 @@ class Enricher:
             inputs=(self.tx_topic,),
             accept=(TransactionEvent,),
             dlq_topics={self.tx_topic: REGISTRY.dlq_topic("transactions", t)},
+            keyed=(TransactionEvent,),  # key = account_id, checked in the decode step
         )
         self.processor = Processor(
             config,

@@ -76,7 +76,11 @@ class TracingSettings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(
-        env_prefix="SCORESTREAM_TRACING_", frozen=True, extra="ignore", populate_by_name=True
+        env_prefix="SCORESTREAM_TRACING_",
+        frozen=True,
+        extra="ignore",
+        populate_by_name=True,
+        hide_input_in_errors=True,  # an endpoint URL may carry credentials
     )
 
     enabled: bool | None = None
