@@ -33,7 +33,9 @@ window."""
 class EventTimeSettings(BaseSettings):
     """Env: ``SCORESTREAM_MAX_EVENT_AGE``, ``SCORESTREAM_MAX_EVENT_SKEW``."""
 
-    model_config = SettingsConfigDict(env_prefix="SCORESTREAM_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="SCORESTREAM_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
     max_event_age: timedelta = Field(default=timedelta(days=3650), gt=timedelta(0))
     """How far in the past an event time may lie."""

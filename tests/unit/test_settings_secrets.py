@@ -22,9 +22,6 @@ from scorestream.settings import KafkaSettings
 
 CANARY = "Kq7vZp2MwX9tRb4LnY6sHc8JdF3gAe5U"  # 32 characters, like the leaked password
 PACKAGES = ("scorestream", "consumers", "producers", "inference_worker", "pipelines", "schemas")
-NOT_OURS = {"producers.gateway_auth.GatewayAuthSettings"}
-"""producers/ belongs to the gateway work of issue 15 (not edited here): it has no validator that
-can quote its key list, but it does not hide inputs yet; strict xfail, so fixing it shows."""
 
 
 def leaks(text: str, secret: str = CANARY, n: int = 6) -> list[str]:
@@ -54,11 +51,7 @@ def _settings_with_secrets() -> list[type[BaseSettings]]:
 def _params() -> list[object]:
     out = []
     for cls in _settings_with_secrets():
-        name = f"{cls.__module__}.{cls.__qualname__}"
-        marks = [pytest.mark.xfail(strict=True, reason="producers/ is not ours")] * (
-            name in NOT_OURS
-        )
-        out.append(pytest.param(cls, id=cls.__qualname__, marks=marks))
+        out.append(pytest.param(cls, id=cls.__qualname__))
     return out
 
 
@@ -105,13 +98,12 @@ def test_sasl_without_username_is_a_typed_error_without_the_password(
     assert leaks(str(settings.model_dump())) == []
 
 
-def test_every_settings_class_outside_producers_hides_inputs() -> None:
+def test_every_settings_class_hides_inputs() -> None:
     """Not only the SecretStr holders: a URL or a JSON setting may carry a credential too."""
     _settings_with_secrets()  # imports every module
     shown = sorted(
         f"{c.__module__}.{c.__qualname__}"
         for c in _subclasses(BaseSettings)
-        if not c.__module__.startswith("producers.")
-        and c.model_config.get("hide_input_in_errors") is not True
+        if c.model_config.get("hide_input_in_errors") is not True
     )
     assert shown == []
