@@ -595,7 +595,7 @@ def transactional_id(tenant: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class _Out:
+class Planned:
     topic: str
     key: bytes | None
     value: bytes | None
@@ -631,7 +631,7 @@ class _Cursors:
 
 class _Batch:
     def __init__(self) -> None:
-        self.records: list[_Out] = []
+        self.records: list[Planned] = []
         self.bytes = 0
         self.upto: dict[str, dict[tuple[str, int], int]] = {}
         """reason → (topic, partition) → the position to commit."""
@@ -639,7 +639,7 @@ class _Batch:
     def passed(self, reason: str, view: DeadLetterView) -> None:
         self.upto.setdefault(reason, {})[(view.topic, view.partition)] = view.offset + 1
 
-    def add(self, out: _Out) -> None:
+    def add(self, out: Planned) -> None:
         self.records.append(out)
         self.bytes += len(out.value or b"") + len(out.key or b"")
 
@@ -685,13 +685,13 @@ def _fetch(consumer: Consumer, topic: str, partition: int, offset: int) -> Messa
         consumer.unassign()
 
 
-def _plan(
+def plan(
     view: DeadLetterView,
     tenant: str,
     max_redrives: int,
-    originals: Consumer,
+    fetch: Callable[[str, int, int], DeadLetterView | None],
     report: RedriveReport,
-) -> _Out | None:
+) -> Planned | None:
     """The record to re-publish for ``view``, or None (refused, reported)."""
     expected = _expected_source(view.topic)
     source, _, _ = view.source()
@@ -705,11 +705,10 @@ def _plan(
         if target is None or target[0] != expected:
             report.refuse(view, "pointer value unreadable or naming another topic")
             return None
-        original = _fetch(originals, *target)
-        if original is None:
+        orig = fetch(*target)
+        if orig is None:
             report.refuse(view, f"the original {target[0]}/{target[1]}@{target[2]} is gone")
             return None
-        orig = DeadLetterView.of(original)
         key, value, headers = orig.key, orig.value, orig.headers
         count = max(count, redrive_count(orig.headers))
     if count >= max_redrives:
@@ -721,7 +720,7 @@ def _plan(
         for n, v in headers
         if not n.startswith(dlq.PREFIX) and not (drop and n.startswith(drop))
     ]
-    return _Out(topic, key, value, [*kept, (dlq.REDRIVE_COUNT, str(count + 1).encode())])
+    return Planned(topic, key, value, [*kept, (dlq.REDRIVE_COUNT, str(count + 1).encode())])
 
 
 def redrive(
@@ -749,6 +748,11 @@ def redrive(
         )
         spans = skipped
         batch = _Batch()
+
+        def fetch(topic: str, partition: int, offset: int) -> DeadLetterView | None:
+            msg = _fetch(originals, topic, partition, offset)
+            return None if msg is None else DeadLetterView.of(msg)
+
         for view in read(reader, spans, progress=progress, label="redrive"):
             reason = view.reason
             if not sel.matches(reason):
@@ -757,7 +761,7 @@ def redrive(
                 report.already += 1
                 continue
             batch.passed(reason, view)
-            out = _plan(view, sel.tenant, settings.max_redrives, originals, report)
+            out = plan(view, sel.tenant, settings.max_redrives, fetch, report)
             if out is not None:
                 key = (view.topic, reason, out.topic)
                 report.moved[key] = report.moved.get(key, 0) + 1
