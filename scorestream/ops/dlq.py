@@ -36,6 +36,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from scorestream import dlq
+from scorestream.acl import AclRule
 from scorestream.errors import ConfigError, KafkaClientError
 from scorestream.kafka_config import consumer_config, transactional_producer_config
 from scorestream.logs import redact, redact_text
@@ -592,6 +593,21 @@ def redrive_group(tenant: str, reason: str) -> str:
 
 def transactional_id(tenant: str) -> str:
     return f"{tenant}.dlq-redrive"
+
+
+def operator_acl_rules(tenant: str) -> list[AclRule]:
+    """What a principal needs to run ``scorestream dlq`` for ``tenant`` (and nothing of another
+    tenant): read the DLQs, write their streams back (``decisions`` for the retry topic's), the
+    tool's groups and its transactional id."""
+    dlqs = [f"{tenant}.{s}" for s in dlq_streams()]
+    targets = sorted({_target(tenant, t.removesuffix(".dlq"))[0] for t in dlqs})
+    rules = [AclRule("topic", t, "literal", ("Read", "Describe")) for t in dlqs]
+    rules += [AclRule("topic", t, "literal", ("Write", "Describe")) for t in targets]
+    rules.append(AclRule("group", f"{tenant}.dlq-", "prefix", ("Read",)))
+    rules.append(
+        AclRule("transactionalId", transactional_id(tenant), "prefix", ("Write", "Describe"))
+    )
+    return rules
 
 
 @dataclass(frozen=True, slots=True)
