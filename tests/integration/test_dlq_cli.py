@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Message
+from confluent_kafka import Message, Producer
 
 from schemas.cloudevents import encode
 from schemas.events import ModelAlias, PredictionEvent
@@ -208,3 +208,50 @@ def test_list_show_redrive_exactly_once(
     assert all(
         not k.startswith("dlq.") or k == "dlq.redrive.count" for m in twice for k in headers(m)
     )
+
+
+POINTER_BYTES = 1_047_500
+"""Accepted on the input (1,048,588) but too large to copy with the dead-letter headers: the
+decision service writes a pointer (issue 15 item 2)."""
+
+
+def test_a_pointer_is_shown_as_one_and_re_driven_from_its_original(
+    kafka_bootstrap: str, tenant: Tenant, capsys: pytest.CaptureFixture[str]
+) -> None:
+    preds_topic, dlq_topic = tenant.topic("predictions"), tenant.topic("predictions.dlq")
+    proc = start_service(tenant, "consumers.decision", "d-1")
+    [(key, _, hdrs)] = _records(predictions(tenant.name, 1, prefix="big"))
+    value = b"x" * POINTER_BYTES
+    producer = Producer(
+        {
+            "bootstrap.servers": kafka_bootstrap,
+            "message.max.bytes": 1_048_588,
+            "compression.type": "none",
+        }
+    )
+    producer.produce(preds_topic, key=key, value=value, headers=[*hdrs, ("x-big", b"1")])
+    assert producer.flush(30) == 0
+    [pointer] = read_messages(kafka_bootstrap, dlq_topic, 1, timeout=60)
+    assert headers(pointer)["dlq.pointer"] == "true"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(15) == 0
+    src = f"{preds_topic} --partition {headers(pointer)['dlq.source.partition']} --offset 0"
+
+    code, out, _ = _cli(capsys, "show", "--tenant", tenant.name)
+    assert code == 0
+    assert "pointer: the original" in out
+    assert f"kafka-console-consumer --topic {src}" in out
+    assert "xxxxxxxxxx" not in out  # the payload is not in the DLQ, only its coordinates
+
+    code, out, _ = _cli(capsys, "redrive", "--tenant", tenant.name)
+    assert code == 0, out
+    assert "re-drove 1" in out
+    both = read_messages(kafka_bootstrap, preds_topic, 2, timeout=20)
+    [again] = [m for m in both if "dlq.redrive.count" in headers(m)]
+    assert len(both) == 2
+    assert (again.key(), again.value()) == (key, value)
+    assert [(k, v) for k, v in again.headers() or []] == [
+        *hdrs,
+        ("x-big", b"1"),
+        ("dlq.redrive.count", b"1"),
+    ]
