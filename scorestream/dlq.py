@@ -3,7 +3,8 @@
 A DLQ record keeps the original key, value and headers byte for byte, and adds ``dlq.*``
 headers: reason (a low-cardinality code), error class, message, source topic/partition/offset,
 service and time. ``scorestream kafka kafka-console-consumer --property print.headers=true`` shows
-them; a fixed record can be re-published from the DLQ as is.
+them; ``scorestream dlq list|show|redrive`` (an operator tool) counts, shows and
+re-publishes them once the cause is fixed.
 
 Writing a dead letter can never fail its batch. A record the broker accepted on an input may be
 too large to be copied (its copy carries the ``dlq.*`` headers too, and the input's limit may be

@@ -569,6 +569,8 @@ class RedriveReport:
     already: int = 0
     """Matching dead letters at positions a previous re-drive already moved past."""
     transactions: int = 0
+    committed: int = 0
+    """Records re-driven by the transactions committed so far."""
     skipped_offsets: int = 0
     """Offsets not read at all because every selected reason's group is past them."""
 
@@ -628,6 +630,10 @@ class _Cursors:
 
     def of(self, reason: str) -> dict[tuple[str, int], int]:
         if reason not in self.positions:
+            if len(self.positions) >= MAX_REASONS:
+                raise ConfigError(
+                    f"more than {MAX_REASONS} distinct reasons: re-drive them with --reason"
+                )
             group = redrive_group(self.tenant, reason)
             consumer = _consumer(self.kafka, group)
             self.consumers[reason] = consumer
@@ -757,6 +763,10 @@ def redrive(
     try:
         topics = existing_topics(reader, sel)
         spans = ranges(reader, topics, sel.since)
+        if not dry_run:
+            # fence any other run first (same transactional id): the positions read next are
+            # then final (a run that committed before is seen, one still open is aborted)
+            producer = _producer(kafka, sel.tenant)
         cursors = _Cursors(kafka, sel.tenant, sorted(spans))
         skipped = _skip_moved(spans, cursors, sel.reasons)
         report.skipped_offsets = sum(e - s for s, e in spans.values()) - sum(
@@ -783,14 +793,12 @@ def redrive(
                 report.moved[key] = report.moved.get(key, 0) + 1
                 if not dry_run:
                     batch.add(out)
-            if not dry_run and (
+            if producer is not None and (
                 len(batch.records) >= settings.batch_records or batch.bytes >= BATCH_BYTES
             ):
-                producer = producer or _producer(kafka, sel.tenant)
                 _commit(producer, batch, cursors, report)
                 batch = _Batch()
-        if not dry_run and batch.upto:
-            producer = producer or _producer(kafka, sel.tenant)
+        if producer is not None and batch.upto:
             _commit(producer, batch, cursors, report)
     finally:
         reader.close()
@@ -873,11 +881,13 @@ def _commit(producer: Producer, batch: _Batch, cursors: _Cursors, report: Redriv
         if _denied(err):
             raise _access("write the re-driven records and their positions", err) from exc
         raise KafkaClientError(
-            f"re-drive transaction failed, nothing of this batch moved: {exc}"
+            f"re-drive transaction failed, nothing of its batch moved ({report.committed} "
+            f"records re-driven by this run's earlier transactions): {exc}"
         ) from exc
     if delivery_errors:  # cannot happen after a successful commit; checked all the same
         raise KafkaClientError(f"re-drive delivery failed: {delivery_errors[0]}")
     report.transactions += 1
+    report.committed += len(batch.records)
     for reason, upto in batch.upto.items():
         positions = cursors.positions[reason]
         for tp, o in upto.items():
