@@ -12,18 +12,31 @@ go through, so the setup cannot pass vacuously.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import AdminClient
+from prometheus_client.parser import text_string_to_metric_families
 
+from pipelines import lifecycle, training
 from schemas.cloudevents import encode
 from schemas.events import Contract, ModelAlias, ModelPromoted, ModelRejected
 from scorestream import k8s, security
 from scorestream.kafka_config import producer_config
 from scorestream.model_events import read_model_events
 from scorestream.topics import REGISTRY
+from tests.model_factory import tiny_model
 from tests.security.conftest import Provision, sasl_settings
+from tests.worker_support import (
+    Tenant,
+    enriched_events,
+    free_port,
+    http_get,
+    publish_enriched,
+    read_predictions,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.security, pytest.mark.integration]
 
@@ -133,3 +146,104 @@ def test_only_model_management_promotes_inside_a_tenant(
             None if service == "worker" else TOPIC_DENIED,
         ]
         assert write_outcomes(principal, sasl_bootstrap, [promote, reject]) == expected, service
+
+
+def _metric(port: int, name: str, **labels: str) -> float | None:
+    """One sample of the worker's /metrics with exactly these labels (None if absent)."""
+    status, text = http_get(port, "/metrics")
+    assert status == 200
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return None
+
+
+def _loaded(port: int, tenant: str, version: str) -> float | None:
+    return _metric(
+        port,
+        "scorestream_model_loaded",
+        tenant=tenant,
+        model=MODEL,
+        version=version,
+        alias="champion",
+    )
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_a_forged_event_is_ignored_and_b_keeps_serving_its_champion(
+    private_tenant: Provision,
+    sasl_bootstrap: str,
+    kafka_bootstrap: str,
+    tmp_path: Path,
+) -> None:
+    """Real worker processes of A and B, each as its own principal. A's model management writes a
+    promotion naming B (B's worst model) into A's own topic, and every principal of A aims it at
+    B's: A's worker ignores and counts it, B's worker keeps serving — and scoring with — v1."""
+    a_name, a = private_tenant(["worker", "retrain"])
+    b_name, b = private_tenant(["worker", "retrain"])
+    tenant_a, tenant_b = (
+        Tenant(a_name, tmp_path / "a" / "models"),
+        Tenant(b_name, tmp_path / "b" / "models"),
+    )
+    for t, p in ((tenant_a, a), (tenant_b, b)):
+        management = sasl_settings(sasl_bootstrap, p["retrain"].username, p["retrain"].password)
+        for version, seed in (("1", 0), ("2", 9)):
+            data, meta = tiny_model(version, seed=seed, name=MODEL)
+            lifecycle.publish(
+                t.repo, training.TrainingResult(meta, data, 0.0), tenant=t.name, kafka=management
+            )
+        lifecycle.promote(t.repo, tenant=t.name, name=MODEL, version="1", kafka=management)
+
+    ports = {t.name: free_port() for t in (tenant_a, tenant_b)}
+    try:
+        for t, p in ((tenant_a, a), (tenant_b, b)):
+            t.start_worker(
+                f"w-{t.name}",
+                health_port=ports[t.name],
+                **p["worker"].client_env(sasl_bootstrap),
+            )
+        for t in (tenant_a, tenant_b):
+            wait_until(
+                lambda t=t: http_get(ports[t.name], "/readyz")[0] == 200, 60, f"{t.name} ready"
+            )
+
+        # the forged promotion, in A's own topic (A's model management may write it)...
+        forged = record(REGISTRY.topic("model-events", a_name), promoted(b_name, "2"))
+        assert write_outcomes(a["retrain"], sasl_bootstrap, [forged]) == [None]
+        # ...and aimed at B's topic by every principal of A: refused
+        for service, p in a.items():
+            assert write_outcomes(p, sasl_bootstrap, attacks_on(b_name)) == [TOPIC_DENIED] * 3, (
+                service
+            )
+
+        port_a, port_b = ports[a_name], ports[b_name]
+        wait_until(
+            lambda: (
+                _metric(
+                    port_a,
+                    "scorestream_model_events_ignored_total",
+                    tenant=a_name,
+                    service="worker",
+                )
+                == 1.0
+            ),
+            30,
+            "A's worker ignores the event naming B",
+        )
+        assert _loaded(port_a, a_name, "1") == 1.0
+        assert _loaded(port_a, b_name, "2") is None
+        assert _loaded(port_b, b_name, "1") == 1.0
+        assert _loaded(port_b, b_name, "2") in (None, 0.0)
+
+        # B's traffic is scored by B's champion
+        events = list(enriched_events(b_name, 20, seed=3))
+        publish_enriched(tenant_b, events)
+        preds = read_predictions(kafka_bootstrap, tenant_b, len(events), timeout=60)
+        assert len(preds) == len(events)
+        assert {p.model_version for _, p in preds} == {"1"}
+        assert "ignored a ModelPromoted event for tenant" in tenant_a.worker_logs()
+    finally:
+        tenant_a.stop_all()
+        tenant_b.stop_all()
