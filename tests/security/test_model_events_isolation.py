@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import AdminClient
@@ -24,8 +25,9 @@ from schemas.cloudevents import encode
 from schemas.events import Contract, ModelAlias, ModelPromoted, ModelRejected
 from scorestream import k8s, security
 from scorestream.kafka_config import producer_config
-from scorestream.model_events import read_model_events
+from scorestream.model_events import publish_model_event, read_model_events
 from scorestream.topics import REGISTRY
+from tests.gateway_process import gateway_process
 from tests.model_factory import tiny_model
 from tests.security.conftest import Provision, sasl_settings
 from tests.worker_support import (
@@ -33,6 +35,7 @@ from tests.worker_support import (
     enriched_events,
     free_port,
     http_get,
+    new_tenant,
     publish_enriched,
     read_predictions,
     wait_until,
@@ -247,3 +250,34 @@ def test_a_forged_event_is_ignored_and_b_keeps_serving_its_champion(
     finally:
         tenant_a.stop_all()
         tenant_b.stop_all()
+
+
+def test_the_gateway_ignores_and_counts_an_event_naming_another_tenant(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The gateway follows its tenant's model-events for the V2 model metadata: a promotion there
+    that names another tenant is ignored, logged and counted; the tenant's own one is served."""
+    tenant = new_tenant(tmp_path)
+    publish_model_event(promoted(tenant.name, "7"), tenant=tenant.name)
+    forged = record(REGISTRY.topic("model-events", tenant.name), promoted("other", "666"))
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})  # the super user
+    producer.produce(forged[0], value=forged[2], key=forged[1], headers=forged[3])
+    assert producer.flush(WAIT_S) == 0
+    log = tmp_path / "gateway.log"
+    with gateway_process(tenant.name, log, env={"SCORESTREAM_GATEWAY_AUTH_MODE": "disabled"}) as gw:
+
+        def ignored() -> float | None:
+            text = httpx.get(f"{gw.base}/metrics", timeout=5).text
+            for family in text_string_to_metric_families(text):
+                for s in family.samples:
+                    if s.name == "scorestream_model_events_ignored_total" and s.labels == {
+                        "tenant": tenant.name,
+                        "service": "gateway",
+                    }:
+                        return float(s.value)
+            return None
+
+        wait_until(lambda: ignored() == 1.0, 30, "the gateway counts the foreign event")
+        meta = httpx.get(f"{gw.base}/v2/models/{MODEL}", timeout=5).json()
+        assert meta["versions"] == ["7"]
+    assert "ignored a ModelPromoted event for tenant 'other'" in log.read_text()
