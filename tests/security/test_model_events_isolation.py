@@ -150,6 +150,14 @@ def test_only_model_management_promotes_inside_a_tenant(
         ]
         assert write_outcomes(principal, sasl_bootstrap, [promote, reject]) == expected, service
 
+    # model management reads both streams under its own principal (`scorestream models list`)
+    retrain = sasl_settings(sasl_bootstrap, p["retrain"].username, p["retrain"].password)
+    state = read_model_events(tenant, retrain, timeout=WAIT_S)
+    serving = state.serving(tenant, MODEL, ModelAlias.CHAMPION)
+    assert serving is not None
+    assert serving.model_version == "2"
+    assert [(r.model_version, r.instance) for r in state.rejected] == [("2", "attacker")]
+
 
 def _metric(port: int, name: str, **labels: str) -> float | None:
     """One sample of the worker's /metrics with exactly these labels (None if absent)."""
