@@ -21,11 +21,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from confluent_kafka import KafkaError, Producer
+
 from schemas.catalog import MODEL_EVENT_TYPES
 from schemas.errors import DecodeError
 from schemas.events import Contract, ModelAlias, ModelPromoted, ModelPublished, ModelRejected
 from scorestream import metrics
-from scorestream.errors import ConfigError, MissingTopicError
+from scorestream.errors import ConfigError, DeliveryError, MissingTopicError, TopicError
 from scorestream.kafka_config import common_config, producer_config
 from scorestream.replay import read_to_end
 from scorestream.serde import EventProducer, decode_message
@@ -34,6 +36,7 @@ from scorestream.topics import REGISTRY, validate_tenant
 
 log = logging.getLogger("scorestream.model_events")
 
+DENIED = KafkaError.TOPIC_AUTHORIZATION_FAILED
 PROMOTIONS = "model-events"
 REJECTIONS = "model-rejections"
 
@@ -86,8 +89,30 @@ def publish_model_event(
     other = getattr(event, "tenant_id", tenant)
     if other != tenant:
         raise ConfigError(f"a model event of tenant {other!r} cannot go to tenant {tenant!r}")
-    with EventProducer(producer_config(kafka or KafkaSettings()), source=source) as producer:
-        producer.send(topic_for(event, tenant), event)
+    config = producer_config(kafka or KafkaSettings())
+    topic = topic_for(event, tenant)
+    probe = Producer(config)  # fail fast, not after the delivery timeout, on a missing topic
+    meta = probe.list_topics(topic, timeout=30).topics.get(topic)
+    if meta is not None and meta.error is not None and meta.error.code() == DENIED:
+        raise _not_authorized(event, tenant, topic)
+    if meta is None or meta.error is not None:
+        raise MissingTopicError(topic, tenant)
+    try:
+        with EventProducer(config, source=source) as producer:
+            producer.send(topic, event)
+    except DeliveryError as exc:
+        if "authorization failed" in str(exc).lower():
+            raise _not_authorized(event, tenant, topic) from exc
+        raise
+
+
+def _not_authorized(event: Contract, tenant: str, topic: str) -> TopicError:
+    who = (
+        f"only the tenant's workers report rejections ({tenant}-worker)"
+        if isinstance(event, ModelRejected)
+        else f"only the tenant's model management ({tenant}-retrain) publishes and promotes"
+    )
+    return TopicError(f"not authorized to write {topic}: {who}")
 
 
 @dataclass(slots=True)

@@ -11,6 +11,7 @@ go through, so the setup cannot pass vacuously.
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from pipelines import lifecycle, training
 from schemas.cloudevents import encode
 from schemas.events import Contract, ModelAlias, ModelPromoted, ModelRejected
 from scorestream import k8s, security
+from scorestream.errors import MissingTopicError, TopicError
 from scorestream.kafka_config import producer_config
 from scorestream.model_events import publish_model_event, read_model_events
 from scorestream.topics import REGISTRY
@@ -149,6 +151,11 @@ def test_only_model_management_promotes_inside_a_tenant(
             None if service == "worker" else TOPIC_DENIED,
         ]
         assert write_outcomes(principal, sasl_bootstrap, [promote, reject]) == expected, service
+
+    # the kernel's own publisher says who may write, instead of timing out on the refusal
+    worker = sasl_settings(sasl_bootstrap, p["worker"].username, p["worker"].password)
+    with pytest.raises(TopicError, match=f"only the tenant's model management \\({tenant}-retrain"):
+        publish_model_event(promoted(tenant, "3"), tenant=tenant, kafka=worker)
 
     # model management reads both streams under its own principal (`scorestream models list`)
     retrain = sasl_settings(sasl_bootstrap, p["retrain"].username, p["retrain"].password)
@@ -289,3 +296,11 @@ def test_the_gateway_ignores_and_counts_an_event_naming_another_tenant(
         meta = httpx.get(f"{gw.base}/v2/models/{MODEL}", timeout=5).json()
         assert meta["versions"] == ["7"]
     assert "ignored a ModelPromoted event for tenant 'other'" in log.read_text()
+
+
+def test_publishing_to_an_unprovisioned_tenant_names_the_provisioning_command(
+    kafka_bootstrap: str,
+) -> None:
+    tenant = f"u{uuid.uuid4().hex[:10]}"
+    with pytest.raises(MissingTopicError, match=f"scorestream topics create --tenant {tenant}"):
+        publish_model_event(promoted(tenant, "1"), tenant=tenant)
