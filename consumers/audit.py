@@ -25,8 +25,14 @@ The join itself is :mod:`consumers.audit_join` (pure). This module adds the Kafk
   ``ce_time`` read from it, an input with nothing left to read counting as the wall clock (see
   :mod:`consumers.audit_join`). Checked after every batch and between batches (a transaction
   of its own when something is due), so timeouts fire when traffic stops too;
-* a duplicate part is ignored (counted); a part arriving after its transaction was recorded
-  incomplete goes to its input's DLQ with reason ``late_for_audit`` — never a second record.
+* a part arriving after its transaction was recorded incomplete writes the next *revision* of
+  the record (``revision``, ``supersedes``, ``amends``) within
+  ``SCORESTREAM_AUDIT_AMEND_WINDOW_S``; later than that it goes to its input's DLQ with reason
+  ``late_for_audit`` and a pointer to the record — never a second, contradicting record;
+* an identical copy of a part is ignored (counted); a different part under a transaction id the
+  audit already has goes to its input's DLQ with reason ``transaction_id_reused``.
+
+See docs/audit.md (revisions, the amend window, reading the latest revision with the Kafka CLI).
 
 ``python -m consumers.audit replay ...`` (``scorestream audit replay``) is
 :mod:`consumers.audit_replay`.
@@ -54,6 +60,7 @@ from consumers.audit_join import (
     Finished,
     JoinState,
     JoinTable,
+    Orphaned,
     PartName,
 )
 from schemas.cloudevents import Envelope, encode
@@ -68,7 +75,13 @@ from schemas.events import (
 from scorestream import metrics
 from scorestream.dlq import DeadLetter
 from scorestream.errors import ScorestreamError
-from scorestream.processor import OutRecord, Processor, ProcessorConfig, Result
+from scorestream.processor import (
+    OutRecord,
+    Processor,
+    ProcessorConfig,
+    Result,
+    log_dead_letters,
+)
 from scorestream.settings import KafkaSettings, ProcessingSettings
 from scorestream.state import StateStore
 from scorestream.topics import REGISTRY
@@ -83,7 +96,8 @@ AUDIT_RECORDS = Counter(
 )
 AUDIT_PARTS = Counter(
     "scorestream_audit_parts_total",
-    "Parts consumed by the audit join, by part and outcome (joined, duplicate, late)",
+    "Parts consumed by the audit join, by part and outcome (joined, duplicate, late, amended, "
+    "conflict; orphaned: joined, then dead-lettered without their transaction)",
     ["tenant", "part", "outcome"],
 )
 AUDIT_PENDING = Gauge(
@@ -111,7 +125,12 @@ class AuditSettings(ProcessingSettings):
     join_timeout_s: float = Field(default=60.0, gt=0)
     """A join missing a part this long (event time, ``ce_time``) is recorded ``incomplete``."""
     done_retention_s: float = Field(default=600.0, ge=0)
-    """How long a finished join is remembered to recognise duplicate and late parts."""
+    """How long a finished join is remembered to recognise duplicate and late parts and a
+    reused transaction id."""
+    amend_window_s: float = Field(default=3600.0, ge=0)
+    """How long (event time, from its first record) an ``incomplete`` record can still be
+    amended by a late part (a new revision); its parts are kept in the join state that long.
+    After it, a late part goes to its input's DLQ (``late_for_audit``). 0: never amend."""
     restore_timeout_s: float = Field(default=90.0, gt=0)
     """Reading the changelog may wait for a dead instance's open transaction to time out."""
 
@@ -135,6 +154,14 @@ def _dead(env: Envelope[Any], reason: str, error: str, message: str) -> DeadLett
         event: Contract = env.event
         raw = RawRecord(key=event.partition_key().encode(), value=event.model_dump_json().encode())
     return DeadLetter(raw, reason, error, message)
+
+
+_PART_OUTCOMES = {
+    AddOutcome.DUPLICATE: "duplicate",
+    AddOutcome.LATE: "late",
+    AddOutcome.AMENDING: "amended",
+    AddOutcome.CONFLICT: "conflict",
+}
 
 
 def _ms(when: datetime) -> int:
@@ -163,6 +190,7 @@ class Audit:
         self.state_topic = REGISTRY.topic("audit.state", t)
         self.timeout = timedelta(seconds=settings.join_timeout_s)
         self.retention = timedelta(seconds=settings.done_retention_s)
+        self.amend_window = timedelta(seconds=settings.amend_window_s)
         self.tables: dict[int, JoinTable] = {}
         self.committed: dict[tuple[str, int], int] = {}
         self._next_tick = 0.0
@@ -171,6 +199,8 @@ class Audit:
             service=SERVICE,
             inputs=self.inputs,
             accept=(EnrichedTransaction, PredictionEvent, DecisionEvent),
+            # every part keyed by its account (the join is co-partitioned): checked on decode
+            keyed=(EnrichedTransaction, PredictionEvent, DecisionEvent),
             dlq_topics={
                 topic: REGISTRY.dlq_topic(name, t)
                 for name, topic in zip(INPUTS, self.inputs, strict=True)
@@ -203,7 +233,9 @@ class Audit:
 
     # -- state: tables from the store, units ----------------------------------------------------
     def new_table(self) -> JoinTable:
-        return JoinTable(timeout=self.timeout, retention=self.retention)
+        return JoinTable(
+            timeout=self.timeout, retention=self.retention, amend_window=self.amend_window
+        )
 
     def on_assigned(self, partitions: list[TopicPartition]) -> None:
         """The processor restored the store's new partitions: build their join tables (their
@@ -266,22 +298,32 @@ class Audit:
             p = env.raw.partition if env.raw is not None and env.raw.partition is not None else 0
             table = self.tables[p]  # the store and the table were built on assignment
             added = table.add(arrival, now=now)
-            outcome = {
-                AddOutcome.DUPLICATE: "duplicate",
-                AddOutcome.LATE: "late",
-            }.get(added.outcome, "joined")
+            outcome = _PART_OUTCOMES.get(added.outcome, "joined")
             key = (arrival.part, outcome)
             unit.parts[key] = unit.parts.get(key, 0) + 1
-            if added.outcome is AddOutcome.LATE:
-                prev = added.previous
+            prev = added.previous
+            if added.outcome is AddOutcome.LATE and prev is not None:
                 result.dead_letters.append(
                     _dead(
                         env,
                         "late_for_audit",
                         "LateAuditPart",
-                        f"{arrival.part} of {arrival.transaction_id} arrived after its audit "
-                        "record was written incomplete (it had "
-                        f"{list(prev.recorded) if prev else []})",
+                        f"{arrival.part} of {arrival.transaction_id} arrived after the amend "
+                        f"window ({self.settings.amend_window_s:g} s) of its incomplete audit "
+                        f"record (it had {list(prev.recorded)}); {self.pointer(prev)}",
+                    )
+                )
+                continue
+            if added.outcome is AddOutcome.CONFLICT and prev is not None:
+                result.dead_letters.append(
+                    _dead(
+                        env,
+                        "transaction_id_reused",
+                        "ConflictingAuditPart",
+                        f"a different {arrival.part} (account {arrival.account_id!r}) for "
+                        f"transaction {arrival.transaction_id}, which the audit already has "
+                        f"(account {prev.account_id!r}): the transaction id was reused; "
+                        f"{self.pointer(prev)}",
                     )
                 )
                 continue
@@ -315,11 +357,64 @@ class Audit:
     ) -> None:
         self._advance_clocks(now)
         for p, table in self.tables.items():
-            for finished in table.expire(now=now):
-                writes[(p, finished.marker.transaction_id)] = finished.marker
-                self._emit_audit(result, unit, finished)
+            for due in table.expire(now=now):
+                if isinstance(due, Orphaned):
+                    writes[(p, due.state.transaction_id)] = None
+                    self._dead_orphan(result, unit, due.state)
+                    continue
+                writes[(p, due.marker.transaction_id)] = due.marker
+                self._emit_audit(result, unit, due)
             for txid in table.purge():
                 writes[(p, txid)] = None
+
+    def pointer(self, state: JoinState) -> str:
+        """Where the operator finds the audit record a dead-lettered part is about."""
+        if state.revision == 0:
+            return (
+                f"its record is still pending on {self.audit_topic} "
+                f"(key {state.account_id!r}, transaction_id {state.transaction_id!r})"
+            )
+        return (
+            f"see {self.audit_topic} key {state.account_id!r} transaction_id "
+            f"{state.transaction_id!r} revision {state.revision}"
+        )
+
+    def _dead_orphan(self, result: Result, unit: _Unit, state: JoinState) -> None:
+        """The parts of a join that timed out without its transaction: each to its input's DLQ
+        (the event as read, with its CloudEvents headers and original position)."""
+        for part in PARTS:
+            stored = getattr(state, part)
+            if stored is None:
+                continue
+            event: Contract = stored.event
+            msg = encode(
+                event,
+                source=stored.source or self.processor.config.source,
+                event_id=stored.event_id,
+                time=stored.time,
+                trace=stored.trace,
+                extensions=stored.extensions,
+            )
+            topic, partition, offset = stored.origin or (
+                self.inputs[PARTS.index(part)],
+                None,
+                None,
+            )
+            raw = RawRecord(msg.key, msg.value, list(msg.headers), topic, partition, offset)
+            result.dead_letters.append(
+                DeadLetter(
+                    raw,
+                    "late_for_audit",
+                    "LateAuditPart",
+                    f"{part} of {state.transaction_id}: its transaction was not read within "
+                    f"the join timeout ({self.settings.join_timeout_s:g} s), so it was audited "
+                    f"more than the amend window ({self.settings.amend_window_s:g} s) ago or "
+                    f"never reached the audit; look for {self.audit_topic} key "
+                    f"{state.account_id!r} transaction_id {state.transaction_id!r}",
+                )
+            )
+            key = (part, "orphaned")  # counted "joined" when it arrived
+            unit.parts[key] = unit.parts.get(key, 0) + 1
 
     def _emit_writes(self, unit: _Unit, writes: dict[tuple[int, str], JoinState | None]) -> None:
         """The batch's join-state changes into the store (the processor writes them to the
@@ -394,7 +489,16 @@ class Audit:
             self._commit()  # nothing was due after all; the clocks may still move on
             return None
         self._emit_writes(unit, writes)
-        result.on_commit = lambda: self._committed(unit)
+        dead = list(result.dead_letters)
+
+        def committed() -> None:
+            self._committed(unit)
+            # the processor logs and counts the dead letters of batches, not of ticks
+            log_dead_letters(SERVICE, dead)
+            for dl in dead:
+                metrics.DLQ.labels(SERVICE, self.tenant, dl.reason).inc()
+
+        result.on_commit = committed
         return result
 
     # -- health and lifecycle ----------------------------------------------------------------------
@@ -430,6 +534,7 @@ def main(argv: list[str] | None = None, *, on_ready: Callable[[Audit], None] | N
     parser.add_argument("--tenant")
     parser.add_argument("--instance-id")
     parser.add_argument("--join-timeout-s", type=float)
+    parser.add_argument("--amend-window-s", type=float)
     parser.add_argument("--max-batch", type=int)
     parser.add_argument("--max-wait-ms", type=int)
     parser.add_argument("--health-port", type=int)

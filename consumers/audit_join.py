@@ -18,13 +18,23 @@ incomplete whose missing part is still unread. The transaction's own ``timestamp
 for this (simulated traffic carries old timestamps), and ``ce_time`` values ahead of the wall
 clock are capped at it.
 
-Finished joins stay as small ``done`` markers for ``retention``, so a duplicate part is ignored
-and a part arriving after its join was recorded incomplete is reported as *late* (the service
-sends it to the DLQ) instead of opening a second record.
+Finished joins stay as ``done`` markers with a digest of each part's body (:func:`part_digest`)
+for ``retention``, so an identical copy of a part is a *duplicate* (ignored) and a different body
+under the same transaction id (a reused id) a *conflict* (the service dead-letters it).
+
+Revisions: the marker of an ``incomplete`` record keeps its parts for ``amend_window`` (event
+time, from the first record). A missing part arriving within it reopens the join as an
+amendment (``pending`` with the record's revision): complete, or at its own timeout, it writes
+the next revision of the record, built from the same parts plus the late ones, so no two
+revisions disagree on a field both have (see :class:`~schemas.events.AuditRecord`). A part
+later than that is *late* (dead-lettered); once the marker is forgotten, a late prediction or
+decision opens a join without its transaction part, which times out as :class:`Orphaned`
+(dead-lettered too) rather than as a second record contradicting the first.
 """
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -61,6 +71,11 @@ class _Part(BaseModel):
     """The part's ``ce_time``: when the hop that produced it published it."""
     trace: dict[str, str] = Field(default_factory=dict)
     extensions: dict[str, str] = Field(default_factory=dict)
+    event_id: str | None = None
+    """Its ``ce_id`` and ``ce_source``, and where it was read (``topic``, ``partition``,
+    ``offset``): to dead-letter it later with a pointer to the original."""
+    source: str | None = None
+    origin: tuple[str, int, int] | None = None
 
 
 class StoredTransaction(_Part):
@@ -94,7 +109,17 @@ class JoinState(Contract):
     recorded: tuple[PartName, ...] = ()
     """``done`` only: the parts the audit record was built from."""
     done_at: UtcDatetime | None = None
-    """``done`` only: the event time at which the record was emitted."""
+    """``done`` only: the event time at which the latest record was emitted."""
+    revision: int = Field(default=0, ge=0)
+    """Audit records written for this join so far (0 until the first one). A ``pending`` join
+    with a revision is an amendment: a late part reopened an ``incomplete`` record."""
+    digests: dict[PartName, str] = Field(default_factory=dict)
+    """A digest of each part's body (:func:`part_digest`): an identical copy is a duplicate,
+    a different one (a reused transaction id) a conflict."""
+    amend_until: UtcDatetime | None = None
+    """Set by the first ``incomplete`` record: until when (event time) a late part amends it."""
+    amend_from: UtcDatetime | None = None
+    """An amendment only: the late part's event time (its timeout counts from here)."""
 
     def partition_key(self) -> str:
         return self.transaction_id
@@ -106,8 +131,26 @@ class JoinState(Contract):
         return tuple(p for p in PARTS if getattr(self, p) is not None)
 
     @property
+    def amendable(self) -> bool:
+        """A done marker of an ``incomplete`` record that still holds its parts."""
+        return self.status == "done" and bool(self.missing) and self.amend_until is not None
+
+    @property
     def missing(self) -> tuple[PartName, ...]:
         return tuple(p for p in PARTS if p not in self.present)
+
+
+def part_digest(event: PartEvent) -> str:
+    """What makes two copies of a part "the same": the body, less what a re-delivery of the
+    same part may change (the enriched transaction's features and ``enriched_at``, the
+    prediction's ``predicted_at`` and timings, the decision's ``decided_at``)."""
+    if isinstance(event, EnrichedTransaction):
+        body = event.transaction.model_dump_json()
+    elif isinstance(event, PredictionEvent):
+        body = event.model_dump_json(exclude={"predicted_at", "timings"})
+    else:
+        body = event.model_dump_json(exclude={"decided_at"})
+    return hashlib.sha256(body.encode()).hexdigest()[:32]
 
 
 def transaction_id_of(event: PartEvent) -> str:
@@ -126,6 +169,9 @@ class Arrival:
     time: datetime
     trace: Mapping[str, str]
     extensions: Mapping[str, str]
+    event_id: str | None = None
+    source: str | None = None
+    origin: tuple[str, int, int] | None = None
 
     @classmethod
     def from_envelope(cls, env: Envelope[PartEvent]) -> Arrival:
@@ -139,7 +185,11 @@ class Arrival:
             part = "decision"
         else:  # pragma: no cover - the consumer only accepts the three contracts
             raise TypeError(f"not an audit part: {type(event).__name__}")
-        return cls(part, event, env.time, env.trace, env.extensions)
+        raw = env.raw
+        origin = None
+        if raw is not None and raw.topic and raw.partition is not None and raw.offset is not None:
+            origin = (raw.topic, raw.partition, raw.offset)
+        return cls(part, event, env.time, env.trace, env.extensions, env.id, env.source, origin)
 
     @property
     def transaction_id(self) -> str:
@@ -156,7 +206,14 @@ class Arrival:
         return e.transaction.tenant_id if isinstance(e, EnrichedTransaction) else e.tenant_id
 
     def stored(self) -> StoredTransaction | StoredPrediction | StoredDecision:
-        common = {"time": self.time, "trace": dict(self.trace), "extensions": dict(self.extensions)}
+        common = {
+            "time": self.time,
+            "trace": dict(self.trace),
+            "extensions": dict(self.extensions),
+            "event_id": self.event_id,
+            "source": self.source,
+            "origin": self.origin,
+        }
         e = self.event
         if isinstance(e, EnrichedTransaction):
             return StoredTransaction(event=e, **common)  # type: ignore[arg-type]
@@ -171,6 +228,12 @@ class AddOutcome(StrEnum):
     COMPLETED = "completed"
     DUPLICATE = "duplicate"
     LATE = "late"
+    """Missing from an ``incomplete`` record whose amend window has passed: dead-lettered."""
+    AMENDING = "amending"
+    """Missing from an ``incomplete`` record: reopens it to write a revision."""
+    CONFLICT = "conflict"
+    """A different body for a part the join already has (the transaction id was reused):
+    dead-lettered, never merged into the record and never dropped silently."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +250,15 @@ class Finished:
 
 
 @dataclass(frozen=True, slots=True)
+class Orphaned:
+    """A join that timed out without its transaction part: the transaction was audited before
+    its state was forgotten (a part later than the amend window) or never reached the audit.
+    Its parts go to their DLQs as ``late_for_audit``; no record, so none contradicts another."""
+
+    state: JoinState
+
+
+@dataclass(frozen=True, slots=True)
 class Added:
     outcome: AddOutcome
     state: JoinState | None = None
@@ -194,7 +266,7 @@ class Added:
     finished: Finished | None = None
     """The complete audit record, when this part completed the join."""
     previous: JoinState | None = None
-    """For ``late`` and ``duplicate``: the state the part ran into."""
+    """For ``late``, ``duplicate`` and ``conflict``: the state the part ran into."""
 
 
 def _ms(later: datetime, earlier: datetime) -> float:
@@ -252,7 +324,9 @@ def hop_ms(state: JoinState) -> dict[str, float]:
 
 
 def build_record(state: JoinState, *, now: datetime) -> AuditRecord:
-    """The audit record of a pending join: ``complete`` when all three parts are there."""
+    """The audit record of a pending join: ``complete`` when all three parts are there. For an
+    amendment (``state.revision`` > 0) the next revision, built from the parts of the one it
+    supersedes plus the late ones: every field the previous revision had keeps its value."""
     tx, pr, de = state.transaction, state.prediction, state.decision
     missing = state.missing
     enriched = tx.event if tx is not None else None
@@ -298,6 +372,9 @@ def build_record(state: JoinState, *, now: datetime) -> AuditRecord:
         hop_ms=hop_ms(state),
         recorded_at=now,
         merchant_as_of=enriched.merchant_as_of if enriched else None,
+        revision=state.revision + 1,
+        supersedes=state.revision or None,
+        amends=tuple(p for p in state.present if p not in state.recorded) if state.revision else (),
     )
 
 
@@ -308,26 +385,53 @@ def traceparent(state: JoinState) -> str | None:
     return None
 
 
-def finish(state: JoinState, *, done_at: datetime, now: datetime) -> Finished:
+def finish(
+    state: JoinState, *, done_at: datetime, now: datetime, amend_window: timedelta
+) -> Finished:
     return Finished(
         record=build_record(state, now=now),
-        marker=done_marker(state, done_at=done_at),
+        marker=done_marker(state, done_at=done_at, amend_window=amend_window),
         event_time=transaction_time(state),
         traceparent=traceparent(state),
     )
 
 
-def done_marker(state: JoinState, *, done_at: datetime) -> JoinState:
-    """What remains of a join once its record is out: which parts it had, and when."""
+def done_marker(state: JoinState, *, done_at: datetime, amend_window: timedelta) -> JoinState:
+    """What remains of a join once its record is out: which parts it had, when, their digests
+    and its revision. The marker of an ``incomplete`` record also keeps its parts until the
+    amend window (counted from the first record) ends, so a late part can write the next
+    revision; a ``complete`` record's marker is small."""
+    incomplete = bool(state.missing)
+    amend_until = state.amend_until
+    if incomplete and amend_until is None and amend_window > timedelta(0):
+        amend_until = done_at + amend_window
+    keep = incomplete and amend_until is not None
     return JoinState(
         transaction_id=state.transaction_id,
         tenant_id=state.tenant_id,
         account_id=state.account_id,
         status="done",
         opened_at=state.opened_at,
+        transaction=state.transaction if keep else None,
+        prediction=state.prediction if keep else None,
+        decision=state.decision if keep else None,
         recorded=state.present,
         done_at=done_at,
+        revision=state.revision + 1,
+        digests=dict(state.digests),
+        amend_until=amend_until,
     )
+
+
+def known_digest(state: JoinState, part: PartName) -> str | None:
+    """The digest of ``part`` as the join knows it (states written before digests existed:
+    from the stored part, when there is one)."""
+    digest = state.digests.get(part)
+    if digest is None:
+        stored = getattr(state, part)
+        if stored is not None:
+            digest = part_digest(stored.event)
+    return digest
 
 
 _ABSENT = object()
@@ -337,11 +441,20 @@ class JoinTable:
     """The joins of one partition, with an undo log so an aborted Kafka transaction can be
     rolled back in memory (:meth:`begin` / :meth:`commit` / :meth:`rollback`)."""
 
-    def __init__(self, *, timeout: timedelta, retention: timedelta) -> None:
-        if timeout <= timedelta(0) or retention < timedelta(0):
-            raise ValueError("timeout must be > 0 and retention >= 0")
+    def __init__(
+        self,
+        *,
+        timeout: timedelta,
+        retention: timedelta,
+        amend_window: timedelta = timedelta(0),
+    ) -> None:
+        if timeout <= timedelta(0) or retention < timedelta(0) or amend_window < timedelta(0):
+            raise ValueError("timeout must be > 0, retention and amend_window >= 0")
         self.timeout = timeout
         self.retention = retention
+        self.amend_window = amend_window
+        """How long (event time, from the first ``incomplete`` record) a late part still writes
+        a new revision; 0: never (late parts are dead-lettered)."""
         self.states: dict[str, JoinState] = {}
         self.clock: datetime | None = None
         """The partition's watermark (see the module docstring); ``None`` until known."""
@@ -363,8 +476,11 @@ class JoinTable:
 
     def deadline(self, state: JoinState) -> datetime:
         if state.status == "pending":
-            return state.opened_at + self.timeout
-        return (state.done_at or state.opened_at) + self.retention
+            return (state.amend_from or state.opened_at) + self.timeout
+        forget = (state.done_at or state.opened_at) + self.retention
+        if state.amendable and state.amend_until is not None:
+            return max(forget, state.amend_until)
+        return forget
 
     def _schedule(self, state: JoinState) -> None:
         heap = self._deadlines if state.status == "pending" else self._forget
@@ -447,12 +563,10 @@ class JoinTable:
         if arrival.part not in self.seen or when > self.seen[arrival.part]:
             self.seen[arrival.part] = when
         txid = arrival.transaction_id
+        part = arrival.part
         current = self.states.get(txid)
-        if current is not None and current.status == "done":
-            outcome = AddOutcome.DUPLICATE if arrival.part in current.recorded else AddOutcome.LATE
-            return Added(outcome, previous=current)
-        if current is not None and getattr(current, arrival.part) is not None:
-            return Added(AddOutcome.DUPLICATE, previous=current)
+        digest = part_digest(arrival.event)
+        stored = arrival.stored()
         if current is None:
             state = JoinState(
                 transaction_id=txid,
@@ -460,23 +574,56 @@ class JoinTable:
                 account_id=arrival.account_id,
                 status="pending",
                 opened_at=arrival.time,
-                **{arrival.part: arrival.stored()},  # type: ignore[arg-type]
+                digests={part: digest},
+                **{part: stored},  # type: ignore[arg-type]
             )
             outcome = AddOutcome.OPENED
         else:
-            state = current.model_copy(
-                update={
-                    arrival.part: arrival.stored(),
-                    "opened_at": min(current.opened_at, arrival.time),
-                }
-            )
-            outcome = AddOutcome.JOINED
+            if current.account_id != arrival.account_id:
+                return Added(AddOutcome.CONFLICT, previous=current)
+            known = known_digest(current, part)
+            if known is not None:
+                outcome = AddOutcome.DUPLICATE if known == digest else AddOutcome.CONFLICT
+                return Added(outcome, previous=current)
+            if current.status == "done":
+                if part in current.recorded:  # a marker written before digests existed
+                    return Added(AddOutcome.DUPLICATE, previous=current)
+                if not self.can_amend(current, when):
+                    return Added(AddOutcome.LATE, previous=current)
+                state = current.model_copy(
+                    update={
+                        part: stored,
+                        "status": "pending",
+                        "amend_from": when,
+                        "done_at": None,
+                        "digests": {**current.digests, part: digest},
+                    }
+                )
+                outcome = AddOutcome.AMENDING
+            else:
+                state = current.model_copy(
+                    update={
+                        part: stored,
+                        "opened_at": min(current.opened_at, arrival.time),
+                        "digests": {**current.digests, part: digest},
+                    }
+                )
+                outcome = AddOutcome.JOINED
         if state.missing:
             self._set(state, txid)
             return Added(outcome, state=state)
-        finished = finish(state, done_at=when, now=now)
+        finished = finish(state, done_at=when, now=now, amend_window=self.amend_window)
         self._set(finished.marker, txid)
         return Added(AddOutcome.COMPLETED, state=finished.marker, finished=finished)
+
+    def can_amend(self, marker: JoinState, when: datetime) -> bool:
+        """Whether a late part produced at ``when`` (its ``ce_time``, capped at now) may still
+        write a new revision of ``marker``'s record: both it and the partition clock are
+        within the amend window (event time, like the join timeout)."""
+        if not marker.amendable or marker.amend_until is None:
+            return False
+        latest = when if self.clock is None else max(when, self.clock)
+        return latest <= marker.amend_until
 
     def next_due(self) -> datetime | None:
         """The earliest time at which :meth:`expire` or :meth:`purge` may have work (a hint:
@@ -484,9 +631,10 @@ class JoinTable:
         heads = [h[0][0] for h in (self._deadlines, self._forget) if h]
         return min(heads) if heads else None
 
-    def expire(self, *, now: datetime) -> list[Finished]:
-        """Pending joins past their timeout, as ``incomplete`` records (and their done markers)."""
-        out: list[Finished] = []
+    def expire(self, *, now: datetime) -> list[Finished | Orphaned]:
+        """Pending joins past their timeout, as ``incomplete`` records (and their done markers),
+        or, when the transaction part never came, as :class:`Orphaned` (state forgotten)."""
+        out: list[Finished | Orphaned] = []
         clock = self.clock
         if clock is None:
             return out
@@ -495,7 +643,13 @@ class JoinTable:
             state = self.states.get(txid)
             if state is None or state.status != "pending" or self.deadline(state) > clock:
                 continue  # stale entry: completed, already expired, or rescheduled
-            finished = finish(state, done_at=clock, now=now)
+            if state.transaction is None and state.revision == 0:
+                # the watermark passed this join's timeout on the transactions input too, and
+                # a transaction is always written before its prediction: it was read before
+                self._set(None, txid)
+                out.append(Orphaned(state))
+                continue
+            finished = finish(state, done_at=clock, now=now, amend_window=self.amend_window)
             self._set(finished.marker, txid)
             out.append(finished)
         return out

@@ -31,7 +31,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from inference_worker.model import ServingModel, load_serving_model
 from pipelines.repository import ModelRepository
 from schemas.errors import DecodeError
-from schemas.events import AuditRecord, ModelAlias
+from schemas.events import AuditRecord, ModelAlias, latest_revisions
 from scorestream.errors import ConfigError, KafkaClientError, ScorestreamError
 from scorestream.kafka_config import consumer_config
 from scorestream.replay import watermarks
@@ -193,7 +193,9 @@ def replay(
     threshold: float = 0.5,
     top: int = 10,
 ) -> Report:
-    """Re-score ``records`` (pure but for loading models from ``repo``)."""
+    """Re-score ``records`` (pure but for loading models from ``repo``): the latest revision
+    of each transaction's record, once."""
+    records = latest_revisions(records)
     report = Report(tenant, start, end, model_version, threshold, records=len(records))
     models: dict[tuple[str, str], ServingModel] = {}
     groups: dict[tuple[str, str], list[AuditRecord]] = {}

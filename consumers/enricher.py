@@ -14,8 +14,10 @@ Features are the spec's (:mod:`scorestream.features`), computed by the engine tr
   written by the merchant stage, :mod:`consumers.merchant`), read whole by every instance and
   followed between batches; the served as-of (``merchant_as_of``) travels with the record.
 
-Nothing is dropped silently: a foreign tenant or a key that is not the account goes to the DLQ
-with its reason; a record on a partition its key does not hash to (a producer that does not use
+Nothing is dropped silently: a foreign tenant, a key that is not the account or an event time
+outside the window around now (:mod:`scorestream.event_time`: a year-1900 timestamp from a
+producer that is not the gateway would become a negative Kafka timestamp downstream) goes to the
+DLQ with its reason; a record on a partition its key does not hash to (a producer that does not use
 the Java partitioner) is moved, in the same transaction, to the partition its key belongs to,
 and enriched there with the account's state.
 """
@@ -44,6 +46,8 @@ from schemas.events import EnrichedTransaction, TransactionEvent
 from scorestream import metrics, tracing
 from scorestream.dlq import DeadLetter
 from scorestream.errors import ScorestreamError, TopicError
+from scorestream.event_time import REASON as EVENT_TIME
+from scorestream.event_time import EventTimeSettings, out_of_window
 from scorestream.features import ENGINE, FEATURE_SPEC, AccountState, Engine, MerchantState
 from scorestream.kafka_config import admin_config
 from scorestream.partitioning import partition_for
@@ -234,8 +238,13 @@ class EnrichHandler:
         accounts: StateStore[AccountState],
         merchants: MerchantTable,
         partition_count: Callable[[], None] = lambda: None,
+        window: EventTimeSettings | None = None,
     ) -> None:
         self.tenant = tenant
+        self.window = window or EventTimeSettings()
+        """Event times outside ``[now - max_event_age, now + max_event_skew]`` go to the DLQ."""
+        self._now = self._oldest = self._latest = datetime.now(UTC)
+        self._window_at(self._now)
         self.engine = engine
         self.accounts = accounts
         self.merchants = merchants
@@ -260,6 +269,7 @@ class EnrichHandler:
         self._no_table = 0
         now = datetime.now(UTC)  # one enriched_at per batch, like ce_time
         stamp = now.isoformat().replace("+00:00", "Z").encode()
+        self._window_at(now)
         for env in batch:
             out = self.enrich(env, result, now=now, stamp=stamp)
             if out is not None:
@@ -274,6 +284,29 @@ class EnrichHandler:
 
         result.on_commit = count
         return result
+
+    def _window_at(self, now: datetime) -> None:
+        self._now = now
+        self._oldest = now - self.window.max_event_age
+        self._latest = now + self.window.max_event_skew
+
+    def _out_of_window(
+        self, env: Envelope[Any], tx: TransactionEvent, now: datetime | None, result: Result
+    ) -> bool:
+        """True (and a dead letter) when the event time is outside the window around ``now``:
+        two comparisons per record; the bounds move once per batch (``handle`` passes its
+        ``now``), or per call when ``enrich`` is called alone."""
+        if now is None:
+            now = datetime.now(UTC)
+        if now is not self._now:
+            self._window_at(now)
+        if self._oldest <= tx.timestamp <= self._latest:
+            return False
+        why = out_of_window(tx.timestamp, now, self.window) or "outside the window"
+        result.dead_letters.append(
+            DeadLetter.for_envelope(env, EVENT_TIME, "EventTimeOutOfWindow", why)
+        )
+        return True
 
     def enrich(
         self,
@@ -306,6 +339,8 @@ class EnrichHandler:
                     f"key {raw.key!r} is not the account id {tx.account_id!r}",
                 )
             )
+            return None
+        if self._out_of_window(env, tx, now, result):
             return None
         p = raw.partition if raw is not None and raw.partition is not None else 0
         if self.input_partitions > 1:
@@ -380,7 +415,15 @@ class EnrichHandler:
             )
             return
         headers = [*raw.headers, (REROUTED_HEADER, f"{raw.partition}@{raw.offset}".encode())]
-        result.records.append(OutRecord(self.tx_topic, raw.key, raw.value, headers, home))
+        too_large = DeadLetter.for_envelope(
+            env,
+            "too_large_to_move",
+            "RecordTooLarge",
+            f"on partition {raw.partition}, its key belongs on {home}: too large to be moved",
+        )
+        result.records.append(
+            OutRecord(self.tx_topic, raw.key, raw.value, headers, home, fallback=too_large)
+        )
         self._m_rerouted.inc()
 
 
@@ -422,6 +465,7 @@ class Enricher:
             accounts=self.accounts,
             merchants=self.merchants,
             partition_count=self._check_partition_count,
+            window=EventTimeSettings(),
         )
         self.table = GlobalTable(
             REGISTRY.topic("merchant-features", t),
@@ -436,6 +480,7 @@ class Enricher:
             inputs=(self.tx_topic,),
             accept=(TransactionEvent,),
             dlq_topics={self.tx_topic: REGISTRY.dlq_topic("transactions", t)},
+            keyed=(TransactionEvent,),  # key = account_id, checked in the decode step
         )
         self.processor = Processor(
             config,

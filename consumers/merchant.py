@@ -30,7 +30,7 @@ import logging
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -46,6 +46,8 @@ from schemas.events import LabelEvent, MerchantActivity, TransactionEvent, Water
 from scorestream import tracing
 from scorestream.dlq import DeadLetter
 from scorestream.errors import ScorestreamError, TopicError
+from scorestream.event_time import REASON as EVENT_TIME
+from scorestream.event_time import EventTimeSettings, out_of_window
 from scorestream.features import ENGINE, Engine, MerchantState, id_hash
 from scorestream.features.engine import StepChangedError
 from scorestream.processor import Emit, OutRecord, Processor, ProcessorConfig, Result
@@ -199,6 +201,10 @@ class MerchantStage:
             ],
         )
         self.lateness_ms = int(settings.allowed_lateness_s * 1000)
+        self.window = EventTimeSettings()
+        """The enricher's event-time window: what no account counts, no merchant counts."""
+        self._max_age_ms = int(self.window.max_event_age.total_seconds() * 1000)
+        self._max_skew_ms = int(self.window.max_event_skew.total_seconds() * 1000)
         self.store: StateStore[Value] = StateStore(
             "merchants",
             source=self.activity_topic,
@@ -320,6 +326,9 @@ class MerchantStage:
                 )
                 return
             t_ms = _ms(event.timestamp)
+            if not now_ms - self._max_age_ms <= t_ms <= now_ms + self._max_skew_ms:
+                self._out_of_window(env, event, now_ms, result)
+                return
             activity = MerchantActivity.trusted(
                 _activity(
                     "transaction",
@@ -350,6 +359,17 @@ class MerchantStage:
         )
         if activity is not None:
             result.emits.append(Emit(self.activity_topic, activity))
+
+    def _out_of_window(
+        self, env: Envelope[Any], event: TransactionEvent, now_ms: int, result: Result
+    ) -> None:
+        """The enricher refuses it too (same reason): a merchant never counts what no account
+        does."""
+        now = datetime.fromtimestamp(now_ms / 1000, UTC)
+        why = out_of_window(event.timestamp, now, self.window) or "outside the window"
+        result.dead_letters.append(
+            DeadLetter.for_envelope(env, EVENT_TIME, "EventTimeOutOfWindow", why)
+        )
 
     def _watermarks(self, result: Result) -> None:
         """Report each owned input's progress to every activity partition when it changed."""

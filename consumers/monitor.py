@@ -27,7 +27,12 @@ How it consumes, and why:
 * Records that cannot be decoded (or belong to another tenant) go to the topic's DLQ with the
   reason, as in every service. The offsets up to which dead letters were written are committed
   under the group ``<tenant>.monitor`` — a bookkeeping mark only, never a read position — so a
-  restart's rebuild does not dead-letter the same records twice.
+  restart's rebuild does not dead-letter the same records twice. Dead letters and that mark are
+  written in one Kafka transaction (``transactional.id`` ``<tenant>.monitor.<instance>``) at
+  each publish interval, or sooner when ``MAX_PENDING_DEAD_LETTERS`` (or
+  ``MAX_PENDING_BYTES``) are waiting: a SIGKILL
+  loses or repeats none of them (read_committed). A record too large to be copied is
+  dead-lettered as a pointer (:mod:`scorestream.dlq`).
 """
 
 from __future__ import annotations
@@ -68,13 +73,13 @@ from pipelines.repository import ModelRepository
 from schemas.errors import DecodeError
 from schemas.events import Contract, LabelEvent, PredictionEvent
 from scorestream import metrics
-from scorestream.dlq import DeadLetter
+from scorestream.dlq import DeadLetter, DlqRecord
 from scorestream.errors import KafkaClientError, ModelError, TopicError
 from scorestream.health import HealthServer
-from scorestream.kafka_config import consumer_config, producer_config
+from scorestream.kafka_config import consumer_config, transactional_producer_config
 from scorestream.serde import decode_message, raw_from_message
 from scorestream.settings import KafkaSettings
-from scorestream.topics import REGISTRY
+from scorestream.topics import MAX_MESSAGE_BYTES, REGISTRY
 
 _COORDINATOR_NOT_READY = frozenset(
     {
@@ -87,6 +92,11 @@ _COORDINATOR_NOT_READY = frozenset(
 
 log = logging.getLogger("scorestream.monitor")
 SERVICE = "monitor"
+MAX_PENDING_DEAD_LETTERS = 1000
+"""Dead letters waiting for their transaction; this many commit at once, before the interval.
+Should transactions keep failing, the monitor exits at twice this (its restart re-reads them)."""
+MAX_PENDING_BYTES = 16 << 20
+"""The same bound in bytes of the records held (a dead letter can be a 1 MB record)."""
 STREAMS: dict[str, type[Contract]] = {
     "predictions": PredictionEvent,
     "predictions.shadow": PredictionEvent,
@@ -136,7 +146,7 @@ class MonitorSettings(BaseSettings):
     """Env: ``SCORESTREAM_MONITOR_*`` (and ``SCORESTREAM_KAFKA_*``, ``SCORESTREAM_MODELS_*``)."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SCORESTREAM_MONITOR_", frozen=True, extra="ignore"
+        env_prefix="SCORESTREAM_MONITOR_", frozen=True, extra="ignore", hide_input_in_errors=True
     )
 
     tenant: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
@@ -158,6 +168,8 @@ class MonitorSettings(BaseSettings):
     live_after_s: float = Field(default=60.0, gt=0)
     metadata_timeout_s: float = Field(default=15.0, gt=0)
     partition_refresh_s: float = Field(default=60.0, gt=0)
+    transaction_timeout_s: float = Field(default=30.0, gt=0)
+    """Timeout of the dead-letter transactions' calls."""
 
     @property
     def group_id(self) -> str:
@@ -334,7 +346,10 @@ class Monitor:
         """Per partition: records below this offset were already dead-lettered by a prior run."""
         self._position: dict[tuple[str, int], int] = {}
         self._committed: dict[tuple[str, int], int] = {}
-        self._dlq_errors: list[str] = []
+        self._pending: list[DeadLetter] = []
+        """Dead letters not yet committed (bounded: :data:`MAX_PENDING_DEAD_LETTERS`,
+        :data:`MAX_PENDING_BYTES`)."""
+        self._pending_bytes = 0
 
     # -- health --------------------------------------------------------------------------------
     def live(self) -> tuple[bool, str]:
@@ -365,6 +380,21 @@ class Monitor:
         if self.producer is None:
             raise KafkaClientError("the producer is not started")
         return self.producer
+
+    @property
+    def transactional_id(self) -> str:
+        return f"{self.settings.group_id}.{self.settings.instance_id}"
+
+    def _make_producer(self) -> Producer:
+        """A transactional producer; ``init_transactions`` fences a previous instance of the
+        same id and completes or aborts its open transaction."""
+        s = self.settings
+        conf = transactional_producer_config(
+            self.kafka, transactional_id=self.transactional_id, client_id=s.instance_id
+        )
+        producer = Producer(conf)
+        producer.init_transactions(s.transaction_timeout_s)
+        return producer
 
     # -- assignment --------------------------------------------------------------------------------
     def _partitions(self, topic: str) -> list[int]:
@@ -449,7 +479,7 @@ class Monitor:
             self.consumer = Consumer(
                 conf | {"enable.partition.eof": True, "fetch.wait.max.ms": 100}
             )
-            self.producer = Producer(producer_config(self.kafka, client_id=s.instance_id))
+            self.producer = self._make_producer()
             self._assign(initial=True)
             self.started = True
             self._loop()
@@ -516,44 +546,101 @@ class Monitor:
 
     # -- dead letters ------------------------------------------------------------------------------
     def _dead_letter(self, dl: DeadLetter) -> None:
-        topic = self.dlq_topics[dl.raw.topic or ""]
         log.warning(
             "dead letter: %s", dl.message, extra={"reason": dl.reason, "topic": dl.raw.topic}
         )
-        self._p().produce(
-            topic,
-            key=dl.raw.key,
-            value=dl.raw.value,
-            headers=dl.headers(SERVICE),
-            on_delivery=self._on_delivery,
-        )
-        self._p().poll(0)
-        metrics.DLQ.labels(SERVICE, self.settings.tenant, dl.reason).inc()
+        self._pending.append(dl)
+        self._pending_bytes += len(dl.raw.value or b"") + len(dl.raw.key or b"")
+        if (
+            len(self._pending) >= MAX_PENDING_DEAD_LETTERS
+            or self._pending_bytes >= MAX_PENDING_BYTES
+        ):
+            self._flush_dead_letters()
 
-    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
-            self._dlq_errors.append(f"{msg.topic()}: {err.str()}")
+    def _produce_dead_letter(self, dl: DeadLetter) -> None:
+        """The copy, or a pointer when it does not fit (never an error that fails the batch)."""
+        topic = self.dlq_topics[dl.raw.topic or ""]
+        rec = dl.record(SERVICE, max_bytes=MAX_MESSAGE_BYTES)
+        try:
+            self._produce(topic, rec)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
+                raise
+            self._produce(topic, dl.pointer(SERVICE, max_bytes=MAX_MESSAGE_BYTES))
 
-    def _flush_dead_letters(self) -> None:
-        """Wait for the dead letters, then commit how far they go (the restart dedup mark)."""
-        if self._p().flush(30) or self._dlq_errors:
-            log.error("dead letters not acknowledged: %s", self._dlq_errors[:3])
-            self._dlq_errors.clear()
-            return  # no mark: the next run dead-letters them again (at least once)
+    def _produce(self, topic: str, rec: DlqRecord) -> None:
+        """Produce, waiting for room while librdkafka's bounded queue is full."""
+        while True:
+            try:
+                self._p().produce(topic, key=rec.key, value=rec.value, headers=rec.headers)
+                return
+            except BufferError:
+                self._p().poll(0.05)
+
+    def _flush_dead_letters(self) -> bool:
+        """Commit the pending dead letters and how far they go (the restart dedup mark) in one
+        transaction. False when it failed: both are retried at the next flush."""
         changed = [
             TopicPartition(t, p, o)
             for (t, p), o in self._position.items()
             if self._committed.get((t, p)) != o
         ]
-        if not changed:
-            return
+        if not changed and not self._pending:
+            return True
+        timeout = self.settings.transaction_timeout_s
+        producer = self._p()
         try:
-            self._c().commit(offsets=changed, asynchronous=False)
+            producer.begin_transaction()
+            for dl in self._pending:
+                self._produce_dead_letter(dl)
+            if changed:
+                producer.send_offsets_to_transaction(
+                    changed, self._c().consumer_group_metadata(), timeout
+                )
+            producer.commit_transaction(timeout)
         except KafkaException as exc:
-            log.warning("could not commit the dead-letter mark: %s", exc)
-            return
+            if not self._recover(exc.args[0], changed):
+                if (
+                    len(self._pending) >= 2 * MAX_PENDING_DEAD_LETTERS
+                    or self._pending_bytes >= 2 * MAX_PENDING_BYTES
+                ):
+                    raise KafkaClientError(
+                        f"{len(self._pending)} dead letters could not be committed: exiting "
+                        "(a restart dead-letters them again from the committed mark)"
+                    ) from exc
+                return False
+        for dl in self._pending:
+            metrics.DLQ.labels(SERVICE, self.settings.tenant, dl.reason).inc()
+        self._pending.clear()
+        self._pending_bytes = 0
         for tp in changed:
             self._committed[(tp.topic, tp.partition)] = tp.offset
+        return True
+
+    def _recover(self, err: KafkaError, changed: list[TopicPartition]) -> bool:
+        """After a failed transaction: abort it (or replace a fatal producer, which aborts or
+        completes it), then read the mark back. True: it did commit after all."""
+        log.warning("dead-letter transaction failed (%s): retried at the next flush", err.str())
+        timeout = self.settings.transaction_timeout_s
+        if err.txn_requires_abort():
+            try:
+                self._p().abort_transaction(timeout)
+            except KafkaException as abort_exc:
+                log.warning("abort failed (%s): replacing the producer", abort_exc)
+                self.producer = self._make_producer()
+        else:
+            self.producer = self._make_producer()
+        if not changed:
+            return False
+        try:
+            committed = self._committed_offsets(
+                [TopicPartition(t.topic, t.partition) for t in changed], timeout
+            )
+        except KafkaException:
+            return False
+        return {(t.topic, t.partition, t.offset) for t in committed} == {
+            (t.topic, t.partition, t.offset) for t in changed
+        }
 
 
 def main(

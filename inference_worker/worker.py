@@ -61,6 +61,7 @@ class Worker:
             inputs=(self.input_topic,),
             accept=(EnrichedTransaction,),
             dlq_topics={self.input_topic: REGISTRY.dlq_topic("transactions.enriched", t)},
+            keyed=(EnrichedTransaction,),  # key = account_id, checked in the decode step
         )
         self.processor = Processor(
             config,

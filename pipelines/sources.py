@@ -13,7 +13,13 @@ import numpy as np
 
 from pipelines.training import Matrix
 from schemas.errors import DecodeError
-from schemas.events import AuditRecord, AuditStatus, LabelEvent, TransactionEvent
+from schemas.events import (
+    AuditRecord,
+    AuditStatus,
+    LabelEvent,
+    TransactionEvent,
+    latest_revisions,
+)
 from scorestream.errors import ConfigError, KafkaClientError
 from scorestream.features import FEATURE_SPEC, to_vector
 from scorestream.kafka_config import common_config
@@ -46,18 +52,22 @@ def from_simulator(*, tenant: str, seed: int, days: int) -> TrainingData:
 
 
 def from_audit(tenant: str, kafka: KafkaSettings | None = None) -> TrainingData:
-    """Complete audit records with features of the current spec, plus every label."""
+    """Complete audit records with features of the current spec, plus every label. Of a
+    transaction whose record has revisions (an ``incomplete`` record amended by a late part),
+    only the latest revision counts: each transaction is read once."""
     conf = common_config(kafka or KafkaSettings(), client_id="scorestream-retrain") | {
         "group.id": f"{tenant}.retrain",  # assign() only; matches the retrain KafkaUser ACL
         "isolation.level": "read_committed",
     }
     transactions: list[TransactionEvent] = []
     rows: list[list[float]] = []
+    records: list[AuditRecord] = []
     for msg in read_to_end(conf, REGISTRY.topic("audit", tenant)):
         try:
-            record = decode_message(msg, accept=[AuditRecord]).event
+            records.append(decode_message(msg, accept=[AuditRecord]).event)
         except DecodeError:
             continue
+    for record in latest_revisions(records):
         if (
             record.status is AuditStatus.COMPLETE
             and record.transaction is not None

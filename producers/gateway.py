@@ -11,7 +11,9 @@
   waits for the decision, or publishes again if the event never made it.
 * ``/v2/...``: the Open Inference Protocol (:mod:`producers.gateway_v2`), routed through Kafka.
 * ``/docs``, ``/livez``, ``/readyz``, ``/metrics``; body limit → 413; invalid → 422 with the
-  fields; more than ``max_in_flight`` requests → 503 + ``Retry-After``.
+  fields; more than ``max_in_flight`` requests → 503 + ``Retry-After``, more than
+  ``max_in_flight_per_key`` of one API key → 429 for that key; an unknown method → 501, a body
+  that is not JSON → 415, headers or body not received in time → 408 (docs/gateway-limits.md).
 
 The gateway never calls another service: it publishes through :class:`producers.publisher.Publisher`
 and reads its reply partition.
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import functools
 import logging
 import os
 import signal
@@ -29,26 +31,31 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from types import FrameType
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from producers import gateway_json
 from producers.gateway_auth import ApiKeyMiddleware, GatewayAuthSettings, auth_store
 from producers.gateway_http import (
     SYNC,
     SYNC_SECONDS,
     BodyLimitMiddleware,
+    ContentTypeMiddleware,
     IdempotencyCache,
     InFlightLimitMiddleware,
     Lookup,
+    MethodFilterMiddleware,
     MetricsMiddleware,
     StoredResponse,
     fingerprint,
@@ -74,6 +81,8 @@ from producers.publisher import (
 )
 from schemas.events import DecisionEvent, TransactionEvent
 from scorestream import tracing
+from scorestream.event_time import REASON as EVENT_TIME
+from scorestream.event_time import EventTimeSettings, out_of_window
 from scorestream.settings import KafkaSettings
 
 log = logging.getLogger("scorestream.gateway")
@@ -88,7 +97,7 @@ class GatewaySettings(BaseSettings):
     """Env: ``SCORESTREAM_GATEWAY_*`` (Kafka: ``SCORESTREAM_KAFKA_*``)."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SCORESTREAM_GATEWAY_", frozen=True, extra="ignore"
+        env_prefix="SCORESTREAM_GATEWAY_", frozen=True, extra="ignore", hide_input_in_errors=True
     )
 
     tenant: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
@@ -106,6 +115,11 @@ class GatewaySettings(BaseSettings):
     max_in_flight: int = Field(default=512, ge=1)
     retry_after_s: int = Field(default=1, ge=1)
     max_body_bytes: int = Field(default=1_048_576, ge=256)
+    header_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    """From connecting (or the previous response) until a request's headers are complete; then
+    408 and the connection is closed (:mod:`producers.gateway_server`)."""
+    body_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    """From a request's headers until its body is complete; then 408 and closed."""
     max_infer_rows: int = Field(default=1000, ge=1)
     idempotency_ttl_s: float = Field(default=3600.0, gt=0)
     idempotency_max_entries: int = Field(default=50_000, ge=1)
@@ -127,21 +141,31 @@ class RequestInvalid(Exception):  # noqa: N818  (an HTTP outcome, mapped to 422)
         self.detail = detail
 
 
-def parse_transaction(body: bytes, tenant: str) -> TransactionEvent:
-    """The request body as a ``TransactionEvent`` of ``tenant``; RequestInvalid lists the fields."""
+@functools.cache
+def _event_time_settings() -> EventTimeSettings:
+    return EventTimeSettings()
+
+
+def parse_transaction(
+    body: bytes, tenant: str, *, window: EventTimeSettings | None = None
+) -> TransactionEvent:
+    """The request body as a ``TransactionEvent`` of ``tenant``; RequestInvalid lists the fields.
+
+    Strict JSON (a repeated key or absurd nesting is refused, :mod:`producers.gateway_json`) and
+    an event time inside ``window`` (default: :class:`EventTimeSettings` from the environment).
+    """
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise RequestInvalid(
-            [{"loc": ["body"], "msg": f"Invalid JSON: {exc}", "type": "json_invalid"}]
-        ) from exc
+        data = gateway_json.loads(body)
+    except gateway_json.JsonBodyError as exc:
+        loc = ["body", exc.key] if exc.key is not None else ["body"]
+        raise RequestInvalid([{"loc": loc, "msg": str(exc), "type": exc.kind}]) from exc
     if not isinstance(data, dict):
         raise RequestInvalid(
             [{"loc": ["body"], "msg": "Input should be a JSON object", "type": "dict_type"}]
         )
     data.setdefault("tenant_id", tenant)
     try:
-        return validate_transaction(data, tenant=tenant)
+        tx = validate_transaction(data, tenant=tenant)
     except ContractViolationError as exc:
         raise RequestInvalid(
             [
@@ -150,6 +174,10 @@ def parse_transaction(body: bytes, tenant: str) -> TransactionEvent:
             ]
             or [{"loc": ["body"], "msg": str(exc), "type": "value_error"}]
         ) from exc
+    why = out_of_window(tx.timestamp, datetime.now(UTC), window or _event_time_settings())
+    if why is not None:
+        raise RequestInvalid([{"loc": ["body", "timestamp"], "msg": why, "type": EVENT_TIME}])
+    return tx
 
 
 class Accepted(BaseModel):
@@ -582,12 +610,16 @@ class Gateway:
 
     def _row(self, i: int, row: dict[str, Any]) -> TransactionEvent:
         try:
-            return validate_transaction(
+            tx = validate_transaction(
                 row | {"tenant_id": self.settings.tenant}, tenant=self.settings.tenant
             )
         except ContractViolationError as exc:
             detail = "; ".join(f"input '{e.path}'[{i}]: {e.message}" for e in exc.errors)
             raise V2RequestError(detail or str(exc)) from exc
+        why = out_of_window(tx.timestamp, datetime.now(UTC), _event_time_settings())
+        if why is not None:
+            raise V2RequestError(f"input 'timestamp'[{i}]: {why}")
+        return tx
 
 
 # -- the app -----------------------------------------------------------------------------------
@@ -608,6 +640,7 @@ def create_app(
 ) -> FastAPI:
     auth = auth or GatewayAuthSettings()
     keys = auth_store(settings.tenant, auth)  # API keys (producers.gateway_auth); fails closed
+    _event_time_settings()  # a bad SCORESTREAM_MAX_EVENT_* fails at start, not on a request
     gw = Gateway(settings, kafka)
 
     @asynccontextmanager
@@ -633,6 +666,10 @@ def create_app(
     async def _invalid(_: Request, exc: RequestInvalid) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=422)
 
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_parameters(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": redacted_errors(exc.errors())}, status_code=422)
+
     @app.exception_handler(PublisherError)
     async def _unavailable(_: Request, exc: PublisherError) -> JSONResponse:
         log.warning("publish failed: %s", exc)
@@ -650,7 +687,15 @@ def create_app(
     def limited(path: str) -> bool:
         return path.startswith("/v1/") or path.endswith("/infer")
 
+    def media_types(path: str) -> frozenset[str | None] | None:
+        if path.startswith("/v1/"):
+            return JSON_ONLY
+        if path.startswith("/v2/") and path.endswith("/infer"):
+            return V2_MEDIA_TYPES
+        return None
+
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ContentTypeMiddleware, media_types=media_types)  # before any body read
     if keys is not None:  # outside the body limit: no body is read for a request without a key
         app.add_middleware(
             ApiKeyMiddleware,
@@ -658,6 +703,8 @@ def create_app(
             store=keys,
             rate_per_s=auth.rate_limit_per_s,
             burst=auth.rate_limit_burst,
+            max_in_flight=auth.max_in_flight_per_key,
+            retry_after_s=settings.retry_after_s,
         )
     app.add_middleware(
         InFlightLimitMiddleware,
@@ -666,8 +713,30 @@ def create_app(
         exempt=lambda p: not limited(p),
     )
     app.add_middleware(MetricsMiddleware, routes=lambda: app.routes)
-    app.add_middleware(tracing.ServerSpanMiddleware)  # outermost: 413/503 get a span too
+    app.add_middleware(tracing.ServerSpanMiddleware)  # 413/503 get a span too
+    app.add_middleware(MethodFilterMiddleware)  # outermost: a made-up method costs nothing
     return app
+
+
+JSON_ONLY: frozenset[str | None] = frozenset({"application/json"})
+V2_MEDIA_TYPES: frozenset[str | None] = frozenset(
+    {"application/json", "application/octet-stream", None}
+)
+"""KServe clients (tritonclient) send infer requests without a Content-Type."""
+
+
+def redacted_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """FastAPI's validation errors without the offending values: a header, path or query
+    error names its parameter but never echoes what was sent (it may be a secret pasted in the
+    wrong header, or a megabyte of junk)."""
+    out = []
+    for error in errors:
+        item = {k: v for k, v in dict(error).items() if k not in ("input", "url", "ctx")}
+        ctx = error.get("ctx") if isinstance(error, dict) else None
+        if isinstance(ctx, dict):  # limits such as max_length are safe and useful
+            item["ctx"] = {k: v for k, v in ctx.items() if isinstance(v, int | float | bool)}
+        out.append(item)
+    return out
 
 
 def _routes_v1(app: FastAPI, gw: Gateway) -> None:
@@ -874,8 +943,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``scorestream gateway`` and of the container."""
     import argparse  # noqa: PLC0415
 
-    import uvicorn  # noqa: PLC0415
-
+    from producers.gateway_server import server_config  # noqa: PLC0415
     from scorestream.logs import configure_logging  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(prog="scorestream gateway")
@@ -894,15 +962,13 @@ def main(argv: list[str] | None = None) -> int:
     tracing.setup(SERVICE, settings.tenant)
     logging.getLogger("uvicorn.error").addFilter(_DropColorMessage())
     app = create_app(settings)
-    config = uvicorn.Config(
+    config = server_config(
         app,
         host=settings.host,
         port=settings.port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        server_header=False,
-        timeout_graceful_shutdown=int(settings.max_deadline_s) + 5,
+        header_timeout_s=settings.header_timeout_s,
+        body_timeout_s=settings.body_timeout_s,
+        graceful_shutdown_s=int(settings.max_deadline_s) + 5,
     )
     server = _server(config)
     server.run()

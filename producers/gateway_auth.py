@@ -15,7 +15,10 @@ metadata). Open: ``/livez``, ``/readyz``, ``/metrics``, ``/v2``, ``/v2/health/*`
 
 * no key → 401 (with ``WWW-Authenticate``); unknown or wrong key → 401;
 * a valid key of another tenant → 403: a key submits only for its own tenant;
-* more than ``rate_limit_per_s`` (burst ``rate_limit_burst``) per key → 429 + ``Retry-After``.
+* more than ``rate_limit_per_s`` (burst ``rate_limit_burst``) per key → 429 + ``Retry-After``;
+* more than ``max_in_flight_per_key`` requests of one key in progress at once (e.g. bodies sent
+  slowly or never) → 429 + ``Retry-After`` for that key only: one client cannot take the
+  gateway's whole in-flight budget (``max_in_flight``) and lock every other client out.
 
 Responses and logs name at most the key id, never the key; ``auth_mode=disabled`` (development
 only) turns all of it off and says so in the log at start-up.
@@ -49,10 +52,10 @@ _DUMMY_SALT = bytes(16)
 
 class GatewayAuthSettings(BaseSettings):
     """Env: ``SCORESTREAM_GATEWAY_AUTH_MODE``, ``..._API_KEYS_FILE``, ``..._API_KEYS``,
-    ``..._RATE_LIMIT_PER_S``, ``..._RATE_LIMIT_BURST``."""
+    ``..._RATE_LIMIT_PER_S``, ``..._RATE_LIMIT_BURST``, ``..._MAX_IN_FLIGHT_PER_KEY``."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SCORESTREAM_GATEWAY_", frozen=True, extra="ignore"
+        env_prefix="SCORESTREAM_GATEWAY_", frozen=True, extra="ignore", hide_input_in_errors=True
     )
 
     auth_mode: Literal["api_key", "disabled"] = "api_key"
@@ -61,6 +64,9 @@ class GatewayAuthSettings(BaseSettings):
     api_keys: SecretStr | None = None
     rate_limit_per_s: float = Field(default=200.0, gt=0)
     rate_limit_burst: int = Field(default=400, ge=1)
+    max_in_flight_per_key: int = Field(default=64, ge=1)
+    """Requests of one API key in progress at once (reading the body included); keep it well
+    under the gateway's ``max_in_flight`` (512 by default)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +204,8 @@ class ApiKeyMiddleware:
         store: KeyStore,
         rate_per_s: float,
         burst: int,
+        max_in_flight: int = 64,
+        retry_after_s: int = 1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.app = app
@@ -205,8 +213,11 @@ class ApiKeyMiddleware:
         self.store = store
         self.rate_per_s = rate_per_s
         self.burst = burst
+        self.max_in_flight = max_in_flight
+        self.retry_after_s = retry_after_s
         self.clock = clock
         self.buckets: dict[str, TokenBucket] = {}  # bounded: one per configured key
+        self.in_flight: dict[str, int] = {}  # bounded: one per configured key, gone at 0
 
     async def _refuse(
         self, send: Send, status: int, reason: str, detail: str, headers: dict[str, str]
@@ -251,8 +262,27 @@ class ApiKeyMiddleware:
                 {"Retry-After": str(max(1, math.ceil(wait)))},
             )
             return
+        busy = self.in_flight.get(record.key_id, 0)
+        if busy >= self.max_in_flight:
+            await self._refuse(
+                send,
+                429,
+                "key_overload",
+                f"API key {record.key_id} already has {busy} requests in progress (limit "
+                f"{self.max_in_flight}); retry later",
+                {"Retry-After": str(self.retry_after_s)},
+            )
+            return
         scope.setdefault("state", {})["api_key_id"] = record.key_id
-        await self.app(scope, receive, send)
+        self.in_flight[record.key_id] = busy + 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            left = self.in_flight[record.key_id] - 1
+            if left:
+                self.in_flight[record.key_id] = left
+            else:
+                del self.in_flight[record.key_id]
 
 
 def auth_store(tenant: str, settings: GatewayAuthSettings) -> KeyStore | None:

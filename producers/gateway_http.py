@@ -1,7 +1,15 @@
 """HTTP plumbing of the gateway: idempotency cache, body limit, in-flight bound, metrics.
 
 The middlewares are plain ASGI (no request objects, no per-request tasks) and order matters:
-metrics (outermost, so every 413/503 is counted) → in-flight bound → body limit → the app.
+method filter (outermost: an unknown method costs nothing, not even a metric series) → tracing →
+metrics (so every 413/503 is counted) → in-flight bound → API key (and its per-key bound) →
+content type → body limit → the app. Header and body *read timeouts* live one level lower, in
+the HTTP protocol (:mod:`producers.gateway_server`): a request whose headers never complete
+never reaches ASGI.
+
+Every metric label here has a bounded set of values: methods are the standard ones or
+``_OTHER``, routes are templates or ``unmatched``, statuses are three-digit codes, reasons and
+outcomes are fixed words.
 """
 
 from __future__ import annotations
@@ -44,7 +52,9 @@ REQUEST_SECONDS = Histogram(
 IN_FLIGHT = Gauge("scorestream_gateway_in_flight_requests", "Requests being processed")
 REJECTED = Counter(
     "scorestream_gateway_rejected_total",
-    "Requests refused before reaching a handler, by reason (overload, body_too_large)",
+    "Requests refused before reaching a handler, by reason (overload, body_too_large, "
+    "unauthenticated, forbidden, rate_limited, key_overload, unknown_method, "
+    "unsupported_media_type, header_timeout, body_timeout)",
     ["reason"],
 )
 SYNC = Counter(
@@ -80,8 +90,78 @@ async def send_json(
     await send({"type": "http.response.body", "body": data})
 
 
+KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE"))
+"""The methods this server knows (RFC 9110 plus PATCH; CONNECT is refused like an unknown one).
+A known method on a route that does not take it is the router's 405; anything else is 501."""
+
+
+def method_label(method: str) -> str:
+    """The ``method`` label value: a known method, else ``_OTHER`` (bounded cardinality)."""
+    return method if method in KNOWN_METHODS else "_OTHER"
+
+
+class MethodFilterMiddleware:
+    """501 for a method the server does not implement, before any other work: a made-up method
+    name (8 KB of letters) gets no span, no metric series and no routing."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in KNOWN_METHODS:
+            await self.app(scope, receive, send)
+            return
+        REJECTED.labels("unknown_method").inc()
+        await send_json(
+            send,
+            501,
+            {"detail": "method not implemented"},
+            {"Allow": "GET, HEAD, POST", "Connection": "close"},
+        )
+
+
+def _media_type(headers: list[tuple[bytes, bytes]]) -> str | None:
+    for name, value in headers:
+        if name == b"content-type":
+            return value.decode("latin-1").split(";", 1)[0].strip().lower()
+    return None
+
+
+class ContentTypeMiddleware:
+    """415 for a request body that is not declared as JSON, before the body is read.
+
+    ``media_types(path)`` names what a path accepts (None: any, e.g. GET routes); ``None`` in
+    that set means a request *without* a Content-Type is accepted too (KServe clients such as
+    tritonclient send none). Parameters (``; charset=utf-8``) are ignored.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, media_types: Callable[[str], frozenset[str | None] | None]
+    ) -> None:
+        self.app = app
+        self.media_types = media_types
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        accepted = self.media_types(scope["path"])
+        if accepted is None or _media_type(scope.get("headers", [])) in accepted:
+            await self.app(scope, receive, send)
+            return
+        REJECTED.labels("unsupported_media_type").inc()
+        names = sorted(m for m in accepted if m is not None)
+        await send_json(
+            send,
+            415,
+            {"detail": f"the request body must be sent as Content-Type: {' or '.join(names)}"},
+            {"Accept-Post": ", ".join(names)},
+        )
+
+
 class MetricsMiddleware:
-    """Counts every response by route *template* (never the raw path: bounded cardinality)."""
+    """Counts every response by route *template* (never the raw path) and by method label
+    (:func:`method_label`): every label has a bounded set of values."""
 
     def __init__(self, app: ASGIApp, routes: Callable[[], list[Any]]) -> None:
         self.app = app
@@ -100,8 +180,8 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         route = self.route_of(scope)
-        method = scope["method"]
-        status = [500]
+        method = method_label(scope["method"])
+        status = [0]
         started = time.perf_counter()
 
         async def send_wrapper(message: Message) -> None:
@@ -111,8 +191,12 @@ class MetricsMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except BaseException:
+            status[0] = status[0] or 500
+            raise
         finally:
-            REQUESTS.labels(route, method, str(status[0])).inc()
+            # no response at all: the client went away (or was cut off by a read timeout)
+            REQUESTS.labels(route, method, str(status[0] or 499)).inc()
             REQUEST_SECONDS.labels(route, method).observe(time.perf_counter() - started)
 
 

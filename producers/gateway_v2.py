@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from producers import gateway_json
 from schemas.events import DecisionEvent
 from scorestream.errors import ScorestreamError
 
@@ -108,13 +109,29 @@ def model_metadata(name: str, versions: Sequence[str]) -> dict[str, Any]:
 # -- request -------------------------------------------------------------------------------------
 
 
-def _flatten(data: Any) -> list[Any]:
+MAX_DATA_DEPTH = 8
+"""Nesting allowed in a tensor's ``data`` (row-major nested lists; shapes are [N] or [N, 1])."""
+
+
+def _flatten(data: Any, name: str, depth: int = 0) -> list[Any]:
     if isinstance(data, list):
+        if depth >= MAX_DATA_DEPTH:
+            raise V2RequestError(f"input '{name}': 'data' is nested too deeply")
         out: list[Any] = []
         for item in data:
-            out.extend(_flatten(item))
+            out.extend(_flatten(item, name, depth + 1))
         return out
     return [data]
+
+
+def _params(holder: dict[str, Any], where: str) -> dict[str, Any]:
+    """``holder["parameters"]``: absent/null → {}; anything but an object is a 400."""
+    params = holder.get("parameters")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise V2RequestError(f"{where}'parameters' must be an object")
+    return params
 
 
 def _deserialize_bytes(blob: bytes, name: str) -> list[bytes]:
@@ -146,7 +163,7 @@ def _tensor_values(tensor: dict[str, Any], blob: bytes | None) -> list[Any]:
         return [int(v) for v in np.frombuffer(blob, dtype=dtype)]
     if "data" not in tensor:
         raise V2RequestError(f"input '{name}': no 'data' and no binary_data_size")
-    return _flatten(tensor["data"])
+    return _flatten(tensor["data"], name)
 
 
 def _shape_rows(tensor: dict[str, Any]) -> int:
@@ -167,7 +184,7 @@ def _as_text(value: Any, name: str, row: int) -> str:
             raise V2RequestError(f"input '{name}'[{row}]: not valid UTF-8") from exc
     if isinstance(value, str):
         return value
-    raise V2RequestError(f"input '{name}'[{row}]: expected a string (BYTES), got {value!r}")
+    raise V2RequestError(f"input '{name}'[{row}]: expected a string (BYTES), got {_preview(value)}")
 
 
 def _cell(name: str, datatype: str, value: Any, row: int) -> Any:
@@ -198,13 +215,13 @@ def _columns(inputs: list[Any], binary: bytes) -> tuple[dict[str, tuple[str, lis
         name = tensor["name"]
         if name not in REQUIRED_INPUTS and name not in OPTIONAL_INPUTS:
             raise V2RequestError(
-                f"unexpected input '{name}'; inputs are {', '.join(REQUIRED_INPUTS)} "
+                f"unexpected input {_preview(name)}; inputs are {', '.join(REQUIRED_INPUTS)} "
                 f"(optional: {', '.join(OPTIONAL_INPUTS)})"
             )
         if name in columns:
             raise V2RequestError(f"input '{name}' given twice")
         rows = _shape_rows(tensor)
-        size = (tensor.get("parameters") or {}).get("binary_data_size")
+        size = _params(tensor, f"input '{name}': ").get("binary_data_size")
         blob = None
         if size is not None:
             if not isinstance(size, int) or size < 0 or pos + size > len(binary):
@@ -241,14 +258,12 @@ def parse_infer_request(
     head = body[:header_length] if header_length is not None else body
     binary = body[header_length:] if header_length is not None else b""
     try:
-        request = json.loads(head)
-    except (ValueError, UnicodeDecodeError) as exc:
+        request = gateway_json.loads(head)
+    except gateway_json.JsonBodyError as exc:
         raise V2RequestError(f"request is not valid JSON: {exc}") from exc
     if not isinstance(request, dict) or not isinstance(request.get("inputs"), list):
         raise V2RequestError("request must be a JSON object with an 'inputs' list")
-    params = request.get("parameters") or {}
-    if not isinstance(params, dict):
-        raise V2RequestError("'parameters' must be an object")
+    params = _params(request, "")
     columns, n = _columns(request["inputs"], binary)
     stamp = (now or datetime.now(UTC)).isoformat()
     rows: list[dict[str, Any]] = []
@@ -259,6 +274,10 @@ def parse_infer_request(
         row.setdefault("timestamp", stamp)
         rows.append(row)
     request_id = request.get("id")
+    if request_id is not None and (
+        isinstance(request_id, bool) or not isinstance(request_id, str | int)
+    ):
+        raise V2RequestError("'id' must be a string")
     return InferRequest(
         id=str(request_id) if request_id not in (None, "") else None,
         rows=rows,
@@ -275,12 +294,21 @@ def _requested_outputs(request: dict[str, Any], binary_default: bool) -> list[Re
         raise V2RequestError("'outputs' must be a list")
     out: list[RequestedOutput] = []
     for item in wanted:
-        if not isinstance(item, dict) or item.get("name") not in OUTPUTS:
-            name = item.get("name") if isinstance(item, dict) else item
-            raise V2RequestError(f"unknown output {name!r}; outputs are {', '.join(OUTPUTS)}")
-        params = item.get("parameters") or {}
-        out.append(RequestedOutput(item["name"], bool(params.get("binary_data", binary_default))))
+        name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(item, dict) or not isinstance(name, str) or name not in OUTPUTS:
+            raise V2RequestError(
+                f"every output needs a 'name', one of {', '.join(OUTPUTS)}; got "
+                f"{_preview(name if isinstance(item, dict) else item)}"
+            )
+        params = _params(item, f"output '{name}': ")
+        out.append(RequestedOutput(name, bool(params.get("binary_data", binary_default))))
     return out
+
+
+def _preview(value: Any) -> str:
+    """A short rendering of a client's value for an error message (never the whole body)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 # -- response ------------------------------------------------------------------------------------

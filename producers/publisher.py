@@ -306,7 +306,7 @@ class PublisherSettings(BaseSettings):
     """Env: ``SCORESTREAM_PUBLISHER_*`` (Kafka itself: ``SCORESTREAM_KAFKA_*``)."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SCORESTREAM_PUBLISHER_", frozen=True, extra="ignore"
+        env_prefix="SCORESTREAM_PUBLISHER_", frozen=True, extra="ignore", hide_input_in_errors=True
     )
 
     tenant: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")

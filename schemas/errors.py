@@ -88,3 +88,10 @@ class SchemaViolationError(DecodeError):
     """The JSON is well formed but breaks the contract: wrong type, missing field, bad value."""
 
     reason = "schema_violation"
+
+
+class KeyMismatchError(DecodeError):
+    """The record's Kafka key is not the event's own key (:meth:`Contract.partition_key`, e.g.
+    the account id): processed anyway, it would land in another key's state and order."""
+
+    reason = "key_mismatch"

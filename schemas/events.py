@@ -13,6 +13,7 @@ Each class states its CloudEvents ``ce_type`` and the key it is partitioned by.
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Self
 
@@ -299,8 +300,21 @@ class AuditStatus(StrEnum):
     INCOMPLETE = "incomplete"
 
 
+AuditPart = Literal["transaction", "prediction", "decision"]
+
+
 class AuditRecord(Contract):
-    """Everything known about one transaction's journey, kept forever. Key: ``account_id``."""
+    """Everything known about one transaction's journey, kept forever. Key: ``account_id``.
+
+    The audit log is append-only with revisions: a record written ``incomplete`` (a part missing
+    at the join timeout) is followed by a later revision of the same transaction's record when
+    the missing part arrives late (``revision`` + 1, ``supersedes`` the previous one, ``amends``
+    lists the parts it adds). Revisions of one transaction share the key, so they sit in one
+    partition in revision order; the latest revision per ``(account_id, transaction_id)`` is the
+    record (:func:`latest_revisions`). Two revisions never disagree on a field both have set:
+    only the revision fields, ``status``, ``missing``, ``recorded_at`` and ``hop_ms`` (which
+    gains the hops of the added parts) change between them.
+    """
 
     ce_type: ClassVar[str] = "scorestream.audit.v1"
 
@@ -308,7 +322,7 @@ class AuditRecord(Contract):
     tenant_id: TenantId
     account_id: Identifier
     status: AuditStatus
-    missing: tuple[Literal["transaction", "prediction", "decision"], ...] = ()
+    missing: tuple[AuditPart, ...] = ()
     transaction: TransactionEvent | None = None
     features: dict[str, FeatureValue] | None = None
     feature_spec_hash: str | None = None
@@ -326,6 +340,27 @@ class AuditRecord(Contract):
     recorded_at: UtcDatetime
     merchant_as_of: UtcDatetime | None = None
     """The as-of of the served merchant features (see :class:`EnrichedTransaction`)."""
+    revision: Annotated[int, Field(ge=1)] = 1
+    """1 for the first record of a transaction, +1 for each later revision that amends it."""
+    supersedes: Annotated[int, Field(ge=1)] | None = None
+    """The revision this one replaces (``revision - 1``); ``None`` for the first."""
+    amends: tuple[AuditPart, ...] = ()
+    """The parts this revision adds to the one it supersedes (they arrived late)."""
 
     def partition_key(self) -> str:
         return self.account_id
+
+
+def latest_revisions(records: Iterable[AuditRecord]) -> list[AuditRecord]:
+    """The latest revision of each transaction's audit record, in order of first appearance.
+
+    Records are grouped by ``(account_id, transaction_id)`` (the record's key and id); of each
+    group the highest ``revision`` wins (on a tie, the later one in ``records``). Records
+    written before revisions existed count as revision 1."""
+    latest: dict[tuple[str, str], AuditRecord] = {}
+    for record in records:
+        key = (record.account_id, record.transaction_id)
+        kept = latest.get(key)
+        if kept is None or record.revision >= kept.revision:
+            latest[key] = record
+    return list(latest.values())

@@ -44,6 +44,10 @@ EXACTLY_ONCE: frozenset[str] = frozenset(
 )
 """Services with a transactional producer (``transactional.id`` = ``<tenant>.<service>.<pod>``)."""
 
+TRANSACTIONAL: frozenset[str] = EXACTLY_ONCE | {"monitor"}
+"""Every service with a transactional producer: the exactly-once ones, and the monitor, which
+writes its dead letters and their dedup mark in transactions of its own."""
+
 EXTRA_READS: dict[str, tuple[str, ...]] = {
     # A keyed state store is restored from its own changelog on assignment (scorestream.state).
     "audit": ("audit.state",),
@@ -87,6 +91,6 @@ def service_acl_rules(
     rules.append(AclRule("group", group, "literal", ("Read",)))
     # the assign()-only readers' <group>.restore, <tenant>.enricher.table...: see the module doc
     rules.append(AclRule("group", f"{group}.", "prefix", ("Read",)))
-    if service in EXACTLY_ONCE:
+    if service in TRANSACTIONAL:
         rules.append(AclRule("transactionalId", f"{group}.", "prefix", _WRITE))
     return rules

@@ -39,6 +39,7 @@ from schemas.events import (
     EnrichedTransaction,
     MerchantActivity,
     PredictionEvent,
+    latest_revisions,
 )
 from scorestream.features import ENGINE, Engine, MerchantState, id_hash
 from scorestream.serde import decode_message
@@ -223,6 +224,13 @@ def _decoded(messages: list[Message], contract: type[Any]) -> tuple[list[Read], 
     return out, bad
 
 
+def latest_audit(events: list[Read]) -> list[Read]:
+    """An amended audit record has revisions (see docs/audit.md): only the latest counts, so a
+    transaction whose late part wrote revision 2 is neither lost nor duplicated."""
+    latest = {id(r) for r in latest_revisions(e.event for e in events)}
+    return [e for e in events if id(e.event) in latest]
+
+
 def _check_stream(
     events: list[Read], undecodable: int, inputs: Inputs, before: dict[str, int]
 ) -> StreamCheck:
@@ -394,6 +402,8 @@ def check(bootstrap: str, tenant: str, inputs: Inputs, *, settle_s: float = 180.
     sent_order = {txid: position for txid, (_, position) in inputs.order.items()}
     for stream, (contract, upstream) in OUTPUTS.items():
         events, bad = _decoded(read_all(bootstrap, REGISTRY.topic(stream, tenant)), contract)
+        if stream == "audit":
+            events = latest_audit(events)
         decoded[stream] = events
         if upstream is None:
             before = sent_order

@@ -348,6 +348,16 @@ def _run(args: argparse.Namespace) -> int:
     except ScorestreamError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        from pydantic import ValidationError  # noqa: PLC0415  (keep `--help` fast)
+
+        if not isinstance(exc, ValidationError):
+            raise
+        from scorestream.settings import settings_error  # noqa: PLC0415
+
+        # a service's settings: each failing one named, its value never quoted
+        print(f"error: {settings_error(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     return code

@@ -4,10 +4,19 @@ A DLQ record keeps the original key, value and headers byte for byte, and adds `
 headers: reason (a low-cardinality code), error class, message, source topic/partition/offset,
 service and time. ``scorestream kafka kafka-console-consumer --property print.headers=true`` shows
 them; a fixed record can be re-published from the DLQ as is.
+
+Writing a dead letter can never fail its batch. A record the broker accepted on an input may be
+too large to be copied (its copy carries the ``dlq.*`` headers too, and the input's limit may be
+larger than the DLQ's): :meth:`DeadLetter.record` then writes a *pointer* instead — no original
+value, the ``dlq.*`` headers, ``dlq.pointer=true``, the original size and the original headers
+that fit, and a small JSON value naming the source topic, partition, offset and sizes, where the
+original stays readable for the topic's retention.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +25,48 @@ from schemas.cloudevents import Envelope
 from schemas.errors import DecodeError, RawRecord
 
 MAX_MESSAGE = 1000
+
+BATCH_OVERHEAD = 61 + 31
+"""A v2 record batch header plus one record's fixed fields (varints at their widest)."""
+HEADER_OVERHEAD = 10
+"""Two varint lengths per header."""
+POINTER_KEY_BYTES = 1024
+"""A pointer keeps the original key up to this size (keys are ids; larger ones are left out)."""
+POINTER_HEADER_BYTES = 64 * 1024
+"""A pointer keeps the original headers, in order, while they total at most this."""
+
+Headers = Sequence[tuple[str, str | bytes | None]]
+
+
+def _len(value: str | bytes | None) -> int:
+    if value is None:
+        return 0
+    return len(value.encode()) if isinstance(value, str) else len(value)
+
+
+def record_size(key: bytes | None, value: bytes | None, headers: Headers) -> int:
+    """An upper bound of a record's size in a batch of its own, before compression."""
+    size = BATCH_OVERHEAD + _len(key) + _len(value)
+    for name, header in headers:
+        size += HEADER_OVERHEAD + _len(name) + _len(header)
+    return size
+
+
+def fits(key: bytes | None, value: bytes | None, headers: Headers, max_bytes: int) -> bool:
+    """Whether the broker accepts this record on a topic of ``max.message.bytes=max_bytes``,
+    compressed or not (LZ4's worst case adds 1/255 + 16 bytes to incompressible data)."""
+    size = record_size(key, value, headers)
+    return size + size // 255 + 64 <= max_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DlqRecord:
+    """What is produced to the DLQ for one dead letter."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, str | bytes | None]]
+    pointer: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +94,59 @@ class DeadLetter:
 
     def headers(self, service: str) -> list[tuple[str, str | bytes | None]]:
         out: list[tuple[str, str | bytes | None]] = list(self.raw.headers)
-        out += [
+        out += self._dlq_headers(service)
+        return out
+
+    def record(self, service: str, *, max_bytes: int) -> DlqRecord:
+        """The full copy when it fits in ``max_bytes`` (the DLQ's ``max.message.bytes``), else a
+        pointer to the original (never larger than a few tens of KiB)."""
+        raw = self.raw
+        headers = self.headers(service)
+        if fits(raw.key, raw.value, headers, max_bytes):
+            return DlqRecord(raw.key, raw.value, headers)
+        return self.pointer(service, max_bytes=max_bytes)
+
+    def pointer(self, service: str, *, max_bytes: int) -> DlqRecord:
+        """A record that says where the original is and why it is not copied."""
+        raw = self.raw
+        size = record_size(raw.key, raw.value, self.headers(service))
+        key = raw.key if raw.key is None or len(raw.key) <= POINTER_KEY_BYTES else None
+        kept: list[tuple[str, str | bytes | None]] = []
+        budget = min(POINTER_HEADER_BYTES, max_bytes // 4)
+        for name, header in raw.headers:
+            cost = HEADER_OVERHEAD + _len(name) + _len(header)
+            if cost > budget:
+                break  # keep a prefix: headers stay in their order
+            kept.append((name, header))
+            budget -= cost
+        cause = (
+            f"the record ({size} bytes with the dead-letter headers) exceeds the DLQ's "
+            f"{max_bytes}-byte limit: a pointer to the original is written instead"
+        )
+        value = {
+            "dlq_pointer": True,
+            "topic": raw.topic,
+            "partition": raw.partition,
+            "offset": raw.offset,
+            "size": size,
+            "key_bytes": _len(raw.key),
+            "value_bytes": _len(raw.value),
+            "headers": len(raw.headers),
+            "headers_kept": len(kept),
+            "key_kept": key is not None or raw.key is None,
+            "reason": self.reason,
+            "cause": cause,
+        }
+        headers = kept + self._dlq_headers(service)
+        headers += [
+            ("dlq.pointer", "true"),
+            ("dlq.pointer.cause", cause),
+            ("dlq.source.size", str(size)),
+        ]
+        return DlqRecord(key, json.dumps(value).encode(), headers, pointer=True)
+
+    def _dlq_headers(self, service: str) -> list[tuple[str, str | bytes | None]]:
+        return [
             ("dlq.reason", self.reason),
             ("dlq.error", self.error),
             ("dlq.message", self.message[:MAX_MESSAGE]),
@@ -53,4 +156,3 @@ class DeadLetter:
             ("dlq.service", service),
             ("dlq.time", datetime.now(UTC).isoformat()),
         ]
-        return out

@@ -19,6 +19,12 @@ class ConfigError(ScorestreamError):
     """Settings or inputs are invalid; the message names what to change."""
 
 
+class SettingsError(ConfigError):
+    """Settings read from the environment or flags are invalid. The message names the settings
+    and what is wrong with them, never their values (a secret must not reach a log or a crash
+    message)."""
+
+
 class BrokerError(ScorestreamError):
     """The local development broker cannot be prepared, started or stopped."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from scorestream.settings import KafkaSettings
+from scorestream.topics import MAX_MESSAGE_BYTES
 
 ClientConfig = dict[str, Any]
 
@@ -58,9 +59,14 @@ def producer_config(settings: KafkaSettings, *, client_id: str | None = None) ->
     """Idempotent producer: no duplicates or reordering from retries; bounded local queue.
 
     ``murmur2_random`` is the Java client's partitioner: a key lands on the same partition
-    whichever client produced it (:mod:`scorestream.partitioning`)."""
+    whichever client produced it (:mod:`scorestream.partitioning`).
+
+    ``message.max.bytes`` is the topics' ``max.message.bytes`` (the registry's
+    :data:`~scorestream.topics.MAX_MESSAGE_BYTES`): a record larger than a topic accepts is
+    refused at ``produce()`` (``MSG_SIZE_TOO_LARGE``), before it can fail a transaction."""
     return common_config(settings, client_id=client_id) | {
         "partitioner": "murmur2_random",
+        "message.max.bytes": MAX_MESSAGE_BYTES,
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,

@@ -13,8 +13,16 @@ people than a secret should be and is kept longer than card data may be:
 * ``key=value`` / ``"key": "value"`` spans of text with such keys are masked the same way;
 * the secret values this process was configured with (Kafka SASL/SSL passwords, S3 keys,
   anything passed to :func:`register_secret`) are replaced wherever they appear verbatim;
+* URLs (``scheme://...``) keep their scheme, host and port only: user-info, path, query and
+  fragment become ``***`` (:func:`redact_url`; a webhook URL carries its credentials there: a
+  basic-auth password, a token in the path, a signature in the query). Span attributes use the
+  same function (:func:`scorestream.tracing.client_span`);
 * digit runs that look like a card number (13-19 digits, spaces or dashes allowed, Luhn-valid)
   keep their first 6 and last 4 digits only, as PCI DSS allows for display.
+
+Third-party HTTP client loggers (``httpx``, ``httpcore``) are set to WARNING: their INFO and DEBUG
+lines quote every request's URL (issue 15: a webhook's password, path token and signature ended
+up in the notifier's log that way), and a line they still write passes the URL redaction.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from opentelemetry import trace
 
@@ -50,6 +59,10 @@ _KV = re.compile(
 )
 _PAN = re.compile(r"(?<![\d])\d(?:[ -]?\d){12,18}(?![\d])")
 MASK = "***"
+_URL = re.compile(r"""\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s"'<>`]+""")
+"""A URL in free text: scheme, ``://``, then anything up to whitespace or a quote."""
+QUIET_LOGGERS = ("httpx", "httpcore")
+"""Libraries whose INFO/DEBUG lines quote full request URLs: WARNING and above only."""
 
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
@@ -87,8 +100,49 @@ def _mask_kv(m: re.Match[str]) -> str:
     return f"{m.group('k')}{quote}{MASK}{quote}"
 
 
+def redact_url(url: str) -> str:
+    """A URL reduced to what identifies the server: ``scheme://host[:port]``, with ``/***`` for
+    a path, ``?***`` for a query and ``#***`` for a fragment, and no user-info at all.
+
+    The one redaction of URLs for log lines and span attributes alike. Webhook URLs carry their
+    secrets in every one of those parts (``https://user:pass@host/hooks/<token>?sig=<hmac>``);
+    which path segment is a token cannot be told from its looks, so no segment is kept. Text
+    that does not parse as a URL becomes ``***``."""
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return MASK
+    if not parts.scheme or not parts.netloc:
+        return MASK
+    if ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
+    out = f"{parts.scheme}://{host}{'' if port is None else f':{port}'}"
+    if parts.path not in ("", "/"):
+        out += f"/{MASK}"
+    elif parts.path == "/":
+        out += "/"
+    if parts.query or url.rstrip().endswith("?"):
+        out += f"?{MASK}"
+    if parts.fragment:
+        out += f"#{MASK}"
+    return out
+
+
+def _mask_url(m: re.Match[str]) -> str:
+    text = m.group(0)
+    tail = ""
+    while text and text[-1] in ".,;:)]}":  # sentence punctuation after a URL is not part of it
+        tail = text[-1] + tail
+        text = text[:-1]
+    return redact_url(text) + tail
+
+
 def redact_text(text: str) -> str:
-    """Mask secrets and card-number-like digit runs in free text."""
+    """Mask secrets, URLs' secret parts and card-number-like digit runs in free text."""
+    if "://" in text:
+        text = _URL.sub(_mask_url, text)
     for secret in _secrets:
         if secret in text:
             text = text.replace(secret, MASK)
@@ -173,3 +227,5 @@ def configure_logging(service: str, tenant: str | None = None, level: str = "INF
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)

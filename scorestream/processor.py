@@ -8,10 +8,12 @@ the consumer offsets; abort and rewind on abortable errors; recreate the produce
 At-least-once is a setting (idempotent producer, offsets committed after delivery).
 
 Exactly one batch is in flight, so the producer queue is bounded by one batch; should it fill
-anyway, the assigned partitions are paused until it drains. Records that cannot be decoded never
-reach the handler: they go to the input's DLQ with the reason. ``/livez``, ``/readyz`` and
-``/metrics`` are served when a health port is set. SIGTERM finishes and commits the current
-batch, leaves the group and returns.
+anyway, the assigned partitions are paused until it drains. Records that cannot be decoded (or
+whose key is not their event's key, for the contracts a service declares ``keyed``) never reach
+the handler: they go to the input's DLQ with the reason. A dead letter never fails its batch:
+one too large to be copied is written as a pointer to the original (:mod:`scorestream.dlq`).
+``/livez``, ``/readyz`` and ``/metrics`` are served when a health port is set. SIGTERM finishes
+and commits the current batch, leaves the group and returns.
 
 Services extend it through public hooks only (no subclass overrides a private method):
 ``stores`` (keyed state stores restored on assignment, whose changes join each transaction),
@@ -46,7 +48,7 @@ from schemas.cloudevents import Envelope, encode, utc_time
 from schemas.errors import DecodeError
 from schemas.events import Contract
 from scorestream import metrics, tracing
-from scorestream.dlq import DeadLetter
+from scorestream.dlq import DeadLetter, fits
 from scorestream.errors import KafkaClientError, MissingTopicError, TopicError
 from scorestream.health import HealthServer
 from scorestream.kafka_config import consumer_config, producer_config, transactional_producer_config
@@ -55,7 +57,7 @@ from scorestream.serde import decode_message
 from scorestream.settings import KafkaSettings
 from scorestream.stall_guard import StallGuard
 from scorestream.state import StateStore
-from scorestream.topics import REGISTRY
+from scorestream.topics import MAX_MESSAGE_BYTES, REGISTRY
 
 log = logging.getLogger("scorestream.processor")
 
@@ -92,6 +94,10 @@ class OutRecord:
     headers: Sequence[tuple[str, bytes | None]] = ()
     partition: int | None = None
     timestamp_ms: int | None = None
+    fallback: DeadLetter | None = None
+    """Written instead when the record cannot be produced because it is too large (e.g. a
+    copy of an input record with a header added: the input's own limit let it in), so that it
+    never fails its batch."""
 
 
 @dataclass(slots=True)
@@ -130,6 +136,13 @@ class ProcessorConfig:
     consumer_overrides: Mapping[str, Any] = field(default_factory=dict)
     """Extra consumer settings, e.g. ``partition.assignment.strategy=range`` for co-partitioned
     joins."""
+    keyed: tuple[type[Contract], ...] = ()
+    """Contracts whose record key must equal the event's key (``partition_key()``, e.g. the
+    account id): a record keyed otherwise goes to its input's DLQ as ``key_mismatch`` in the
+    decode step, before the handler (``scorestream.serde.check_key``)."""
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    """The DLQ topics' ``max.message.bytes``: a dead letter whose copy would not fit is written
+    as a pointer to the original (``scorestream.dlq``)."""
 
     @classmethod
     def for_service(
@@ -686,7 +699,7 @@ class Processor:
             batch.first.setdefault(tp, msg.offset() or 0)
             batch.last[tp] = msg.offset() or 0
             try:
-                env = decode_message(msg, accept=self.config.accept)
+                env = decode_message(msg, accept=self.config.accept, keyed=self.config.keyed)
             except DecodeError as exc:
                 batch.dead.append(DeadLetter.from_decode_error(exc))
                 continue
@@ -761,25 +774,68 @@ class Processor:
                 value=emit.value,
             )
             out.append((emit.topic, m.key, m.value, m.headers, emit.partition, None))
+        service = self.config.service
+        max_bytes = self.config.max_message_bytes
+        records = self._divert_oversized(result)
+        dead: dict[int, DeadLetter] = {}
         for dl in result.dead_letters:
-            topic = self.config.dlq_topics.get(dl.raw.topic or "") or next(
-                iter(self.config.dlq_topics.values())
-            )
+            topic = self._dlq_topic(dl)
             if spans is not None:
                 spans.dead_letter(dl.raw.headers, topic, dl.reason)
-            out.append(
-                (topic, dl.raw.key, dl.raw.value, dl.headers(self.config.service), None, None)
-            )
-        for rec in result.records:
+            copy = dl.record(service, max_bytes=max_bytes)
+            dead[len(out)] = dl
+            out.append((topic, copy.key, copy.value, copy.headers, None, None))
+        for rec in records:
+            if rec.fallback is not None:
+                dead[len(out)] = rec.fallback
             out.append(
                 (rec.topic, rec.key, rec.value, list(rec.headers), rec.partition, rec.timestamp_ms)
             )
         for store in self.stores:
             for ch in store.changelog_records():
                 out.append((ch.topic, ch.key, ch.value, [], ch.partition, None))
+        self._produce_all(out, dead, result)
+
+    def _divert_oversized(self, result: Result) -> list[OutRecord]:
+        """The raw outputs to produce; one too large for its topic, with a fallback, is replaced
+        by that dead letter (added to ``result.dead_letters``)."""
+        max_bytes = self.config.max_message_bytes
+        records: list[OutRecord] = []
+        for rec in result.records:
+            if rec.fallback is not None and not fits(rec.key, rec.value, rec.headers, max_bytes):
+                result.dead_letters.append(rec.fallback)
+            else:
+                records.append(rec)
+        result.records = records
+        return records
+
+    def _produce_all(
+        self,
+        out: list[tuple[str, bytes | None, bytes | None, list[Any], int | None, int | None]],
+        dead: dict[int, DeadLetter],
+        result: Result,
+    ) -> None:
+        service = self.config.service
+        max_bytes = self.config.max_message_bytes
         produce = self._produce
-        for record in out:
-            produce(*record)
+        for i, record in enumerate(out):
+            try:
+                produce(*record)
+            except KafkaException as exc:
+                # a dead letter must never fail its batch: should the producer still find the
+                # copy (or an output with a fallback) too large, write the pointer
+                refused = dead.get(i)
+                if refused is None or exc.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
+                    raise
+                ptr = refused.pointer(service, max_bytes=max_bytes)
+                produce(self._dlq_topic(refused), ptr.key, ptr.value, ptr.headers)
+                if refused not in result.dead_letters:
+                    result.dead_letters.append(refused)
+
+    def _dlq_topic(self, dl: DeadLetter) -> str:
+        return self.config.dlq_topics.get(dl.raw.topic or "") or next(
+            iter(self.config.dlq_topics.values())
+        )
 
     def _rewind(self, first: dict[tuple[str, int], int]) -> None:
         for (topic, partition), offset in first.items():

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from confluent_kafka import KafkaError, Message, Producer
 
 from schemas.cloudevents import Envelope, decode, encode
-from schemas.errors import RawRecord
+from schemas.errors import FieldError, KeyMismatchError, RawRecord
 from schemas.events import Contract
 from scorestream import tracing
 from scorestream.errors import DeliveryError
@@ -45,9 +45,44 @@ def raw_from_message(msg: Message) -> RawRecord:
     )
 
 
-def decode_message(msg: Message, accept: Iterable[type[C]] | None = None) -> Envelope[C]:
-    """Decode a consumed message; raises a :class:`~schemas.errors.DecodeError` subclass."""
-    return decode(raw_from_message(msg), accept)
+MAX_KEY_IN_ERROR = 64
+"""Bytes of a mismatched key quoted in the error (keys are ids; a huge one is cut)."""
+
+
+def check_key(env: Envelope[C], keyed: Iterable[type[Contract]]) -> None:
+    """Raise :class:`~schemas.errors.KeyMismatchError` when ``env`` is of a contract in ``keyed``
+    and its record's key is not the event's :meth:`~schemas.events.Contract.partition_key`
+    (e.g. an enriched transaction keyed by anything but its account id). An envelope without
+    its raw record (built in-process) passes."""
+    raw = env.raw
+    event = env.event
+    if raw is None or type(event) not in keyed:
+        return
+    expected = event.partition_key().encode()
+    if raw.key == expected:
+        return
+    got = raw.key if raw.key is None else raw.key[:MAX_KEY_IN_ERROR]
+    more = "…" if raw.key is not None and len(raw.key) > MAX_KEY_IN_ERROR else ""
+    raise KeyMismatchError(
+        f"key {got!r}{more} is not the {type(event).__name__}'s key {expected!r}",
+        raw,
+        (FieldError("key", "key_mismatch", "the record key must equal the event's key"),),
+    )
+
+
+def decode_message(
+    msg: Message,
+    accept: Iterable[type[C]] | None = None,
+    *,
+    keyed: Iterable[type[Contract]] = (),
+) -> Envelope[C]:
+    """Decode a consumed message; raises a :class:`~schemas.errors.DecodeError` subclass.
+
+    ``keyed``: contracts whose record key must equal the event's key (:func:`check_key`)."""
+    env = decode(raw_from_message(msg), accept)
+    if keyed:
+        check_key(env, keyed)
+    return env
 
 
 class EventProducer:

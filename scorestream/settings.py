@@ -3,6 +3,12 @@
 Configuration lives outside the code (12-factor): the same image runs everywhere and a
 Kubernetes ConfigMap/Secret supplies these variables. ``KAFKA_BOOTSTRAP_SERVERS`` is honoured as
 well, so a test run or a tool can be pointed at any existing cluster.
+
+No settings error quotes a value: every class hides the input in pydantic's errors
+(``hide_input_in_errors``; pydantic otherwise quotes the whole input of a failed model
+validator, a password included), validators never format a secret and raise the typed
+:class:`~scorestream.errors.SettingsError`, and :func:`settings_error` turns a pydantic
+``ValidationError`` into one (setting names and messages only).
 """
 
 from __future__ import annotations
@@ -11,8 +17,20 @@ import os
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from scorestream.errors import SettingsError
+
+
+def settings_error(exc: ValidationError) -> SettingsError:
+    """The typed error for a pydantic ``ValidationError``: each failing setting and why, without
+    its input (the messages of pydantic's own checks and of ours never contain the value)."""
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or exc.title}: {e['msg']}"
+        for e in exc.errors(include_url=False, include_input=False, include_context=False)
+    )
+    return SettingsError(f"invalid settings ({exc.title}): {problems}")
 
 
 def _xdg(var: str, fallback: str) -> Path:
@@ -35,7 +53,9 @@ SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
 class KafkaSettings(BaseSettings):
     """How to reach Kafka. Env: ``SCORESTREAM_KAFKA_*`` (and ``KAFKA_BOOTSTRAP_SERVERS``)."""
 
-    model_config = SettingsConfigDict(env_prefix="SCORESTREAM_KAFKA_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="SCORESTREAM_KAFKA_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
     bootstrap_servers: str | None = Field(
         default=None,
@@ -60,7 +80,7 @@ class KafkaSettings(BaseSettings):
         if self.security_protocol.startswith("SASL") and not (
             self.sasl_username and self.sasl_password
         ):
-            raise ValueError(
+            raise SettingsError(
                 f"security_protocol={self.security_protocol} needs SCORESTREAM_KAFKA_SASL_USERNAME"
                 " and SCORESTREAM_KAFKA_SASL_PASSWORD"
             )
@@ -70,7 +90,9 @@ class KafkaSettings(BaseSettings):
 class BrokerSettings(BaseSettings):
     """The local development broker. Env: ``SCORESTREAM_BROKER_*``."""
 
-    model_config = SettingsConfigDict(env_prefix="SCORESTREAM_BROKER_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="SCORESTREAM_BROKER_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
     home: Path = Field(
         default_factory=lambda: default_data_dir() / "broker",
@@ -102,7 +124,9 @@ class BrokerSettings(BaseSettings):
 class TopicSettings(BaseSettings):
     """Topic layout. Env: ``SCORESTREAM_TOPICS_*``."""
 
-    model_config = SettingsConfigDict(env_prefix="SCORESTREAM_TOPICS_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="SCORESTREAM_TOPICS_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
     replication_factor: int = Field(default=1, ge=1)
     min_insync_replicas: int = Field(default=1, ge=1)
@@ -118,7 +142,9 @@ class ModelRepoSettings(BaseSettings):
     credentials come from the standard AWS chain or the fields below (a k8s Secret).
     """
 
-    model_config = SettingsConfigDict(env_prefix="SCORESTREAM_MODELS_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="SCORESTREAM_MODELS_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
     url: str = "var/models"
     name: str = Field(default="fraud-gbt", pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -154,7 +180,7 @@ class ProcessingSettings(BaseSettings):
     (``SCORESTREAM_<SERVICE>_*``) and add their own fields.
     :meth:`scorestream.processor.ProcessorConfig.for_service` reads these by name."""
 
-    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True)
 
     service: ClassVar[str] = "service"
 

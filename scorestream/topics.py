@@ -20,6 +20,12 @@ from scorestream.errors import ConfigError
 DAY_MS = 24 * 60 * 60 * 1000
 FOREVER = -1
 
+MAX_MESSAGE_BYTES = 1_048_588
+"""The largest record batch a topic accepts (``max.message.bytes``, the broker's default), set
+explicitly on every topic and used as the producers' ``message.max.bytes``: a record the broker
+accepted on an input can be larger than what a dead letter that copies it may be, so "does it
+fit" is decided by the producer before producing (:meth:`scorestream.dlq.DeadLetter.record`)."""
+
 TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
 
 
@@ -52,6 +58,9 @@ class StreamSpec:
     has_dlq: bool = True
     """False for a replicated table: its readers follow it outside any transaction, so a bad
     record is counted and skipped, never dead-lettered."""
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    """``max.message.bytes``; no stream may exceed :data:`MAX_MESSAGE_BYTES` (the producers'
+    limit)."""
 
     def topic(self, tenant: str | None = None) -> str:
         if self.scope is Scope.GLOBAL:
@@ -63,6 +72,7 @@ class StreamSpec:
             "cleanup.policy": self.cleanup_policy.value,
             "retention.ms": str(self.retention_ms),
             "min.insync.replicas": str(min_insync_replicas),
+            "max.message.bytes": str(self.max_message_bytes),
         }
         if self.retention_ms == FOREVER:
             conf["retention.bytes"] = "-1"
@@ -236,6 +246,17 @@ _BASE: tuple[StreamSpec, ...] = (
         retention_ms=30 * DAY_MS,
         producers=("notifier",),
         consumers=("operator",),
+        contracts=("scorestream.decision.v1",),
+    ),
+    StreamSpec(
+        name="alerts.retry",
+        description="review / decline decisions whose webhook delivery failed transiently, with "
+        "their attempt count and not-before time (retry.* headers); the notifier re-reads them "
+        "when due",
+        partitions=3,
+        retention_ms=7 * DAY_MS,
+        producers=("notifier",),
+        consumers=("notifier",),
         contracts=("scorestream.decision.v1",),
     ),
     StreamSpec(

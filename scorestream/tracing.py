@@ -45,6 +45,8 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from scorestream.logs import redact_url
+
 HeaderValue = str | bytes | None
 HeaderList = list[tuple[str, HeaderValue]]
 Carrier = Mapping[str, str] | Sequence[tuple[str, HeaderValue]]
@@ -74,7 +76,11 @@ class TracingSettings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(
-        env_prefix="SCORESTREAM_TRACING_", frozen=True, extra="ignore", populate_by_name=True
+        env_prefix="SCORESTREAM_TRACING_",
+        frozen=True,
+        extra="ignore",
+        populate_by_name=True,
+        hide_input_in_errors=True,  # an endpoint URL may carry credentials
     )
 
     enabled: bool | None = None
@@ -401,21 +407,27 @@ def hop(
 def client_span(
     method: str, url: str, *, parent: Context | Span | None = None
 ) -> Iterator[tuple[Span, dict[str, str]]]:
-    """An HTTP client span; yields it and the W3C headers to send (query strings, which may
-    hold credentials, are not recorded)."""
+    """An HTTP client span; yields it and the W3C headers to send.
+
+    ``url.full`` is the URL as :func:`scorestream.logs.redact_url` leaves it (scheme, host,
+    port; user-info, path, query and fragment masked): a webhook URL carries its credentials
+    there, and spans are kept and read like logs (the semantic conventions ask the same)."""
     if isinstance(parent, Span):
         parent = trace.set_span_in_context(parent)
     from urllib.parse import urlsplit  # noqa: PLC0415
 
     parts = urlsplit(url)
-    port = f":{parts.port}" if parts.port else ""
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
     attrs: dict[str, str | int] = {
         "http.request.method": method,
-        "url.full": f"{parts.scheme}://{parts.hostname}{port}{parts.path}",
+        "url.full": redact_url(url),
         "server.address": parts.hostname or "",
     }
-    if parts.port:
-        attrs["server.port"] = parts.port
+    if port:
+        attrs["server.port"] = port
     with tracer().start_as_current_span(
         method, context=parent, kind=SpanKind.CLIENT, attributes=attrs
     ) as span:

@@ -3,7 +3,9 @@
 Behaviour by path: ``/ok`` → 200; ``/fail`` → 500; ``/hang`` → never answers (until the server
 stops); ``/missing`` → 404; ``/flaky`` → 500 for the first ``flaky_failures`` requests of each
 ``Idempotency-Key``, then 200; ``/busy`` → 503 with ``Retry-After: 0``; any other path → 200,
-unless the request's ``Idempotency-Key`` is in ``fail_keys`` (→ 500). Every request is recorded.
+unless the request's ``Idempotency-Key`` is in ``fail_keys`` (→ 500) or ``reject_keys`` (→ 404).
+Every request is recorded. ``port`` binds a given port (e.g. one a service already calls while
+the receiver is "down": connections are refused until the server starts).
 """
 
 from __future__ import annotations
@@ -26,8 +28,16 @@ class Received:
 
 
 class WebhookServer:
-    def __init__(self, *, fail_keys: set[str] | None = None, flaky_failures: int = 2) -> None:
+    def __init__(
+        self,
+        *,
+        fail_keys: set[str] | None = None,
+        flaky_failures: int = 2,
+        reject_keys: set[str] | None = None,
+        port: int = 0,
+    ) -> None:
         self.fail_keys = set(fail_keys or ())
+        self.reject_keys = set(reject_keys or ())
         self.flaky_failures = flaky_failures
         self.received: list[Received] = []
         self._lock = threading.Lock()
@@ -59,7 +69,7 @@ class WebhookServer:
                     return  # never answers
                 if self.path == "/fail" or key in outer.fail_keys:
                     self._send(500)
-                elif self.path == "/missing":
+                elif self.path == "/missing" or key in outer.reject_keys:
                     self._send(404)
                 elif self.path == "/busy":
                     self._send(503, {"Retry-After": "0"})
@@ -81,7 +91,7 @@ class WebhookServer:
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

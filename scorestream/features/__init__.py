@@ -32,7 +32,7 @@ class FeatureSettings(BaseSettings):
     """Env: ``SCORESTREAM_FEATURES_*``."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SCORESTREAM_FEATURES_", frozen=True, extra="ignore"
+        env_prefix="SCORESTREAM_FEATURES_", frozen=True, extra="ignore", hide_input_in_errors=True
     )
 
     spec: Path | None = Field(

@@ -294,7 +294,11 @@ def test_body_limit_and_validation_errors(gateway: str, tenant: Tenant) -> None:
                 yield b" " * 1000
 
         async with httpx.AsyncClient() as client:
-            return await client.post(f"{gateway}/v1/transactions", content=chunks())
+            return await client.post(
+                f"{gateway}/v1/transactions",
+                content=chunks(),
+                headers={"content-type": "application/json"},
+            )
 
     assert asyncio.run(chunked()).status_code == 413  # no Content-Length: counted while read
 

@@ -175,7 +175,14 @@ def test_canary_secret_and_card_number_never_reach_logs_or_error_bodies(
             (422, http.post("/v1/transactions", json=_tx(name, account_id=spaced))),
             (422, http.post("/v1/transactions", json=_tx(name, amount_minor=c.pan))),
             (422, http.post("/v1/transactions", json=_tx(name, currency=c.pan))),
-            (422, http.post("/v1/transactions", content=f'{{"pan": {c.pan},'.encode())),
+            (
+                422,
+                http.post(
+                    "/v1/transactions",
+                    content=f'{{"pan": {c.pan},'.encode(),
+                    headers={"content-type": "application/json"},
+                ),
+            ),
             (422, http.post("/v1/transactions:score", json=_tx(name, card_country=c.pan))),
             (404, http.get(f"/v1/cards/{c.pan}")),
             # a wrong key made of the canary secret: 401, and the presented key is not echoed

@@ -28,6 +28,8 @@ FAST_RETRIES = {
     "SCORESTREAM_NOTIFIER_WEBHOOK_ATTEMPTS": "3",
     "SCORESTREAM_NOTIFIER_WEBHOOK_BACKOFF_S": "0.05",
     "SCORESTREAM_NOTIFIER_WEBHOOK_READ_TIMEOUT_S": "1",
+    # a failed delivery goes to the DLQ at once (the retry topic: test_notifier_retry.py)
+    "SCORESTREAM_NOTIFIER_RETRY_ATTEMPTS": "0",
 }
 
 

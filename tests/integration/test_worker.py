@@ -90,6 +90,8 @@ def _bad_records(tenant: Tenant) -> dict[str, tuple[bytes, bytes, list[tuple[str
 
     missing_feature = json.loads(json.dumps(data))
     del missing_feature["features"]["amount"]
+    missing_feature["transaction"]["account_id"] = "k7"
+    # a record that decodes is keyed by its account (else it is refused as key_mismatch first)
     return {
         "malformed_payload": (b"k1", b"\x00\xffnot json", headers),
         "schema_violation": (b"k2", variant(transaction__amount_minor=-5), headers),
@@ -99,10 +101,25 @@ def _bad_records(tenant: Tenant) -> dict[str, tuple[bytes, bytes, list[tuple[str
             [(k, v) for k, v in headers if k != "ce_type"] + [("ce_type", b"x.unknown.v1")],
         ),
         "missing_header": (b"k4", msg.value, [(k, v) for k, v in headers if k != "ce_id"]),
-        "unknown_tenant": (b"k5", variant(transaction__tenant_id="someone-else"), headers),
-        "feature_spec_mismatch": (b"k6", variant(feature_spec_hash="deadbeefdeadbeef"), headers),
+        "unknown_tenant": (
+            b"k5",
+            variant(transaction__tenant_id="someone-else", transaction__account_id="k5"),
+            headers,
+        ),
+        "feature_spec_mismatch": (
+            b"k6",
+            variant(feature_spec_hash="deadbeefdeadbeef", transaction__account_id="k6"),
+            headers,
+        ),
         "missing_feature": (b"k7", json.dumps(missing_feature).encode(), headers),
-        "non_finite_features": (b"k8", variant(features__amount=1e39), headers),
+        "non_finite_features": (
+            b"k8",
+            variant(features__amount=1e39, transaction__account_id="k8"),
+            headers,
+        ),
+        # issue 15 item 11: a valid enriched transaction keyed by another account is refused in
+        # the decode step (before, the worker scored it)
+        "key_mismatch": (b"k9", msg.value, headers),
     }
 
 

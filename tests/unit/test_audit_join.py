@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,15 +12,18 @@ from consumers.audit_join import (
     INGEST_TIME,
     AddOutcome,
     Arrival,
+    Finished,
     JoinState,
     JoinTable,
+    Orphaned,
+    part_digest,
     restore,
     trace_id,
 )
 from producers.generator import generate_transactions
-from schemas.cloudevents import decode, encode
+from schemas.cloudevents import Envelope, decode, encode
 from schemas.errors import RawRecord
-from schemas.events import AuditStatus
+from schemas.events import AuditRecord, AuditStatus, latest_revisions
 from tests.audit_support import POLICY, SHA, Parts, enrich, envelope, ms, parts_for, traceparent
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -117,17 +121,17 @@ def test_incomplete_after_timeout_with_the_right_missing_parts() -> None:
     assert rec.hop_ms == pytest.approx({"enrich": 4.0, "score": 10.0})
     assert first[0].marker.recorded == ("transaction", "prediction")
     table.advance(T0 + ms(525) + TIMEOUT)
-    second = table.expire(now=NOW)
-    rec_b = second[0].record
-    assert rec_b.missing == ("transaction", "prediction")
-    assert rec_b.transaction is None
-    assert rec_b.features is None
-    assert rec_b.outcome is b.decision.outcome
-    assert rec_b.model_version == "1"  # from the decision
-    assert rec_b.score == b.decision.score
-    assert second[0].event_time == b.enriched.transaction.timestamp  # decision.event_time
+    # a join that never got its transaction (written before its prediction and decision, so
+    # read already): no record that could contradict the transaction's own, the parts go to
+    # the DLQ (the state is forgotten)
+    (orphan,) = table.expire(now=NOW)
+    assert isinstance(orphan, Orphaned)
+    assert orphan.state.decision is not None
+    assert orphan.state.decision.event == b.decision
+    assert b.transaction_id not in table.states
     assert table.pending == 0
-    # a missing part that arrives after the record went out is late, never a second record
+    # without an amend window, a missing part that arrives after the record went out is late,
+    # never a second record
     late = table.add(arr_a["decision"], now=NOW)
     assert late.outcome is AddOutcome.LATE
     assert late.state is None
@@ -203,13 +207,15 @@ def test_state_record_round_trip_and_restore() -> None:
     assert restored.add(arr_b["prediction"], now=NOW).outcome is AddOutcome.DUPLICATE
     restored.advance(T0 + TIMEOUT + ms(30))
     expired = restored.expire(now=NOW)
-    assert [(f.record.transaction_id, f.record.missing) for f in expired] == [
-        (c.transaction_id, ("transaction", "prediction"))
+    assert [type(f) for f in expired] == [Orphaned]  # c never got its transaction
+    assert [f.state.transaction_id for f in expired if isinstance(f, Orphaned)] == [
+        c.transaction_id
     ]
+    changelog.append((c.transaction_id, None))  # the service writes its tombstone
     # done markers are forgotten after the retention: tombstones in the changelog
     restored.advance(T0 + TIMEOUT + timedelta(seconds=2))
     forgotten = restored.purge()
-    assert sorted(forgotten) == sorted([a.transaction_id, b.transaction_id, c.transaction_id])
+    assert sorted(forgotten) == sorted([a.transaction_id, b.transaction_id])
     assert len(restored) == 0
     changelog.extend((txid, None) for txid in forgotten)
     assert len(rebuilt()) == 0
@@ -275,3 +281,281 @@ def test_trace_id() -> None:
 def test_invalid_settings() -> None:
     with pytest.raises(ValueError, match="timeout"):
         JoinTable(timeout=timedelta(0), retention=timedelta(0))
+
+
+# -- revisions: a late part completes or amends the record, never contradicts it ----------------
+WINDOW = timedelta(minutes=10)
+LATER = T0 + timedelta(hours=1)
+"""The wall clock of the revision tests: late parts come minutes after ``T0``."""
+_REVISION_FIELDS = {"revision", "supersedes", "amends", "status", "missing", "recorded_at"}
+
+
+def _amending_table() -> JoinTable:
+    return JoinTable(timeout=TIMEOUT, retention=timedelta(seconds=60), amend_window=WINDOW)
+
+
+def _agree(old: AuditRecord, new: AuditRecord) -> None:
+    """Every field ``old`` has set, ``new`` has with the same value (hops may only be added)."""
+    before = old.model_dump(exclude=_REVISION_FIELDS | {"hop_ms"})
+    after = new.model_dump(exclude=_REVISION_FIELDS | {"hop_ms"})
+    assert {k: v for k, v in before.items() if v is not None} == {
+        k: after[k] for k, v in before.items() if v is not None
+    }
+    assert old.hop_ms.items() <= new.hop_ms.items()
+
+
+def _expired(table: JoinTable) -> list[Finished]:
+    out = table.expire(now=LATER)
+    assert all(isinstance(f, Finished) for f in out)
+    return [f for f in out if isinstance(f, Finished)]
+
+
+def test_a_late_decision_writes_the_next_revision_within_the_amend_window() -> None:
+    parts = _parts(1)[0]
+    arrivals = _arrivals(parts)
+    table = _amending_table()
+    table.add(arrivals["transaction"], now=LATER)
+    table.add(arrivals["prediction"], now=LATER)
+    table.advance(T0 + TIMEOUT + ms(1))  # the decision service is down
+    (first,) = _expired(table)
+    rec1 = first.record
+    assert (rec1.revision, rec1.supersedes, rec1.amends) == (1, None, ())
+    assert (rec1.status, rec1.missing) == (AuditStatus.INCOMPLETE, ("decision",))
+    marker = first.marker
+    assert marker.amendable
+    assert marker.revision == 1
+    assert marker.prediction is not None  # the parts stay for the next revision
+    assert marker.amend_until == T0 + TIMEOUT + ms(1) + WINDOW
+    assert table.deadline(marker) == marker.amend_until  # kept past the retention
+    # the decision service is back after 8 minutes: its decision completes the record
+    late = Arrival.from_envelope(
+        envelope(parts.decision, T0 + timedelta(minutes=8), trace=traceparent(7))
+    )
+    table.advance(T0 + timedelta(minutes=8))
+    added = table.add(late, now=LATER)
+    assert added.outcome is AddOutcome.COMPLETED
+    assert added.finished is not None
+    rec2 = added.finished.record
+    assert (rec2.revision, rec2.supersedes, rec2.amends) == (2, 1, ("decision",))
+    assert (rec2.status, rec2.missing) == (AuditStatus.COMPLETE, ())
+    assert rec2.outcome is parts.decision.outcome
+    _agree(rec1, rec2)
+    assert added.finished.event_time == first.event_time  # same Kafka timestamp as revision 1
+    # a complete record is final: its marker is small, further copies are duplicates
+    assert added.state is not None
+    assert added.state.status == "done"
+    assert added.state.revision == 2
+    assert (added.state.transaction, added.state.prediction, added.state.decision) == (
+        None,
+        None,
+        None,
+    )
+    assert not added.state.amendable
+    assert table.add(late, now=LATER).outcome is AddOutcome.DUPLICATE
+
+
+def test_a_worker_outage_amends_once_both_parts_are_in_or_at_the_timeout() -> None:
+    a, b = _parts(2)
+    table = _amending_table()
+    arr_a, arr_b = _arrivals(a), _arrivals(b)
+    table.add(arr_a["transaction"], now=LATER)
+    table.add(arr_b["transaction"], now=LATER)
+    table.advance(T0 + TIMEOUT)
+    recs = {f.record.transaction_id: f.record for f in _expired(table)}
+    assert {r.missing for r in recs.values()} == {("prediction", "decision")}
+    # the worker is back: a's prediction reopens the join, its decision completes it at once
+    back = T0 + timedelta(minutes=3)
+    pred_a = Arrival.from_envelope(envelope(a.prediction, back))
+    assert table.add(pred_a, now=LATER).outcome is AddOutcome.AMENDING
+    assert table.pending == 1
+    done = table.add(Arrival.from_envelope(envelope(a.decision, back + ms(5))), now=LATER)
+    assert done.finished is not None
+    rec_a = done.finished.record
+    assert (rec_a.revision, rec_a.amends, rec_a.status) == (
+        2,
+        ("prediction", "decision"),
+        AuditStatus.COMPLETE,
+    )
+    _agree(recs[a.transaction_id], rec_a)
+    # b's decision does not come in time: revision 2 at the amendment's timeout, then 3
+    assert table.add(Arrival.from_envelope(envelope(b.prediction, back)), now=LATER).outcome is (
+        AddOutcome.AMENDING
+    )
+    table.advance(back + TIMEOUT - ms(1))
+    assert _expired(table) == []
+    table.advance(back + TIMEOUT)
+    (second,) = _expired(table)
+    rec2 = second.record
+    assert (rec2.revision, rec2.supersedes, rec2.amends, rec2.missing) == (
+        2,
+        1,
+        ("prediction",),
+        ("decision",),
+    )
+    _agree(recs[b.transaction_id], rec2)
+    later = back + timedelta(minutes=1)
+    table.advance(later)
+    third = table.add(Arrival.from_envelope(envelope(b.decision, later)), now=LATER)
+    assert third.finished is not None
+    rec3 = third.finished.record
+    assert (rec3.revision, rec3.supersedes, rec3.amends, rec3.status) == (
+        3,
+        2,
+        ("decision",),
+        AuditStatus.COMPLETE,
+    )
+    _agree(rec2, rec3)
+    _agree(recs[b.transaction_id], rec3)
+    assert latest_revisions([recs[b.transaction_id], rec2, rec3]) == [rec3]
+
+
+def test_past_the_amend_window_a_late_part_is_dead_lettered_never_a_second_record() -> None:
+    a, b = _parts(2)
+    table = JoinTable(timeout=TIMEOUT, retention=timedelta(seconds=1), amend_window=WINDOW)
+    for p in (a, b):
+        table.add(_arrivals(p)["transaction"], now=LATER)
+        table.add(_arrivals(p)["prediction"], now=LATER)
+    table.advance(T0 + TIMEOUT)
+    assert len(_expired(table)) == 2
+    # a's decision comes after the window, while its marker is still there: late
+    after = T0 + TIMEOUT + WINDOW + ms(1)
+    late = table.add(Arrival.from_envelope(envelope(a.decision, after)), now=LATER)
+    assert late.outcome is AddOutcome.LATE
+    assert late.previous is not None
+    assert late.previous.revision == 1
+    # the markers go at the window's end; b's decision (the issue's 11+ minute outage) then
+    # opens a join without its transaction, which times out as an orphan: no record
+    table.advance(after)
+    assert sorted(table.purge()) == sorted([a.transaction_id, b.transaction_id])
+    dec_b = Arrival.from_envelope(envelope(b.decision, after + ms(10)))
+    assert table.add(dec_b, now=LATER).outcome is AddOutcome.OPENED
+    table.advance(after + ms(10) + TIMEOUT)
+    (orphan,) = table.expire(now=LATER)
+    assert isinstance(orphan, Orphaned)
+    assert orphan.state.decision is not None
+    assert orphan.state.decision.event == b.decision
+    assert len(table) == 0
+
+
+def test_a_reused_transaction_id_is_a_conflict_and_copies_are_duplicates() -> None:
+    a, other = _parts(2)
+    tx = a.enriched.transaction
+    reused_tx = other.enriched.transaction.model_copy(
+        update={"transaction_id": tx.transaction_id, "account_id": tx.account_id}
+    )
+    reused = parts_for(
+        other.enriched.model_copy(update={"transaction": reused_tx}), score=0.97, at=T0
+    )
+    table = _table()
+    arr = _arrivals(a)
+    table.add(arr["transaction"], now=LATER)
+    # pending: a different transaction with the same id is a conflict, a copy a duplicate
+    clash = Arrival.from_envelope(envelope(reused.enriched, T0 + ms(3)))
+    assert table.add(clash, now=LATER).outcome is AddOutcome.CONFLICT
+    # the same transaction enriched again (other features, other enriched_at): the same part
+    again = a.enriched.model_copy(update={"enriched_at": T0 + ms(1)})
+    assert table.add(Arrival.from_envelope(envelope(again, T0)), now=LATER).outcome is (
+        AddOutcome.DUPLICATE
+    )
+    table.add(arr["prediction"], now=LATER)
+    table.add(arr["decision"], now=LATER)
+    # done: the reused id's prediction and decision are conflicts too, copies duplicates
+    for part in (reused.prediction, reused.decision):
+        got = table.add(Arrival.from_envelope(envelope(part, T0 + ms(40))), now=LATER)
+        assert got.outcome is AddOutcome.CONFLICT
+        assert got.previous is not None
+        assert got.previous.revision == 1
+    rescored = a.prediction.model_copy(update={"predicted_at": T0 + timedelta(seconds=1)})
+    assert table.add(Arrival.from_envelope(envelope(rescored, T0)), now=LATER).outcome is (
+        AddOutcome.DUPLICATE
+    )
+    assert table.add(clash, now=LATER).outcome is AddOutcome.CONFLICT
+    # the same id under another account (same partition) is another transaction as well
+    moved = a.decision.model_copy(update={"account_id": "acc-elsewhere"})
+    assert table.add(Arrival.from_envelope(envelope(moved, T0)), now=LATER).outcome is (
+        AddOutcome.CONFLICT
+    )
+    assert part_digest(a.enriched) != part_digest(reused.enriched)
+
+
+def test_states_written_before_revisions_still_work() -> None:
+    """Changelog records of the previous version (no digests, no revision) are read as before."""
+    a, b = _parts(2)
+    old_done = JoinState(
+        transaction_id=a.transaction_id,
+        tenant_id="acme",
+        account_id=a.enriched.transaction.account_id,
+        status="done",
+        opened_at=T0,
+        recorded=("transaction", "prediction"),
+        done_at=T0 + TIMEOUT,
+    )
+    payload = old_done.model_dump(exclude={"revision", "digests", "amend_until", "amend_from"})
+    table = restore([JoinState.model_validate_json(json.dumps(payload, default=str))], _table())
+    arr = _arrivals(a)
+    assert table.add(arr["prediction"], now=LATER).outcome is AddOutcome.DUPLICATE
+    assert table.add(arr["decision"], now=LATER).outcome is AddOutcome.LATE
+    # an old pending state: its parts are compared by their bodies
+    arr_b = _arrivals(b)
+    pending = table.add(arr_b["transaction"], now=LATER).state
+    assert pending is not None
+    legacy = pending.model_copy(update={"digests": {}})
+    table.load(legacy)
+    assert table.add(arr_b["transaction"], now=LATER).outcome is AddOutcome.DUPLICATE
+
+
+def test_amendable_markers_survive_the_changelog() -> None:
+    parts = _parts(1)[0]
+    table = _amending_table()
+    raw = RawRecord(key=b"k", value=b"v", topic="acme.predictions", partition=3, offset=42)
+    env = envelope(parts.prediction, T0 + ms(10))
+    env = Envelope(
+        event=env.event,
+        id=env.id,
+        source=env.source,
+        time=env.time,
+        type=env.type,
+        trace=env.trace,
+        extensions=env.extensions,
+        raw=raw,
+    )
+    table.add(_arrivals(parts)["transaction"], now=LATER)
+    table.add(Arrival.from_envelope(env), now=LATER)
+    table.advance(T0 + TIMEOUT)
+    (first,) = _expired(table)
+    marker = first.marker
+    again = JoinState.model_validate_json(encode(marker, source="scorestream/audit").value or b"")
+    assert again == marker
+    assert again.prediction is not None
+    assert again.prediction.origin == ("acme.predictions", 3, 42)
+    assert again.prediction.event_id == env.id
+    restored = restore([again], _amending_table())
+    late = Arrival.from_envelope(envelope(parts.decision, T0 + timedelta(minutes=1)))
+    assert restored.add(late, now=LATER).outcome is AddOutcome.COMPLETED
+
+
+def test_latest_revisions() -> None:
+    base = AuditRecord(
+        transaction_id="t-1",
+        tenant_id="acme",
+        account_id="acc-1",
+        status=AuditStatus.INCOMPLETE,
+        missing=("decision",),
+        recorded_at=NOW,
+    )
+    rev2 = base.model_copy(
+        update={"revision": 2, "supersedes": 1, "status": AuditStatus.COMPLETE, "missing": ()}
+    )
+    other = base.model_copy(update={"transaction_id": "t-2"})
+    same_id_other_account = base.model_copy(update={"account_id": "acc-2"})
+    assert latest_revisions([base, other, rev2, same_id_other_account]) == [
+        rev2,
+        other,
+        same_id_other_account,
+    ]
+    assert latest_revisions([rev2, base]) == [rev2]  # never back to an older revision
+    # records written before revisions existed read as revision 1
+    legacy = AuditRecord.model_validate_json(
+        base.model_dump_json(exclude={"revision", "supersedes", "amends"})
+    )
+    assert (legacy.revision, legacy.supersedes, legacy.amends) == (1, None, ())

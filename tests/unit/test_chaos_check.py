@@ -7,12 +7,13 @@ The CI-sized chaos run (tests/chaos) applies the same checks to what real proces
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
 
 from confluent_kafka import Message
 
 from consumers.enricher import CLOCK_KEY
 from schemas.cloudevents import encode
-from schemas.events import MerchantActivity
+from schemas.events import AuditRecord, AuditStatus, MerchantActivity
 from scorestream import chaos_check
 from scorestream.chaos_check import Inputs, StreamCheck, TableCheck, Verdict
 from scorestream.features import ENGINE, MerchantState, id_hash
@@ -171,3 +172,30 @@ def test_the_enricher_must_keep_each_accounts_order_now() -> None:
         _verdict(audit=clean), merchant_table=TableCheck(1, 0, partitions=6, clocks=5)
     )
     assert unclocked.failures() == ["merchant table: 5 of 6 partitions clocked"]
+
+
+def test_an_amended_audit_record_counts_once_by_its_latest_revision() -> None:
+    inputs = _inputs()
+    now = datetime(2026, 12, 5, tzinfo=UTC)
+
+    def rec(txid: str, revision: int = 1) -> AuditRecord:
+        return AuditRecord(
+            transaction_id=txid,
+            tenant_id="acme",
+            account_id=inputs.order[txid][0],
+            status=AuditStatus.COMPLETE if revision > 1 else AuditStatus.INCOMPLETE,
+            missing=() if revision > 1 else ("decision",),
+            recorded_at=now,
+            revision=revision,
+            supersedes=revision - 1 or None,
+        )
+
+    reads = [chaos_check.Read(0, i, f"e{i}", rec(t)) for i, t in enumerate(inputs.order)]
+    reads.append(chaos_check.Read(0, 99, "e99", rec("tx-2", revision=2)))
+    latest = chaos_check.latest_audit(reads)
+    assert [r.offset for r in latest] == [0, 1, 3, 4, 99]
+    order = {t: i for i, t in enumerate(inputs.order)}
+    check = chaos_check._check_stream(latest, 0, inputs, order)
+    assert (check.lost, check.duplicated) == (0, 0)
+    # without the filter the revision would count as a duplicate
+    assert chaos_check._check_stream(reads, 0, inputs, order).duplicated == 1

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from scorestream import k8s, k8s_crds
-from scorestream.acl import EXACTLY_ONCE, EXTRA_READS
+from scorestream.acl import EXTRA_READS, TRANSACTIONAL
 from scorestream.errors import ConfigError
 from scorestream.topics import REGISTRY, Scope
 
@@ -201,14 +201,14 @@ def test_only_model_management_writes_the_promotion_stream() -> None:
     assert _ops(_user("demo", "retrain"), "topic", "acme.model-events") == set()
 
 
-def test_transactional_ids_only_for_exactly_once_services() -> None:
+def test_transactional_ids_only_for_transactional_services() -> None:
     for service in k8s.SERVICES:
         tx = [
             acl
             for acl in _user("demo", service)["spec"]["authorization"]["acls"]
             if acl["resource"]["type"] == "transactionalId"
         ]
-        if service in EXACTLY_ONCE:
+        if service in TRANSACTIONAL:  # the exactly-once services and the monitor
             assert tx == [
                 {
                     "resource": {

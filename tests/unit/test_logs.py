@@ -122,3 +122,58 @@ def test_digit_runs_that_are_not_card_numbers_are_left_alone() -> None:
 def test_bytes_and_lists_are_scanned_too() -> None:
     assert logs.redact(PAN.encode(), "key") == "453957******1486"
     assert logs.redact([PAN, 3, None]) == ["453957******1486", 3, None]
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "http://user:CANARYPASS@127.0.0.1:8080/hooks/CANARYTOKEN/x?sig=CANARYSIG",
+            "http://127.0.0.1:8080/***?***",
+        ),
+        ("https://hooks.slack.com/services/T000/B000/XXXX", "https://hooks.slack.com/***"),
+        ("https://CANARYTOKEN@example.com", "https://example.com"),
+        ("https://example.com/", "https://example.com/"),
+        ("https://example.com?CANARYSIG", "https://example.com?***"),
+        ("https://example.com/a#CANARY", "https://example.com/***#***"),
+        ("http://[::1]:9000/CANARYTOKEN", "http://[::1]:9000/***"),
+        ("http://host:CANARYPORT/x", "***"),  # unparseable: nothing of it
+        ("not a url CANARY", "***"),
+    ],
+)
+def test_redact_url_keeps_scheme_host_and_port_only(url: str, shown: str) -> None:
+    assert logs.redact_url(url) == shown
+
+
+def test_urls_in_log_lines_lose_credentials_path_and_query(
+    capture: tuple[logging.Logger, io.StringIO],
+) -> None:
+    logger, stream = capture
+    url = "https://u:CANARYPASS@hooks.example.com:8443/hooks/CANARYTOKEN/x?sig=CANARYSIG"
+    # what httpx writes at INFO for every request
+    logger.info('HTTP Request: POST %s "HTTP/1.1 200 OK"', url)
+    logger.warning("webhook failed", extra={"detail": f"calling {url}, giving up."})
+    text = stream.getvalue()
+    assert "CANARY" not in text
+    first, second = lines(stream)
+    shown = "https://hooks.example.com:8443/***?***"
+    assert first["msg"] == f'HTTP Request: POST {shown} "HTTP/1.1 200 OK"'
+    assert second["detail"] == "calling https://hooks.example.com:8443/***?***, giving up."
+
+
+def test_configure_logging_quiets_the_http_client_loggers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("SCORESTREAM_LOG_LEVEL", raising=False)
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        logs.configure_logging("notifier", "acme", level="DEBUG")
+        for name in ("httpx", "httpcore"):
+            assert not logging.getLogger(name).isEnabledFor(logging.INFO)
+            assert logging.getLogger(name).isEnabledFor(logging.WARNING)
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.NOTSET)

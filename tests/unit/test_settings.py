@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from scorestream.errors import SettingsError
 from scorestream.kafka_config import (
     consumer_config,
     producer_config,
@@ -48,7 +49,7 @@ def test_sasl_scram_with_tls(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_sasl_without_credentials_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SCORESTREAM_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
-    with pytest.raises(ValidationError, match="SASL_USERNAME"):
+    with pytest.raises(SettingsError, match="SASL_USERNAME"):
         KafkaSettings()
 
 
