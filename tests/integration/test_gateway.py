@@ -357,7 +357,8 @@ def test_open_inference_protocol_with_tritonclient(tenant: Tenant, gateway: str)
             model_version="v-test",
             alias=ModelAlias.CHAMPION,
             promoted_at=datetime.now(UTC),
-        )
+        ),
+        tenant=tenant.name,
     )
     client = triton.InferenceServerClient(gateway.removeprefix("http://"))
     try:
