@@ -6,7 +6,9 @@ tests/integration/test_gateway_v2_protocol.py."""
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,7 +16,7 @@ import pytest
 from producers.gateway import Gateway, GatewaySettings, create_app
 from producers.gateway_auth import GatewayAuthSettings
 from producers.gateway_http import error_body, is_v2
-from producers.gateway_v2 import serving_version
+from producers.gateway_v2 import OPTIONAL_INPUTS, OUTPUTS, REQUIRED_INPUTS, serving_version
 from schemas.events import ModelAlias, ModelPromoted, ModelRejected
 from scorestream.model_events import ModelState
 
@@ -163,3 +165,14 @@ def test_an_unexpected_failure_is_a_json_500(path: str, monkeypatch: pytest.Monk
     assert r.status_code == 500
     assert r.json() == error_body(path, "internal server error")
     assert "boom" not in r.text
+
+
+def test_docs_api_lists_the_v2_model_and_its_tensors() -> None:
+    """docs/api.md stays true to the code: the model name, every input and every output with
+    its datatype (a renamed or added tensor fails here until the doc says so)."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text(encoding="utf-8")
+    assert f"**`{GatewaySettings.model_fields['model_name'].default}`**" in doc
+    for name in (*REQUIRED_INPUTS, *OPTIONAL_INPUTS):
+        assert re.search(rf"^\| `{name}`( \(optional\))? \|", doc, re.MULTILINE), name
+    for name, datatype in OUTPUTS.items():
+        assert f"| `{name}` | {datatype} |" in doc, name
