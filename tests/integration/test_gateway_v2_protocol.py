@@ -116,7 +116,8 @@ def serving(gateway: Gateway) -> Serving:
             model_version=VERSION,
             alias=ModelAlias.CHAMPION,
             promoted_at=datetime.now(UTC),
-        )
+        ),
+        tenant=gateway.tenant.name,
     )
 
     def ready() -> bool:

@@ -46,10 +46,11 @@ def rejected(version: str, at: datetime, tenant: str = "acme") -> ModelRejected:
 
 
 def test_serving_version_is_the_champion_no_worker_rejected() -> None:
-    state = ModelState()
+    state = ModelState("acme", service="gateway")
     assert serving_version(state, "acme", "fraud-gbt") is None
     state.apply(promoted("1", T0, tenant="other"))
     assert serving_version(state, "acme", "fraud-gbt") is None  # another tenant's model
+    assert state.foreign == 1  # ignored (and counted) by the tenant's state itself
     state.apply(
         ModelPromoted(
             tenant_id="acme",
