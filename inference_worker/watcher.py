@@ -1,9 +1,12 @@
-"""Follows the compacted ``model-events`` topic and prepares model swaps in the background.
+"""Follows the tenant's compacted ``<tenant>.model-events`` topic and prepares model swaps.
 
-Every worker instance reads the whole topic (assign, no consumer group). The replay at start finds
-what serves each alias for this tenant; later promotions are loaded, verified and warmed up here,
-off the hot path, then handed to the loop, which swaps between batches. A promotion that fails
-verification is answered with ``ModelRejected`` and the current model keeps serving.
+Every worker instance reads the whole topic (assign, no consumer group), and the tenant's
+``<tenant>.model-rejections`` beside it. The replay at start finds what serves each alias for
+this tenant; later promotions are loaded, verified and warmed up here, off the hot path, then
+handed to the loop, which swaps between batches. A promotion that fails verification is
+answered with ``ModelRejected`` on ``<tenant>.model-rejections`` (the worker's principal cannot
+write the promotion stream) and the current model keeps serving. An event that names another
+tenant is ignored, logged and counted (``scorestream_model_events_ignored_total``).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import time
 from collections import defaultdict
 from datetime import UTC, datetime
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from inference_worker.model import ServingModel, load_serving_model
 from pipelines.repository import ModelRepository
@@ -22,9 +25,14 @@ from schemas.catalog import MODEL_EVENT_TYPES
 from schemas.errors import DecodeError
 from schemas.events import ModelAlias, ModelPromoted, ModelRejected
 from scorestream import metrics
-from scorestream.errors import ScorestreamError
+from scorestream.errors import MissingTopicError, ScorestreamError, TopicError
 from scorestream.kafka_config import common_config
-from scorestream.model_events import TOPIC, publish_model_event
+from scorestream.model_events import (
+    is_foreign,
+    promotions_topic,
+    publish_model_event,
+    rejections_topic,
+)
 from scorestream.replay import watermarks
 from scorestream.serde import decode_message
 from scorestream.settings import KafkaSettings
@@ -44,6 +52,8 @@ class ModelWatcher(threading.Thread):
         intra_op_threads: int = 1,
     ) -> None:
         super().__init__(name="model-watcher", daemon=True)
+        self.promotions = promotions_topic(tenant)
+        self.rejections = rejections_topic(tenant)
         self.kafka = kafka
         self.repo = repo
         self.tenant = tenant
@@ -74,7 +84,7 @@ class ModelWatcher(threading.Thread):
             self.error = exc
             self.replayed.set()
 
-    def _consumer(self) -> tuple[Consumer, dict[int, int]]:
+    def _consumer(self) -> tuple[Consumer, dict[tuple[str, int], int]]:
         conf = common_config(self.kafka, client_id=f"{self.instance}-models") | {
             "group.id": f"{self.tenant}.worker.models",  # assign() only: never joins or commits
             "enable.auto.commit": False,
@@ -82,29 +92,37 @@ class ModelWatcher(threading.Thread):
             "auto.offset.reset": "earliest",
         }
         consumer = Consumer(conf)
-        md = consumer.list_topics(TOPIC, timeout=30)
-        meta = md.topics.get(TOPIC)
-        if meta is None or meta.error is not None:
-            raise ScorestreamError(f"topic {TOPIC} is missing: run 'scorestream topics create'")
-        ends = {}
-        assignment = []
-        for p in meta.partitions:
-            low, high = watermarks(consumer, TopicPartition(TOPIC, p))
-            ends[p] = high
-            assignment.append(TopicPartition(TOPIC, p, low))
-        consumer.assign(assignment)
+        try:
+            ends: dict[tuple[str, int], int] = {}
+            assignment = []
+            for topic in (self.promotions, self.rejections):
+                meta = consumer.list_topics(topic, timeout=30).topics.get(topic)
+                denied = KafkaError.TOPIC_AUTHORIZATION_FAILED
+                if meta is not None and meta.error is not None and meta.error.code() == denied:
+                    raise TopicError(f"not authorized to read {topic}: check the worker's ACLs")
+                if meta is None or meta.error is not None:
+                    raise MissingTopicError(topic, self.tenant)
+                for p in meta.partitions:
+                    low, high = watermarks(consumer, TopicPartition(topic, p))
+                    if high > low:  # an empty partition has no position to reach
+                        ends[(topic, p)] = high
+                    assignment.append(TopicPartition(topic, p, low))
+            consumer.assign(assignment)
+        except BaseException:
+            consumer.close()
+            raise
         return consumer, ends
 
     def _run(self) -> None:
         consumer, ends = self._consumer()
         history: dict[ModelAlias, list[str]] = defaultdict(list)
         try:
-            while any(ends.values()) and not self._halt.is_set():
+            while ends and not self._halt.is_set():
                 for msg in consumer.consume(num_messages=500, timeout=0.5):
                     if not msg.error():
                         self._replay_one(msg, history)
-                positions = consumer.position([TopicPartition(TOPIC, p) for p in ends])
-                if all(tp.offset >= ends[tp.partition] for tp in positions):
+                positions = consumer.position([TopicPartition(t, p) for t, p in ends])
+                if all(tp.offset >= ends[(tp.topic, tp.partition)] for tp in positions):
                     break
             for alias, versions in history.items():
                 self._load_with_fallback(alias, versions)
@@ -113,11 +131,25 @@ class ModelWatcher(threading.Thread):
                 for msg in consumer.consume(num_messages=100, timeout=0.5):
                     if msg.error():
                         continue
-                    event = self._decode(msg)
+                    event = self._event(msg)
                     if isinstance(event, ModelPromoted) and self._mine(event):
                         self._load_with_fallback(event.alias, [event.model_version])
+                    elif isinstance(event, ModelRejected) and self._mine(event):
+                        self._rejected.add((event.model_version, event.instance))
         finally:
             consumer.close()
+
+    def _event(self, msg: Message) -> object:
+        """The decoded event; None if undecodable, of another tenant or on the wrong topic (a
+        rejection only counts on the rejections topic, a promotion only on the promotions')."""
+        event = self._decode(msg)
+        topic = msg.topic() or ""
+        if event is None or is_foreign(event, self.tenant, service="worker", topic=topic):
+            return None
+        if isinstance(event, ModelRejected) != (topic == self.rejections):
+            log.warning("ignored a %s on %s", type(event).__name__, topic)
+            return None
+        return event
 
     @staticmethod
     def _decode(msg: Message) -> object:
@@ -130,7 +162,7 @@ class ModelWatcher(threading.Thread):
         return event.tenant_id == self.tenant and event.model_name == self.model_name
 
     def _replay_one(self, msg: Message, history: dict[ModelAlias, list[str]]) -> None:
-        event = self._decode(msg)
+        event = self._event(msg)
         if isinstance(event, ModelPromoted) and self._mine(event):
             history[event.alias].append(event.model_version)
         elif isinstance(event, ModelRejected) and self._mine(event):
@@ -178,6 +210,7 @@ class ModelWatcher(threading.Thread):
                 instance=self.instance,
                 rejected_at=datetime.now(UTC),
             ),
+            tenant=self.tenant,
             kafka=self.kafka,
             source=f"scorestream/worker/{self.instance}",
         )

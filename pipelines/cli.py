@@ -114,7 +114,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         timings["publish"] = time.perf_counter() - t
         console.print(
             f"published [bold]{event.model_name}/{event.model_version}[/] → {event.uri} "
-            f"(sha256 {event.sha256[:12]}…) and ModelPublished on model-events"
+            f"(sha256 {event.sha256[:12]}…) and ModelPublished on {args.tenant}.model-events"
         )
     console.print(
         "step times: "
@@ -179,11 +179,12 @@ def cmd_models(args: argparse.Namespace) -> int:
     from scorestream.model_events import read_model_events  # noqa: PLC0415
 
     repo = lifecycle.open_repository()
+    tenant = args.tenant or "demo"
     if args.action == "list":
-        state = read_model_events()
+        state = read_model_events(tenant)
         serving: dict[tuple[str, str], list[str]] = {}
-        for (tenant, name, alias), event in state.promoted.items():
-            serving.setdefault((name, event.model_version), []).append(f"{tenant}:{alias.value}")
+        for (owner, name, alias), event in state.promoted.items():
+            serving.setdefault((name, event.model_version), []).append(f"{owner}:{alias.value}")
         table = Table(title=f"models in {repo.url}", title_justify="left")
         for col in ("model", "version", "created", "AP", "ROC AUC", "serving as"):
             table.add_column(col)
@@ -214,7 +215,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         onnx_path = Path(args.onnx)
         meta = ModelMetadata.model_validate_json(Path(args.metadata).read_text())
         published = lifecycle.publish(
-            repo, TrainingResult(meta, onnx_path.read_bytes(), float("nan"))
+            repo, TrainingResult(meta, onnx_path.read_bytes(), float("nan")), tenant=tenant
         )
         console.print(
             f"published {published.model_name}/{published.model_version} → {published.uri}"
@@ -273,11 +274,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     retrain.set_defaults(func=cmd_retrain)
 
-    models = sub.add_parser("models", help="the model repository and model-events")
+    models = sub.add_parser(
+        "models",
+        help="the model repository and the tenant's model-events (run as its retrain principal)",
+    )
     models.add_argument("action", choices=("list", "show", "publish", "promote"))
     models.add_argument("--model", default="fraud-gbt")
     models.add_argument("--version")
-    models.add_argument("--tenant")
+    models.add_argument(
+        "--tenant", help="whose model-events (list, publish: default demo; promote: required)"
+    )
     models.add_argument("--alias", default="champion", choices=[a.value for a in ModelAlias])
     models.add_argument("--reason", default="manual promotion")
     models.add_argument("--onnx", help="publish: path of model.onnx")

@@ -1,6 +1,7 @@
 """Model lifecycle: train and publish, promote, retrain with a champion/challenger gate.
 
-Every change of what serves is an event on ``model-events``; the repository only stores
+Every change of what serves is an event on the tenant's ``<tenant>.model-events``, which only the
+tenant's model-management principal (``<tenant>-retrain``) may write; the repository only stores
 immutable artifacts. Each operation validates everything *before* emitting its event, so a bad
 artifact, an unknown version or a foreign feature spec never gets published or promoted.
 """
@@ -34,9 +35,10 @@ def publish(
     repo: ModelRepository,
     result: training.TrainingResult,
     *,
+    tenant: str,
     kafka: KafkaSettings | None = None,
 ) -> ModelPublished:
-    """Store the artifact (immutable) and announce it on ``model-events``."""
+    """Store the artifact (immutable) and announce it on ``<tenant>.model-events``."""
     uri = repo.publish(result.onnx_bytes, result.metadata)
     repo.load(result.metadata.name, result.metadata.version)  # read back and verify
     meta = result.metadata
@@ -49,7 +51,7 @@ def publish(
         metrics={k: v for k, v in meta.metrics.items() if np.isfinite(v)},
         published_at=datetime.now(UTC),
     )
-    publish_model_event(event, kafka=kafka, source="scorestream/models")
+    publish_model_event(event, tenant=tenant, kafka=kafka, source="scorestream/models")
     return event
 
 
@@ -74,14 +76,14 @@ def promote(
         promoted_at=datetime.now(UTC),
         reason=reason,
     )
-    publish_model_event(event, kafka=kafka, source="scorestream/models")
+    publish_model_event(event, tenant=tenant, kafka=kafka, source="scorestream/models")
     return event
 
 
 def serving_version(
     tenant: str, name: str, alias: ModelAlias, kafka: KafkaSettings | None = None
 ) -> str | None:
-    promoted = read_model_events(kafka).serving(tenant, name, alias)
+    promoted = read_model_events(tenant, kafka, rejections=False).serving(tenant, name, alias)
     return promoted.model_version if promoted else None
 
 
@@ -161,7 +163,7 @@ def retrain(
         if champion is not None:
             scores = training.onnx_scores(champion.onnx_bytes, result.dataset.test.X)
             champion_ap = training.evaluate(scores, result.dataset.test)["average_precision"]
-    publish(repo, result, kafka=kafka)
+    publish(repo, result, tenant=tenant, kafka=kafka)
     wins = champion_ap is None or candidate_ap >= champion_ap + margin
     alias = ModelAlias.CHAMPION if wins else ModelAlias.CHALLENGER
     reason = (

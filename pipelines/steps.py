@@ -142,7 +142,7 @@ def publish_step(
         score_reference=tuple(evaluated["score_reference"]),
     )
     result = training.TrainingResult(metadata, onnx_bytes, float("nan"))
-    event = lifecycle.publish(repo, result)
+    event = lifecycle.publish(repo, result, tenant=tenant)
     if promote_if_first and champion is None:
         lifecycle.promote(
             repo,

@@ -9,7 +9,12 @@
   deadline bounds the wait for Kafka's acknowledgement too: 504 ``unacknowledged`` (outcome not
   known yet); a retry with the same key gets 409 until the acknowledgement or its failure, then
   waits for the decision, or publishes again if the event never made it.
-* ``/v2/...``: the Open Inference Protocol (:mod:`producers.gateway_v2`), routed through Kafka.
+* ``/v2/...``: the Open Inference Protocol (:mod:`producers.gateway_v2`), routed through Kafka;
+  every route also under ``/v2/models/<m>/versions/<v>``; every error body under ``/v2`` is the
+  protocol's ``{"error": "..."}`` (the middlewares' and the handlers' alike, via
+  :func:`producers.gateway_http.error_body`); ``/v2/health/ready`` and the model readiness are
+  true only while a model serves the tenant (``/readyz`` does not wait for one: ``/v1`` intake
+  works without a model).
 * ``/docs``, ``/livez``, ``/readyz``, ``/metrics``; body limit → 413; invalid → 422 with the
   fields; more than ``max_in_flight`` requests → 503 + ``Retry-After``, more than
   ``max_in_flight_per_key`` of one API key → 429 for that key; an unknown method → 501, a body
@@ -38,12 +43,14 @@ from types import FrameType
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from producers import gateway_json
 from producers.gateway_auth import ApiKeyMiddleware, GatewayAuthSettings, auth_store
@@ -58,7 +65,9 @@ from producers.gateway_http import (
     MethodFilterMiddleware,
     MetricsMiddleware,
     StoredResponse,
+    error_body,
     fingerprint,
+    is_v2,
     parse_deadline,
 )
 from producers.gateway_replies import ReplyRouter
@@ -68,6 +77,7 @@ from producers.gateway_v2 import (
     encode_infer_response,
     model_metadata,
     parse_infer_request,
+    serving_version,
 )
 from producers.publisher import (
     ContractViolationError,
@@ -329,6 +339,14 @@ class Gateway:
         if not ok:
             return ok, detail
         return True, f"replies on {self.router.replyto}"
+
+    def serving_version(self) -> str | None:
+        """The champion version serving this tenant (``model-events``), or None."""
+        return serving_version(self.router.models, self.settings.tenant, self.settings.model_name)
+
+    def model_ready(self) -> bool:
+        """V2 readiness: this replica is ready and a model serves the tenant."""
+        return self.ready()[0] and self.serving_version() is not None
 
     def _pub(self) -> Publisher:
         if self.publisher is None:
@@ -667,17 +685,38 @@ def create_app(
         return JSONResponse({"detail": exc.detail}, status_code=422)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid_parameters(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": redacted_errors(exc.errors())}, status_code=422)
+    async def _invalid_parameters(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = redacted_errors(exc.errors())
+        if is_v2(request.url.path):
+            message = "; ".join(
+                f"{'.'.join(str(part) for part in e.get('loc', ()))}: {e.get('msg', '')}"
+                for e in errors
+            )
+            return JSONResponse({"error": message or "invalid request"}, status_code=422)
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """The router's 404/405 (a path or method V2 does not have) as V2 error objects."""
+        if not is_v2(request.url.path):
+            return await http_exception_handler(request, exc)
+        return JSONResponse(
+            {"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+        )
 
     @app.exception_handler(PublisherError)
-    async def _unavailable(_: Request, exc: PublisherError) -> JSONResponse:
+    async def _unavailable(request: Request, exc: PublisherError) -> JSONResponse:
         log.warning("publish failed: %s", exc)
         return JSONResponse(
-            {"detail": f"not accepted: {exc}"},
+            error_body(request.url.path, f"not accepted: {exc}"),
             status_code=503,
             headers={"Retry-After": str(settings.retry_after_s)},
         )
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, _: Exception) -> JSONResponse:
+        """An unexpected failure: a JSON 500 (logged by the server), never a traceback."""
+        return JSONResponse(error_body(request.url.path, "internal server error"), 500)
 
     _routes_v1(app, gw)
     _routes_v2(app, gw)
@@ -819,31 +858,51 @@ def _routes_v2(app: FastAPI, gw: Gateway) -> None:
 
     @app.get("/v2/health/ready", tags=["v2"])
     async def v2_ready() -> JSONResponse:
-        ok, _ = gw.ready()
+        """Ready for inference: this replica is ready and a model serves the tenant."""
+        ok = gw.model_ready()
         return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
 
-    @app.get("/v2/models/{model}", tags=["v2"])
-    async def v2_model(model: str) -> JSONResponse:
+    def unknown(model: str, version: str | None) -> JSONResponse | None:
+        """404 ``{"error": ...}`` for a model, or a version of it, that does not serve here."""
         if model != settings.model_name:
             return JSONResponse({"error": f"unknown model '{model}'"}, status_code=404)
-        version = gw.router.champion_version()
-        return JSONResponse(model_metadata(model, [version] if version else []))
+        serving = gw.serving_version()
+        if version is not None and version != serving:
+            now = (
+                f"version '{serving}' serves"
+                if serving
+                else f"no version serves tenant {settings.tenant} yet"
+            )
+            return JSONResponse(
+                {"error": f"model '{model}' has no version '{version}' ({now})"},
+                status_code=404,
+            )
+        return None
 
-    @app.get("/v2/models/{model}/ready", tags=["v2"])
-    async def v2_model_ready(model: str) -> JSONResponse:
-        if model != settings.model_name:
-            return JSONResponse({"error": f"unknown model '{model}'"}, status_code=404)
-        ready = gw.ready()[0] and gw.router.champion_version() is not None
+    async def metadata(model: str, version: str | None) -> JSONResponse:
+        refused = unknown(model, version)
+        if refused is not None:
+            return refused
+        serving = gw.serving_version()
+        return JSONResponse(model_metadata(model, [serving] if serving else []))
+
+    async def model_ready(model: str, version: str | None) -> JSONResponse:
+        refused = unknown(model, version)
+        if refused is not None:
+            return refused
+        ready = gw.model_ready()
         return JSONResponse({"name": model, "ready": ready}, status_code=200 if ready else 503)
 
-    @app.post("/v2/models/{model}/infer", tags=["v2"], openapi_extra=_V2_BODY)
-    async def v2_infer(
+    async def infer(
         model: str,
+        version: str | None,
         request: Request,
-        traceparent: TraceParent = None,
-        prefer: Prefer = None,
+        traceparent: str | None,
+        prefer: str | None,
     ) -> Response:
-        """Score N transactions given as named input tensors (see producers.gateway_v2)."""
+        refused = unknown(model, version)
+        if refused is not None:
+            return refused
         body = await request.body()
         raw_length = request.headers.get(HEADER_LENGTH)
         try:
@@ -854,6 +913,44 @@ def _routes_v2(app: FastAPI, gw: Gateway) -> None:
             prefer, default_s=settings.deadline_s, max_s=settings.max_deadline_s
         )
         return await gw.infer(model, body, header_length, traceparent, deadline)
+
+    @app.get("/v2/models/{model}", tags=["v2"])
+    async def v2_model(model: str) -> JSONResponse:
+        """Model metadata; ``versions`` is the version serving the tenant (none: empty)."""
+        return await metadata(model, None)
+
+    @app.get("/v2/models/{model}/versions/{version}", tags=["v2"])
+    async def v2_model_version(model: str, version: str) -> JSONResponse:
+        return await metadata(model, version)
+
+    @app.get("/v2/models/{model}/ready", tags=["v2"])
+    async def v2_model_ready(model: str) -> JSONResponse:
+        return await model_ready(model, None)
+
+    @app.get("/v2/models/{model}/versions/{version}/ready", tags=["v2"])
+    async def v2_model_version_ready(model: str, version: str) -> JSONResponse:
+        return await model_ready(model, version)
+
+    @app.post("/v2/models/{model}/infer", tags=["v2"], openapi_extra=_V2_BODY)
+    async def v2_infer(
+        model: str,
+        request: Request,
+        traceparent: TraceParent = None,
+        prefer: Prefer = None,
+    ) -> Response:
+        """Score N transactions given as named input tensors (see producers.gateway_v2)."""
+        return await infer(model, None, request, traceparent, prefer)
+
+    @app.post("/v2/models/{model}/versions/{version}/infer", tags=["v2"], openapi_extra=_V2_BODY)
+    async def v2_infer_version(
+        model: str,
+        version: str,
+        request: Request,
+        traceparent: TraceParent = None,
+        prefer: Prefer = None,
+    ) -> Response:
+        """Infer on this version: 404 unless it is the version serving the tenant."""
+        return await infer(model, version, request, traceparent, prefer)
 
 
 def _routes_ops(app: FastAPI, gw: Gateway) -> None:

@@ -40,7 +40,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from producers.gateway_http import REJECTED, ASGIApp, Receive, Scope, Send, send_json
+from producers.gateway_http import REJECTED, ASGIApp, Receive, Scope, Send, send_error
 from scorestream.errors import ConfigError
 
 log = logging.getLogger("scorestream.gateway.auth")
@@ -220,10 +220,17 @@ class ApiKeyMiddleware:
         self.in_flight: dict[str, int] = {}  # bounded: one per configured key, gone at 0
 
     async def _refuse(
-        self, send: Send, status: int, reason: str, detail: str, headers: dict[str, str]
+        self,
+        scope: Scope,
+        send: Send,
+        status: int,
+        reason: str,
+        detail: str,
+        headers: dict[str, str],
     ) -> None:
+        """401/403/429 in the shape of the path's API (``{"error": ...}`` under ``/v2``)."""
         REJECTED.labels(reason).inc()
-        await send_json(send, status, {"detail": detail}, headers)
+        await send_error(send, scope, status, detail, headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not protected(scope["path"]):
@@ -233,17 +240,23 @@ class ApiKeyMiddleware:
         key = presented_key(scope.get("headers", []))
         if key is None:
             await self._refuse(
-                send, 401, "unauthenticated", "missing API key (Authorization: Bearer)", challenge
+                scope,
+                send,
+                401,
+                "unauthenticated",
+                "missing API key (Authorization: Bearer)",
+                challenge,
             )
             return
         record = self.store.verify(key)
         if record is None:
             log.warning("invalid API key presented for %s", scope["path"])
-            await self._refuse(send, 401, "unauthenticated", "invalid API key", challenge)
+            await self._refuse(scope, send, 401, "unauthenticated", "invalid API key", challenge)
             return
         if record.tenant != self.tenant:
             log.warning("API key %s of another tenant refused", record.key_id)
             await self._refuse(
+                scope,
                 send,
                 403,
                 "forbidden",
@@ -255,6 +268,7 @@ class ApiKeyMiddleware:
         wait = bucket.take(self.clock())
         if wait > 0:
             await self._refuse(
+                scope,
                 send,
                 429,
                 "rate_limited",
@@ -265,6 +279,7 @@ class ApiKeyMiddleware:
         busy = self.in_flight.get(record.key_id, 0)
         if busy >= self.max_in_flight:
             await self._refuse(
+                scope,
                 send,
                 429,
                 "key_overload",

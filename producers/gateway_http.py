@@ -90,6 +90,25 @@ async def send_json(
     await send({"type": "http.response.body", "body": data})
 
 
+def is_v2(path: str) -> bool:
+    """A path of the Open Inference Protocol (KServe V2) endpoints."""
+    return path == "/v2" or path.startswith("/v2/")
+
+
+def error_body(path: str, message: str) -> dict[str, str]:
+    """The error body for a request to ``path``: the Open Inference Protocol's error object
+    ``{"error": "<message>"}`` under ``/v2`` (what V2 clients such as tritonclient read), the
+    ``{"detail": "<message>"}`` of the rest of the API elsewhere."""
+    return {"error": message} if is_v2(path) else {"detail": message}
+
+
+async def send_error(
+    send: Send, scope: Scope, status: int, message: str, headers: dict[str, str] | None = None
+) -> None:
+    """An error response in the shape of the requested path's API (:func:`error_body`)."""
+    await send_json(send, status, error_body(str(scope.get("path", "")), message), headers)
+
+
 KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE"))
 """The methods this server knows (RFC 9110 plus PATCH; CONNECT is refused like an unknown one).
 A known method on a route that does not take it is the router's 405; anything else is 501."""
@@ -112,10 +131,11 @@ class MethodFilterMiddleware:
             await self.app(scope, receive, send)
             return
         REJECTED.labels("unknown_method").inc()
-        await send_json(
+        await send_error(
             send,
+            scope,
             501,
-            {"detail": "method not implemented"},
+            "method not implemented",
             {"Allow": "GET, HEAD, POST", "Connection": "close"},
         )
 
@@ -151,10 +171,11 @@ class ContentTypeMiddleware:
             return
         REJECTED.labels("unsupported_media_type").inc()
         names = sorted(m for m in accepted if m is not None)
-        await send_json(
+        await send_error(
             send,
+            scope,
             415,
-            {"detail": f"the request body must be sent as Content-Type: {' or '.join(names)}"},
+            f"the request body must be sent as Content-Type: {' or '.join(names)}",
             {"Accept-Post": ", ".join(names)},
         )
 
@@ -223,10 +244,11 @@ class InFlightLimitMiddleware:
             return
         if self.current >= self.limit:
             REJECTED.labels("overload").inc()
-            await send_json(
+            await send_error(
                 send,
+                scope,
                 503,
-                {"detail": f"too many requests in flight (limit {self.limit}); retry later"},
+                f"too many requests in flight (limit {self.limit}); retry later",
                 {"Retry-After": str(self.retry_after_s)},
             )
             return
@@ -250,10 +272,10 @@ class BodyLimitMiddleware:
         self.app = app
         self.max_bytes = max_bytes
 
-    async def _too_large(self, send: Send) -> None:
+    async def _too_large(self, scope: Scope, send: Send) -> None:
         REJECTED.labels("body_too_large").inc()
-        await send_json(
-            send, 413, {"detail": f"request body exceeds the limit of {self.max_bytes} bytes"}
+        await send_error(
+            send, scope, 413, f"request body exceeds the limit of {self.max_bytes} bytes"
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -267,7 +289,7 @@ class BodyLimitMiddleware:
                 except ValueError:
                     declared = 0
                 if declared > self.max_bytes:
-                    await self._too_large(send)
+                    await self._too_large(scope, send)
                     return
         chunks: list[bytes] = []
         size = 0
@@ -278,7 +300,7 @@ class BodyLimitMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await self._too_large(send)
+                await self._too_large(scope, send)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):

@@ -10,8 +10,9 @@ reads only partition ``P``, with ``assign()`` (no consumer group, no rebalances,
 future. Replies that find no waiter (deadline passed, a duplicate, another replica's earlier
 life on this partition) are kept briefly so a retry with the same ``Idempotency-Key`` finds them.
 
-The same consumer also follows the compacted ``model-events`` topic from its beginning, to know
-which model version is the tenant's champion (for the V2 model metadata and readiness).
+The same consumer also follows the tenant's compacted ``<tenant>.model-events`` topic from its
+beginning, to know which model version is the tenant's champion (for the V2 model metadata and
+readiness); an event there that names another tenant is ignored, logged and counted.
 """
 
 from __future__ import annotations
@@ -30,8 +31,7 @@ from schemas.errors import DecodeError
 from schemas.events import DecisionEvent, ModelAlias
 from scorestream.errors import ConfigError, KafkaClientError
 from scorestream.kafka_config import common_config
-from scorestream.model_events import TOPIC as MODEL_EVENTS_TOPIC
-from scorestream.model_events import ModelState
+from scorestream.model_events import ModelState, promotions_topic
 from scorestream.replay import watermarks
 from scorestream.serde import decode_message
 from scorestream.settings import KafkaSettings
@@ -75,7 +75,8 @@ class ReplyRouter:
         self._recent: OrderedDict[str, tuple[float, DecisionEvent]] = OrderedDict()
         self.recent_max = recent_max
         self.recent_ttl_s = recent_ttl_s
-        self.models = ModelState()
+        self.models = ModelState(tenant, service="gateway")
+        self.models_topic = promotions_topic(tenant)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -108,14 +109,14 @@ class ReplyRouter:
                 consumer, TopicPartition(self.topic, self.partition), timeout=timeout
             )
             assignment = [TopicPartition(self.topic, self.partition, high)]
-            events = md.topics.get(MODEL_EVENTS_TOPIC)
+            events = md.topics.get(self.models_topic)
             if events is not None and events.error is None:
                 assignment += [
-                    TopicPartition(MODEL_EVENTS_TOPIC, p, -2)  # OFFSET_BEGINNING
+                    TopicPartition(self.models_topic, p, -2)  # OFFSET_BEGINNING
                     for p in events.partitions
                 ]
             else:
-                log.warning("topic %s not found: model metadata unavailable", MODEL_EVENTS_TOPIC)
+                log.warning("topic %s not found: model metadata unavailable", self.models_topic)
             consumer.assign(assignment)
         except BaseException:
             consumer.close()
@@ -156,7 +157,7 @@ class ReplyRouter:
                             raise KafkaException(err)
                         log.warning("reply consumer: %s", err.str())
                         continue
-                    if msg.topic() == MODEL_EVENTS_TOPIC:
+                    if msg.topic() == self.models_topic:
                         self._model_event(msg)
                     else:
                         self._reply(msg)
@@ -168,7 +169,8 @@ class ReplyRouter:
 
     def _model_event(self, msg: Message) -> None:
         try:
-            self.models.apply(decode_message(msg, accept=MODEL_EVENT_TYPES).event)
+            event = decode_message(msg, accept=MODEL_EVENT_TYPES).event
+            self.models.apply(event, topic=self.models_topic)
         except DecodeError:
             self.models.invalid += 1
 

@@ -32,13 +32,14 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from producers.gateway_http import REJECTED
+from producers.gateway_http import REJECTED, error_body
 
 _RESPONSE = "HTTP/1.1 408 Request Timeout\r\n"
 
 
-def _timeout_response(detail: str) -> bytes:
-    body = json.dumps({"detail": detail}).encode()
+def _timeout_response(detail: str, path: str = "") -> bytes:
+    """A raw 408 in the shape of the path's API (the path is unknown while headers are read)."""
+    body = json.dumps(error_body(path, detail)).encode()
     head = (
         f"{_RESPONSE}content-type: application/json\r\ncontent-length: {len(body)}\r\n"
         "connection: close\r\n\r\n"
@@ -125,7 +126,10 @@ class TimedH11Protocol(H11Protocol):
                 cycle.disconnected = True  # the app's receive() returns http.disconnect
                 cycle.message_event.set()
                 self.transport.write(
-                    _timeout_response(f"request body not received within {self.body_timeout_s:g}s")
+                    _timeout_response(
+                        f"request body not received within {self.body_timeout_s:g}s",
+                        str(cycle.scope.get("path", "")),
+                    )
                 )
         else:
             REJECTED.labels("header_timeout").inc()

@@ -22,6 +22,9 @@ name                datatype               value
 ``card_country``    BYTES                  optional; empty means unknown
 ==================  =====================  ==========================================
 
+The model's versions are what serves the tenant as champion (:func:`serving_version`); the
+routes take it with or without ``/versions/<v>``, and every failure is ``{"error": "..."}``.
+
 Outputs: ``score`` FP32 ``[N]``, ``decision`` BYTES ``[N]`` (approve / review / decline),
 ``model_version`` BYTES ``[N]``. Both JSON tensors and the binary tensor data extension
 (``Inference-Header-Content-Length``, what ``tritonclient`` sends by default) are supported, for
@@ -41,8 +44,9 @@ from typing import Any
 import numpy as np
 
 from producers import gateway_json
-from schemas.events import DecisionEvent
+from schemas.events import DecisionEvent, ModelAlias
 from scorestream.errors import ScorestreamError
+from scorestream.model_events import ModelState
 
 PLATFORM = "scorestream_kafka"
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -89,6 +93,25 @@ class InferRequest:
     """One JSON-ready ``TransactionEvent`` mapping per row (without ``tenant_id``)."""
     outputs: list[RequestedOutput]
     timeout_s: float | None
+
+
+def serving_version(models: ModelState, tenant: str, model: str) -> str | None:
+    """The version of ``model`` serving ``tenant`` as champion, as the ``model-events`` topic says:
+    the latest promotion, unless a worker rejected that version after it was promoted (the
+    workers then keep, or fall back to, an older version the gateway cannot name). ``None``: no
+    model serves the tenant, so the V2 model (and server) readiness is false.
+    """
+    promoted = models.serving(tenant, model, ModelAlias.CHAMPION)
+    if promoted is None:
+        return None
+    for rejected in models.rejected:
+        if (rejected.tenant_id, rejected.model_name, rejected.model_version) == (
+            tenant,
+            model,
+            promoted.model_version,
+        ) and rejected.rejected_at >= promoted.promoted_at:
+            return None
+    return promoted.model_version
 
 
 def model_metadata(name: str, versions: Sequence[str]) -> dict[str, Any]:

@@ -11,8 +11,11 @@ The rules: Read+Describe on the topics a service consumes (its own state changel
 :data:`EXTRA_READS`), Write+Describe on the topics it produces (its DLQs included, since a
 stream's consumers write its DLQ), Read on its consumer groups (``<tenant>.<service>`` literal and
 ``<tenant>.<service>.`` prefixed) and, for the exactly-once services, Write+Describe on the
-transactional ids ``<tenant>.<service>.*``. Every rule names only the tenant's own resources or a
-global stream (``model-events``); every rule is a literal or a ``<tenant>.``-prefixed name.
+transactional ids ``<tenant>.<service>.*``. Every rule names only the tenant's own resources (there
+is no global stream: promotions are ``<tenant>.model-events``, writable only by the tenant's
+model-management principal ``<tenant>-retrain``, since an ACL cannot restrict by key); every rule
+is a literal or a ``<tenant>.``-prefixed name. No rule grants Create (nor any cluster operation):
+topics, internal changelogs included, are provisioned by the deploy step, never by a service.
 
 The prefixed group rule also covers the ``assign()``-only readers, which never commit and never
 ask for committed offsets: the state store restores and checkpoints (group

@@ -116,7 +116,7 @@ def _prepare_models(repo_dir: Path, tenant: str) -> Callable[[], str]:
     repo = ModelRepository(str(repo_dir))
     for version, seed in (("1", 0), ("2", 1)):
         data, meta = tiny_model(version, seed)
-        lifecycle.publish(repo, training.TrainingResult(meta, data, 0.0))
+        lifecycle.publish(repo, training.TrainingResult(meta, data, 0.0), tenant=tenant)
     lifecycle.promote(repo, tenant=tenant, name=MODEL, version="1", reason="chaos: start")
 
     def promote() -> str:

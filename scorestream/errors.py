@@ -49,6 +49,21 @@ class TopicError(KafkaClientError):
     """Creating, altering or describing topics failed."""
 
 
+class MissingTopicError(TopicError):
+    """A topic a service needs does not exist. Services never create topics (their principals
+    have no Create ACL): the deploy step provisions every topic with the registry's configs."""
+
+    def __init__(self, topics: str | list[str], tenant: str | None = None) -> None:
+        names = [topics] if isinstance(topics, str) else sorted(topics)
+        self.topics = names
+        who = tenant or (names[0].split(".", 1)[0] if names and "." in names[0] else "<tenant>")
+        super().__init__(
+            f"topic(s) missing: {', '.join(names)}. Services do not create topics: provision "
+            f"them as an admin with `scorestream topics create --tenant {who}` (Kubernetes: "
+            "apply the tenant's KafkaTopic manifests, `scorestream k8s generate`)"
+        )
+
+
 class DeliveryError(KafkaClientError):
     """A produced record was not acknowledged by the broker."""
 

@@ -6,7 +6,8 @@ equal the generator's output, so edit the registry and re-run ``generate``, neve
 
 * one ``KafkaTopic`` per registry stream: partitions, replicas and the stream's topic config
   (``retention.ms``, ``cleanup.policy``, ``min.insync.replicas`` and its extras). Global streams
-  (``model-events``) are shared by every tenant and are written once, to ``topics-global.yaml``.
+  (none at present) would be shared by every tenant and written once, to ``topics-global.yaml``
+  (only written when the registry has one).
 * one ``KafkaUser`` per service of a tenant, SCRAM-SHA-512, with least-privilege ``simple`` ACLs
   derived from the registry's producers and consumers (:func:`scorestream.acl.service_acl_rules`):
   Read+Describe on the topics it consumes (its own state changelogs included), Write+Describe on
@@ -14,7 +15,7 @@ equal the generator's output, so edit the registry and re-run ``generate``, neve
   its consumer groups (``<tenant>.<service>`` and ``<tenant>.<service>.*``, which covers the
   ``assign()``-only restore and table readers) and, for the exactly-once services, Write+Describe
   on the transactional ids ``<tenant>.<service>.*``. Every ACL names only the tenant's own
-  resources or a global stream.
+  resources; none grants Create: these ``KafkaTopic`` objects are the only way topics appear.
 
 Strimzi 1.2.0 serves ``KafkaTopic`` and ``KafkaUser`` only as ``kafka.strimzi.io/v1`` (``v1beta2``
 and the ACL rule's singular ``operation`` are gone from its CRDs).
@@ -132,7 +133,7 @@ def global_topics(
     min_isr: int = 2,
     registry: TopicRegistry = REGISTRY,
 ) -> list[dict[str, Any]]:
-    """The streams shared by every tenant (``model-events``), once."""
+    """The streams shared by every tenant (none at present), once."""
     return [
         kafka_topic(
             s, None, cluster=cluster, namespace=namespace, replicas=replicas, min_isr=min_isr
@@ -219,16 +220,16 @@ def generate(
     replicas: int = 3,
     min_isr: int = 2,
 ) -> list[Path]:
-    """Write ``topics-global.yaml`` and per tenant ``topics-<t>.yaml``, ``users-<t>.yaml``."""
+    """Write per tenant ``topics-<t>.yaml``, ``users-<t>.yaml`` (and ``topics-global.yaml``
+    when the registry has global streams)."""
     for t in tenants:
         validate_tenant(t)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    files: dict[str, list[dict[str, Any]]] = {
-        "topics-global.yaml": global_topics(
-            cluster=cluster, namespace=namespace, replicas=replicas, min_isr=min_isr
-        )
-    }
+    files: dict[str, list[dict[str, Any]]] = {}
+    shared = global_topics(cluster=cluster, namespace=namespace, replicas=replicas, min_isr=min_isr)
+    if shared:
+        files["topics-global.yaml"] = shared
     for t in tenants:
         files[f"topics-{t}.yaml"] = kafka_topics(
             t,

@@ -2,7 +2,7 @@
 
 Writes (relative to the ``k8s`` root; a unit test keeps the committed tree equal to this output):
 
-* ``base/kafka/``: the Strimzi cluster, the global topics, each tenant's topics and users
+* ``base/kafka/``: the Strimzi cluster, each tenant's topics and users
   (:func:`scorestream.k8s.generate`), a default-deny ingress policy and the kustomization;
 * ``base/tenants/<t>/``: the tenant's namespace, ConfigMaps, workloads, Services, PDBs, KEDA
   objects, NetworkPolicies, the retraining CronJob and the scrape targets;

@@ -75,6 +75,12 @@ MODEL_LOADED = Gauge(
 MODEL_REJECTED = Counter(
     "scorestream_model_rejected_total", "Promotions this service refused", ["tenant", "model"]
 )
+MODEL_EVENTS_IGNORED = Counter(
+    "scorestream_model_events_ignored_total",
+    "Model events on the tenant's own topics that name another tenant (forged or misrouted), "
+    "ignored",
+    ["tenant", "service"],
+)
 CONSUMER_LAG = Gauge(
     "scorestream_consumer_lag_records",
     "High watermark minus position, per assigned partition",

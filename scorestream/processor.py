@@ -49,7 +49,7 @@ from schemas.errors import DecodeError
 from schemas.events import Contract
 from scorestream import metrics, tracing
 from scorestream.dlq import DeadLetter, fits
-from scorestream.errors import KafkaClientError
+from scorestream.errors import KafkaClientError, MissingTopicError, TopicError
 from scorestream.health import HealthServer
 from scorestream.kafka_config import consumer_config, producer_config, transactional_producer_config
 from scorestream.logs import redact
@@ -57,7 +57,7 @@ from scorestream.serde import decode_message
 from scorestream.settings import KafkaSettings
 from scorestream.stall_guard import StallGuard
 from scorestream.state import StateStore
-from scorestream.topics import MAX_MESSAGE_BYTES
+from scorestream.topics import MAX_MESSAGE_BYTES, REGISTRY
 
 log = logging.getLogger("scorestream.processor")
 
@@ -230,6 +230,22 @@ def log_dead_letters(service: str, dead: Sequence[DeadLetter]) -> None:
             len(dead) - MAX_DLQ_LOG_LINES,
             extra={"service_name": service},
         )
+
+
+def require_topics(client: Consumer, topics: Sequence[str], *, tenant: str) -> None:
+    """Raise :class:`MissingTopicError` (naming the provisioning command) unless every topic
+    exists. Nothing at runtime creates a topic: a missing one is a deployment error, and
+    subscribing to it would only surface later as an opaque UNKNOWN_TOPIC_OR_PART."""
+    missing = []
+    for topic in topics:
+        meta = client.list_topics(topic, timeout=30).topics.get(topic)
+        err = None if meta is None else meta.error
+        if err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+            raise TopicError(f"not authorized to describe {topic}: check the principal's ACLs")
+        if meta is None or err is not None:
+            missing.append(topic)
+    if missing:
+        raise MissingTopicError(missing, tenant)
 
 
 def freeze_startup_heap() -> None:
@@ -475,6 +491,7 @@ class Processor:
                 return 0
             self.producer = self._make_producer()
             self.consumer = self._make_consumer()
+            require_topics(self.consumer, self.required_topics(), tenant=self.config.tenant)
             self.consumer.subscribe(
                 list(self.config.inputs),
                 on_assign=self._on_assign,
@@ -502,6 +519,13 @@ class Processor:
                 health.stop()
             tracing.flush(5)
             self.stall_guard.close()
+
+    def required_topics(self) -> list[str]:
+        """Inputs, their DLQs and every stream the registry says this service writes: all must
+        exist before it starts (services have no Create ACL; the deploy step provisions them)."""
+        c = self.config
+        written = [s.topic(c.tenant) for s in REGISTRY.written_by(c.service)]
+        return list(dict.fromkeys([*c.inputs, *c.dlq_topics.values(), *written]))
 
     def _prepare(self) -> bool:
         """The service's own preparation (e.g. reading a table): live, not ready, meanwhile.

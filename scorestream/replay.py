@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from scorestream.errors import KafkaClientError
+from scorestream.errors import KafkaClientError, MissingTopicError
 from scorestream.kafka_config import ClientConfig
 
 
@@ -23,7 +23,7 @@ def read_to_end(conf: ClientConfig, topic: str, *, timeout: float = 30.0) -> Ite
         md = consumer.list_topics(topic, timeout=timeout)
         meta = md.topics.get(topic)
         if meta is None or meta.error is not None:
-            raise KafkaClientError(f"topic {topic} does not exist")
+            raise MissingTopicError(topic)
         ends: dict[int, int] = {}
         assignment = []
         for p in meta.partitions:

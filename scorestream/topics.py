@@ -3,8 +3,9 @@
 Everything that needs a topic name, partition count, retention or an ACL reads it from here: the
 services, ``scorestream topics create``, and (in a later issue) the generated Strimzi
 ``KafkaTopic`` and ``KafkaUser`` manifests. Per-tenant streams are named ``<tenant>.<stream>``;
-global streams (``model-events``) carry no prefix. Every consumed stream has a ``.dlq`` companion
-written by its consumers.
+a global stream (scope ``GLOBAL``, none at present: ``model-events`` became per-tenant so that no
+tenant can write another's promotions) would carry no prefix. Every consumed stream has a
+``.dlq`` companion written by its consumers.
 """
 
 from __future__ import annotations
@@ -260,19 +261,30 @@ _BASE: tuple[StreamSpec, ...] = (
     ),
     StreamSpec(
         name="model-events",
-        description="model published / promoted / rejected; compacted source of truth for serving",
+        description="the tenant's model published / promoted events; compacted source of truth "
+        "for what serves (key <tenant>/<model>/<alias>); written only by the tenant's model "
+        "management (the retrain principal)",
         partitions=1,
         retention_ms=FOREVER,
         cleanup_policy=CleanupPolicy.COMPACT,
-        scope=Scope.GLOBAL,
-        producers=("models-cli", "retrain", "worker"),
-        consumers=("worker", "monitor", "gateway"),
-        contracts=(
-            "scorestream.model.published.v1",
-            "scorestream.model.promoted.v1",
-            "scorestream.model.rejected.v1",
-        ),
+        producers=("retrain",),
+        consumers=("worker", "gateway", "retrain"),
+        contracts=("scorestream.model.published.v1", "scorestream.model.promoted.v1"),
         extra_config=(("min.compaction.lag.ms", "0"), ("segment.ms", str(DAY_MS))),
+        has_dlq=False,
+    ),
+    StreamSpec(
+        name="model-rejections",
+        description="promoted versions the tenant's workers refused to load, with the reason; "
+        "the workers write it, model management reads it (never the promotion stream)",
+        partitions=1,
+        retention_ms=FOREVER,
+        cleanup_policy=CleanupPolicy.COMPACT,
+        producers=("worker",),
+        consumers=("worker", "retrain"),
+        contracts=("scorestream.model.rejected.v1",),
+        extra_config=(("min.compaction.lag.ms", "0"), ("segment.ms", str(DAY_MS))),
+        has_dlq=False,
     ),
 )
 

@@ -18,7 +18,7 @@ from scorestream.settings import BrokerSettings
 
 RANDOM_TENANT = re.compile(r"^(?:changelog__|repartition__)?[a-z]{0,3}[0-9a-f]{8,}[.-]")
 """A topic of a test's random tenant (``t3f9a...``, Quix's internal ones included): named by
-``uuid4().hex``; fixed names (``demo``, ``model-events``) never match."""
+``uuid4().hex``; fixed names (``demo.*``) never match."""
 
 
 def read_messages(

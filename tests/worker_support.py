@@ -47,7 +47,7 @@ class Tenant:
 
     def publish_model(self, version: str, seed: int = 0) -> None:
         data, meta = tiny_model(version, seed=seed, name=self.model)
-        lifecycle.publish(self.repo, training.TrainingResult(meta, data, 0.0))
+        lifecycle.publish(self.repo, training.TrainingResult(meta, data, 0.0), tenant=self.name)
 
     def promote(self, version: str, alias: ModelAlias = ModelAlias.CHAMPION) -> None:
         lifecycle.promote(

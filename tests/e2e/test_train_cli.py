@@ -48,6 +48,12 @@ def test_kfp_local_runs_the_compiled_pipeline_components(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     tenant = f"t{uuid.uuid4().hex[:8]}"
+    subprocess.run(  # the deploy step: the tenant's model-events exists before anything publishes
+        [sys.executable, "-m", "scorestream", "topics", "create", "--tenant", tenant],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     proc = _run(
         ["train", "--kfp-local", "--tenant", tenant, "--days", "45", "--n-estimators", "40"],
         tmp_path,

@@ -357,13 +357,14 @@ def test_open_inference_protocol_with_tritonclient(tenant: Tenant, gateway: str)
             model_version="v-test",
             alias=ModelAlias.CHAMPION,
             promoted_at=datetime.now(UTC),
-        )
+        ),
+        tenant=tenant.name,
     )
     client = triton.InferenceServerClient(gateway.removeprefix("http://"))
     try:
         assert client.is_server_live()
-        assert client.is_server_ready()
         wait_until(lambda: client.is_model_ready("fraud-gbt"), 15, "model ready")
+        assert client.is_server_ready()  # ready once a model serves the tenant
         meta = client.get_model_metadata("fraud-gbt")
         assert meta["versions"] == ["v-test"]
         assert {i["name"] for i in meta["inputs"]} >= {"transaction_id", "amount_minor", "mcc"}

@@ -1,4 +1,5 @@
-"""Publish, promote and retrain through the real broker: model-events is the source of truth."""
+"""Publish, promote and retrain through the real broker: the tenant's model-events is the source
+of truth."""
 
 from __future__ import annotations
 
@@ -23,18 +24,21 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def model_events(kafka_bootstrap: str) -> None:
-    ensure_topics({"model-events": REGISTRY.get("model-events")})
-
-
-@pytest.fixture
 def names() -> tuple[str, str]:
     run = uuid.uuid4().hex[:8]
     return f"t{run}", f"m-{run}"
 
 
-def _events_for(name: str) -> tuple[list[str], list[tuple[str, str, str]]]:
-    state = read_model_events()
+@pytest.fixture
+def model_events(kafka_bootstrap: str, names: tuple[str, str]) -> None:
+    tenant, _ = names
+    ensure_topics(
+        {REGISTRY.topic(s, tenant): REGISTRY.get(s) for s in ("model-events", "model-rejections")}
+    )
+
+
+def _events_for(tenant: str, name: str) -> tuple[list[str], list[tuple[str, str, str]]]:
+    state = read_model_events(tenant)
     published = sorted(v for (n, v) in state.published if n == name)
     promoted = sorted(
         (t, a.value, e.model_version) for (t, n, a), e in state.promoted.items() if n == name
@@ -48,10 +52,10 @@ def test_publish_and_promote_are_events(
     tenant, name = names
     repo = ModelRepository(str(tmp_path / "models"))
     data, meta = tiny_model("1", name=name)
-    event = lifecycle.publish(repo, training.TrainingResult(meta, data, 0.0))
+    event = lifecycle.publish(repo, training.TrainingResult(meta, data, 0.0), tenant=tenant)
     assert event.sha256 == meta.sha256
     lifecycle.promote(repo, tenant=tenant, name=name, version="1", reason="test")
-    assert _events_for(name) == (["1"], [(tenant, "champion", "1")])
+    assert _events_for(tenant, name) == (["1"], [(tenant, "champion", "1")])
     assert lifecycle.serving_version(tenant, name, ModelAlias.CHAMPION) == "1"
 
     # the genuine Kafka CLI shows the promotion (key = tenant/model/alias)
@@ -63,7 +67,7 @@ def test_publish_and_promote_are_events(
             "kafka",
             "kafka-console-consumer",
             "--topic",
-            "model-events",
+            f"{tenant}.model-events",
             "--from-beginning",
             "--timeout-ms",
             "8000",
@@ -97,7 +101,7 @@ def test_bad_promotions_emit_nothing(
     repo.publish(data, foreign)
     with pytest.raises(FeatureSpecMismatchError):
         lifecycle.promote(repo, tenant=tenant, name=name, version="2")
-    assert _events_for(name) == ([], [])
+    assert _events_for(tenant, name) == ([], [])
 
 
 @pytest.mark.slow
@@ -123,6 +127,6 @@ def test_retrain_gate_champion_then_challenger(
     assert second.champion.version == first.candidate.version
     assert second.champion_ap == pytest.approx(first.candidate_ap, abs=1e-9)  # same window
     assert "not passed" in second.render()
-    published, promoted = _events_for(name)
+    published, promoted = _events_for(tenant, name)
     assert published == ["1", "2"]
     assert promoted == [(tenant, "challenger", "2"), (tenant, "champion", "1")]

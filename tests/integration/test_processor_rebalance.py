@@ -33,7 +33,7 @@ PARTITIONS = 4
 PER_PARTITION = 60
 
 
-def _config(group: str, src: str, dst: str, instance: str) -> ProcessorConfig:
+def _config(group: str, src: str, dlq: str, instance: str) -> ProcessorConfig:
     return ProcessorConfig(
         service="relay",
         tenant="t",
@@ -41,7 +41,7 @@ def _config(group: str, src: str, dst: str, instance: str) -> ProcessorConfig:
         instance_id=instance,
         inputs=(src,),
         accept=(TransactionEvent,),
-        dlq_topics={src: f"{src}.dlq"},
+        dlq_topics={src: dlq},  # a service starts only when its topics exist (none creates)
         max_batch=40,
         max_wait_ms=20,
         session_timeout_ms=6000,
@@ -134,6 +134,7 @@ def test_partitions_moving_between_instances_lose_and_duplicate_nothing(
     relays: Callable[[ProcessorConfig, str, float], Relay],
 ) -> None:
     src, dst = make_topic("relay-in", PARTITIONS), make_topic("relay-out", PARTITIONS)
+    dlq = make_topic("relay-dlq", 1)
     group = f"relay-{uuid.uuid4().hex[:8]}"
     total = PER_PARTITION * PARTITIONS
     trickle = Trickle(kafka_bootstrap, src, total, rate=total / 12)  # ~12 s of input
@@ -146,12 +147,12 @@ def test_partitions_moving_between_instances_lose_and_duplicate_nothing(
         assert relay.batches >= n, "an instance never processed a batch"
 
     # three rebalances while slow instances hold batches: b joins, b leaves, c joins
-    first = relays(_config(group, src, dst, "relay-a"), dst, 0.3)
+    first = relays(_config(group, src, dlq, "relay-a"), dst, 0.3)
     wait_batches(first, 3)
-    second = relays(_config(group, src, dst, "relay-b"), dst, 0.3)
+    second = relays(_config(group, src, dlq, "relay-b"), dst, 0.3)
     wait_batches(second, 3)
     second.stop()
-    third = relays(_config(group, src, dst, "relay-c"), dst, 0.3)
+    third = relays(_config(group, src, dlq, "relay-c"), dst, 0.3)
     wait_batches(third, 3)
     trickle.join(120)
     assert trickle.error is None, trickle.error

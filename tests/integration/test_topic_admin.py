@@ -46,7 +46,7 @@ def test_create_is_idempotent_and_configs_match(tenant: str, admin: AdminClient)
         for key, value in spec.topic_config().items():
             assert conf[key] == value, (name, key)
     assert describe_topic_config(admin, f"{tenant}.audit")["retention.ms"] == "-1"
-    assert describe_topic_config(admin, "model-events")["cleanup.policy"] == "compact"
+    assert describe_topic_config(admin, f"{tenant}.model-events")["cleanup.policy"] == "compact"
 
 
 def test_config_drift_is_repaired(tenant: str, admin: AdminClient) -> None:

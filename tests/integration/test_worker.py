@@ -209,17 +209,18 @@ def test_hot_swap_under_load_then_a_corrupt_promotion_is_rejected(
             model_version="3",
             alias=ModelAlias.CHAMPION,
             promoted_at=datetime.now(UTC),
-        )
+        ),
+        tenant=tenant.name,
     )
     wait_until(
         lambda: any(
             r.tenant_id == tenant.name and r.model_version == "3"
-            for r in read_model_events().rejected
+            for r in read_model_events(tenant.name).rejected
         ),
         30,
         "ModelRejected for version 3",
     )
-    rejected = [r for r in read_model_events().rejected if r.tenant_id == tenant.name]
+    rejected = read_model_events(tenant.name).rejected
     assert "ModelIntegrityError" in rejected[0].reason
     assert rejected[0].instance == "w-swap"
     more = list(enriched_events(tenant.name, 300, seed=7))

@@ -301,7 +301,7 @@ def test_content_types_other_than_json_are_refused(gateway: Gateway) -> None:
         for path in ("/v1/transactions", "/v1/transactions:score", V2_INFER):
             r = _post_raw(gw, path, body, content_type)
             assert r.status_code == 415, (path, content_type, r.status_code)
-            assert "application/json" in r.json()["detail"]
+            assert "application/json" in r.json()["error" if path == V2_INFER else "detail"]
     r = _post_raw(gw, "/v1/transactions", body, None)
     assert r.status_code == 415
     ok = _post_raw(gw, "/v1/transactions", body, "application/json; charset=utf-8")

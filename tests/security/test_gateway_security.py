@@ -75,7 +75,8 @@ def test_every_write_endpoint_needs_a_key_of_its_tenant(gateway: Gateway) -> Non
             gw.url + path, json=_body(gw), timeout=10, headers={"X-API-Key": gw.foreign_key}
         )
         assert foreign.status_code == 403, path
-        assert gw.tenant in foreign.json()["detail"]
+        # the V2 routes answer with the Open Inference Protocol's error object
+        assert gw.tenant in foreign.json()["error" if path.startswith("/v2/") else "detail"]
     metadata = httpx.get(f"{gw.url}/v2/models/fraud-gbt", timeout=10)
     assert metadata.status_code == 401
     accepted = httpx.post(
@@ -85,8 +86,11 @@ def test_every_write_endpoint_needs_a_key_of_its_tenant(gateway: Gateway) -> Non
 
 
 def test_probes_and_metrics_stay_open(gateway: Gateway) -> None:
-    for path in ("/livez", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"):
+    for path in ("/livez", "/readyz", "/metrics", "/v2/health/live"):
         assert httpx.get(gateway.url + path, timeout=10).status_code == 200, path
+    # open too, and false: no model serves this tenant (tests/integration/test_gateway_v2_protocol)
+    ready = httpx.get(gateway.url + "/v2/health/ready", timeout=10)
+    assert (ready.status_code, ready.json()) == (503, {"ready": False})
     # a rejection of its own: the test must not depend on another test having run first
     assert httpx.post(gateway.url + "/v1/transactions", json={}, timeout=10).status_code == 401
     metrics = httpx.get(gateway.url + "/metrics", timeout=10).text

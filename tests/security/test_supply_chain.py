@@ -1,8 +1,8 @@
 """Supply chain and integrity: model artifacts are verified by sha256 before anything loads them,
 and the dependency audit's allow-list policy (``make audit``) is enforced as documented.
 
-The worker side (a tampered version promoted mid-stream → ``ModelRejected`` on model-events, the
-old version keeps serving) runs on the real broker in
+The worker side (a tampered version promoted mid-stream → ``ModelRejected`` on
+``<tenant>.model-rejections``, the old version keeps serving) runs on the real broker in
 ``tests/integration/test_worker.py::test_hot_swap_under_load_then_a_corrupt_promotion_is_rejected``.
 """
 

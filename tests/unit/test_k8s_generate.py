@@ -180,12 +180,25 @@ def test_worker_user_least_privilege() -> None:
     worker = _user("demo", "worker")
     for name in ("demo.predictions", "demo.predictions.shadow", "demo.transactions.enriched.dlq"):
         assert {"Write", "Describe"} <= _ops(worker, "topic", name)
-    for name in ("demo.transactions.enriched", "model-events"):
+    for name in ("demo.transactions.enriched", "demo.model-events", "demo.model-rejections"):
         assert {"Read", "Describe"} <= _ops(worker, "topic", name)
+    assert {"Write", "Describe"} <= _ops(worker, "topic", "demo.model-rejections")
+    assert "Write" not in _ops(worker, "topic", "demo.model-events")  # it reports, never promotes
     assert "Write" not in _ops(worker, "topic", "demo.decisions")
     assert "Write" not in _ops(worker, "topic", "demo.transactions.enriched")
     assert _ops(worker, "topic", "demo.audit") == set()
     assert _ops(_user("acme", "worker"), "topic", "demo.predictions") == set()
+
+
+def test_only_model_management_writes_the_promotion_stream() -> None:
+    """Issue 15: ``<tenant>.model-events`` is written by ``<tenant>-retrain`` alone."""
+    writers = {
+        service
+        for service in k8s.SERVICES
+        if "Write" in _ops(_user("demo", service), "topic", "demo.model-events")
+    }
+    assert writers == {"retrain"}
+    assert _ops(_user("demo", "retrain"), "topic", "acme.model-events") == set()
 
 
 def test_transactional_ids_only_for_transactional_services() -> None:

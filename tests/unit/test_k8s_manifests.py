@@ -111,7 +111,6 @@ def test_the_cli_writes_the_tree(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert cli.main(["k8s", "generate", "--out", str(tmp_path / "only"), "--tenant", "acme"]) == 0
     assert sorted(p.name for p in (tmp_path / "only").iterdir()) == [
         "topics-acme.yaml",
-        "topics-global.yaml",
         "users-acme.yaml",
     ]
 

@@ -15,6 +15,7 @@ STREAMS = [
     "audit",
     "alerts",
     "model-events",
+    "model-rejections",
 ]
 
 
@@ -23,11 +24,21 @@ def test_every_designed_stream_is_declared() -> None:
     assert set(STREAMS) <= names
 
 
-def test_tenant_prefix_and_global_streams() -> None:
+def test_tenant_prefix_and_no_global_streams() -> None:
     assert REGISTRY.topic("transactions", "acme") == "acme.transactions"
-    assert REGISTRY.topic("model-events", "acme") == "model-events"
-    assert REGISTRY.get("model-events").scope is Scope.GLOBAL
     assert REGISTRY.dlq_topic("predictions", "acme") == "acme.predictions.dlq"
+    # issue 15: an ACL cannot restrict by key, so promotions are per tenant, like everything else
+    assert REGISTRY.topic("model-events", "acme") == "acme.model-events"
+    assert REGISTRY.topic("model-rejections", "acme") == "acme.model-rejections"
+    assert REGISTRY.global_streams() == ()
+    assert all(s.scope is Scope.TENANT for s in REGISTRY.streams)
+
+
+def test_only_model_management_writes_promotions_and_workers_only_report() -> None:
+    assert REGISTRY.get("model-events").producers == ("retrain",)
+    assert REGISTRY.get("model-rejections").producers == ("worker",)
+    assert "model-events" not in {s.name for s in REGISTRY.written_by("worker")}
+    assert "retrain" in REGISTRY.get("model-rejections").consumers
 
 
 def test_every_consumed_stream_has_a_dlq_written_by_its_consumers() -> None:
@@ -52,6 +63,7 @@ def test_retention_and_compaction() -> None:
     assert events.cleanup_policy is CleanupPolicy.COMPACT
     assert events.topic_config()["cleanup.policy"] == "compact"
     assert events.partitions == 1  # one total order of promotions
+    assert REGISTRY.get("model-rejections").cleanup_policy is CleanupPolicy.COMPACT
 
 
 @pytest.mark.parametrize("tenant", ["", "Acme", "acme_corp", "-acme", "a" * 40, "acme.x", None])
@@ -63,11 +75,12 @@ def test_invalid_tenants_are_refused(tenant: str | None) -> None:
 def test_topics_for_tenant_and_service_views() -> None:
     topics = REGISTRY.topics_for_tenant("acme")
     assert "acme.audit" in topics
-    assert "model-events" in topics
-    assert all(t == "model-events" or t.startswith(("acme.", "model-events")) for t in topics)
+    assert "acme.model-events" in topics
+    assert all(t.startswith("acme.") for t in topics)
     assert {s.name for s in REGISTRY.read_by("worker")} == {
         "transactions.enriched",
         "model-events",
+        "model-rejections",
     }
     assert "predictions" in {s.name for s in REGISTRY.written_by("worker")}
     with pytest.raises(ConfigError):
