@@ -74,6 +74,7 @@ def _on_topic(bootstrap: str, topic: str, n: int, settle: float = 0) -> list[Mes
     return read_messages(bootstrap, topic, n, timeout=max(settle, 10.0))
 
 
+@pytest.mark.slow  # ~30 s: the decision service runs twice
 def test_list_show_redrive_exactly_once(
     kafka_bootstrap: str, tenant: Tenant, capsys: pytest.CaptureFixture[str]
 ) -> None:
