@@ -317,6 +317,10 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915  (a block per su
 
     register_bench(sub)
 
+    from scorestream.ops.dlq_cli import register as register_dlq  # noqa: PLC0415
+
+    register_dlq(sub)
+
     for name, (_, help_text) in SERVICES.items():
         service = sub.add_parser(
             name,

@@ -3,7 +3,8 @@
 A DLQ record keeps the original key, value and headers byte for byte, and adds ``dlq.*``
 headers: reason (a low-cardinality code), error class, message, source topic/partition/offset,
 service and time. ``scorestream kafka kafka-console-consumer --property print.headers=true`` shows
-them; a fixed record can be re-published from the DLQ as is.
+them; ``scorestream dlq list|show|redrive`` (an operator tool) counts, shows and
+re-publishes them once the cause is fixed.
 
 Writing a dead letter can never fail its batch. A record the broker accepted on an input may be
 too large to be copied (its copy carries the ``dlq.*`` headers too, and the input's limit may be
@@ -25,6 +26,25 @@ from schemas.cloudevents import Envelope
 from schemas.errors import DecodeError, RawRecord
 
 MAX_MESSAGE = 1000
+
+PREFIX = "dlq."
+"""Every dead-letter header starts with this (a re-drive strips them all)."""
+REASON = "dlq.reason"
+ERROR = "dlq.error"
+MESSAGE = "dlq.message"
+SOURCE_TOPIC = "dlq.source.topic"
+SOURCE_PARTITION = "dlq.source.partition"
+SOURCE_OFFSET = "dlq.source.offset"
+SERVICE = "dlq.service"
+TIME = "dlq.time"
+POINTER = "dlq.pointer"
+POINTER_CAUSE = "dlq.pointer.cause"
+SOURCE_SIZE = "dlq.source.size"
+REDRIVE_COUNT = "dlq.redrive.count"
+"""Set by ``scorestream dlq redrive`` on a re-published record: how often it was re-driven. A
+service that dead-letters it again copies it with the raw headers, so the next re-drive counts
+on from it. The ``dlq.*`` headers a service adds come after the raw ones: a reader takes the
+last occurrence of a name."""
 
 BATCH_OVERHEAD = 61 + 31
 """A v2 record batch header plus one record's fixed fields (varints at their widest)."""
@@ -139,20 +159,20 @@ class DeadLetter:
         }
         headers = kept + self._dlq_headers(service)
         headers += [
-            ("dlq.pointer", "true"),
-            ("dlq.pointer.cause", cause),
-            ("dlq.source.size", str(size)),
+            (POINTER, "true"),
+            (POINTER_CAUSE, cause),
+            (SOURCE_SIZE, str(size)),
         ]
         return DlqRecord(key, json.dumps(value).encode(), headers, pointer=True)
 
     def _dlq_headers(self, service: str) -> list[tuple[str, str | bytes | None]]:
         return [
-            ("dlq.reason", self.reason),
-            ("dlq.error", self.error),
-            ("dlq.message", self.message[:MAX_MESSAGE]),
-            ("dlq.source.topic", self.raw.topic or ""),
-            ("dlq.source.partition", str(self.raw.partition)),
-            ("dlq.source.offset", str(self.raw.offset)),
-            ("dlq.service", service),
-            ("dlq.time", datetime.now(UTC).isoformat()),
+            (REASON, self.reason),
+            (ERROR, self.error),
+            (MESSAGE, self.message[:MAX_MESSAGE]),
+            (SOURCE_TOPIC, self.raw.topic or ""),
+            (SOURCE_PARTITION, str(self.raw.partition)),
+            (SOURCE_OFFSET, str(self.raw.offset)),
+            (SERVICE, service),
+            (TIME, datetime.now(UTC).isoformat()),
         ]
