@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,9 +15,13 @@ from rich.table import Table
 from schemas.events import ModelAlias
 
 if TYPE_CHECKING:
-    from pipelines.sources import TrainingData
+    from pipelines.sources import AuditWindow, TrainingData
 
 console = Console()
+
+DEFAULT_DAYS = 60
+DEFAULT_MAX_ROWS = 2_000_000  # = pipelines.sources.DEFAULT_MAX_ROWS (not imported: slow)
+MIN_AUDIT_DAYS_HINT = 42
 
 HANDBOOK_BASELINES = (
     "The handbook's baseline chapter reports decision-tree, logistic-regression, random-forest and "
@@ -147,15 +151,57 @@ def _train_with_kfp_local(args: argparse.Namespace) -> int:
     return 0
 
 
+def _when(text: str) -> datetime:
+    """An ISO-8601 date or time for ``--since``/``--until``; UTC unless it names a zone."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an ISO-8601 date or time: {text!r} (e.g. 2026-11-01 or 2026-11-01T12:00Z)"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def retrain_window(args: argparse.Namespace) -> AuditWindow:
+    """The audit window of ``retrain``: ``--since``/``--until``, or the ``--days`` before
+    ``--until`` (default: now)."""
+    from pipelines.sources import AuditWindow  # noqa: PLC0415
+
+    if args.since is not None and args.days is not None:
+        raise SystemExit("retrain: give --since or --days, not both")
+    until: datetime | None = args.until
+    since: datetime | None = args.since
+    if since is None:
+        since = (until or datetime.now(UTC)) - timedelta(days=args.days or DEFAULT_DAYS)
+    if until is not None and since >= until:
+        raise SystemExit(f"retrain: --since {since:%Y-%m-%d %H:%M} is not before --until")
+    return AuditWindow(since=since, until=until, max_rows=args.max_rows)
+
+
 def cmd_retrain(args: argparse.Namespace) -> int:
     from pipelines import lifecycle  # noqa: PLC0415
     from pipelines.sources import load_training_data  # noqa: PLC0415
     from pipelines.training import TrainConfig  # noqa: PLC0415
 
+    window = retrain_window(args)
     data = load_training_data(
-        tenant=args.tenant, seed=args.seed, days=args.days, source=args.source
+        tenant=args.tenant,
+        seed=args.seed,
+        days=args.days or DEFAULT_DAYS,
+        source=args.source,
+        window=window,
+        progress=_progress,
     )
     _progress(f"data: {data.source}")
+    if data.report:
+        console.print(data.report, highlight=False, soft_wrap=True)
     report = lifecycle.retrain(
         lifecycle.open_repository(),
         data.transactions,
@@ -164,7 +210,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         name=args.model,
         source=data.source,
         margin=args.margin,
-        config=TrainConfig(model_name=args.model, seed=args.seed),
+        config=TrainConfig(model_name=args.model, seed=args.seed, n_estimators=args.n_estimators),
         features=data.features,
         progress=_progress,
     )
@@ -263,11 +309,41 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     train.set_defaults(func=cmd_train)
 
     retrain = sub.add_parser("retrain", help="retrain and promote if better (the CronJob)")
-    retrain.add_argument("--tenant", default="demo")
-    retrain.add_argument("--model", default="fraud-gbt")
-    retrain.add_argument("--source", default="auto", choices=("auto", "audit", "simulator"))
-    retrain.add_argument("--seed", type=int, default=43)
-    retrain.add_argument("--days", type=int, default=60)
+    retrain.add_argument("--tenant", default="demo", help="tenant whose model is retrained")
+    retrain.add_argument("--model", default="fraud-gbt", help="model name in the repository")
+    retrain.add_argument(
+        "--source",
+        default="auto",
+        choices=("auto", "audit", "simulator"),
+        help="training data: the audit log, the simulator, or auto (audit if it holds "
+        f"{MIN_AUDIT_DAYS_HINT} days, else simulator)",
+    )
+    retrain.add_argument("--seed", type=int, default=43, help="simulator and training seed")
+    retrain.add_argument(
+        "--days",
+        type=_positive,
+        default=None,
+        help=f"days of history: the audit window ending at --until (default {DEFAULT_DAYS}), "
+        "or days simulated",
+    )
+    retrain.add_argument(
+        "--since",
+        type=_when,
+        help="audit window start (ISO-8601, UTC unless zoned; Kafka record timestamps)",
+    )
+    retrain.add_argument(
+        "--until", type=_when, help="audit window end, exclusive (default: the log's end now)"
+    )
+    retrain.add_argument(
+        "--max-rows",
+        type=_positive,
+        default=DEFAULT_MAX_ROWS,
+        help="most audit rows to keep in memory; the read stops there and says so "
+        f"(default {DEFAULT_MAX_ROWS:,})",
+    )
+    retrain.add_argument(
+        "--n-estimators", type=_positive, default=300, help="boosting rounds of the candidate"
+    )
     retrain.add_argument(
         "--margin", type=float, default=0.005, help="AP gain needed to replace the champion"
     )
