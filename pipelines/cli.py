@@ -48,6 +48,12 @@ def _metrics_table(metrics: dict[str, float]) -> Table:
     return table
 
 
+def _run_dir(args: argparse.Namespace) -> Path:
+    from scorestream.settings import scorestream_home  # noqa: PLC0415
+
+    return Path(args.run_dir) if args.run_dir else scorestream_home() / "runs"
+
+
 def _load_data(args: argparse.Namespace) -> TrainingData:
     from pipelines.sources import TrainingData, from_simulator  # noqa: PLC0415
 
@@ -74,7 +80,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = training.TrainConfig(model_name=args.model, n_estimators=args.n_estimators)
     data = _load_data(args)
     _progress(f"data: {data.source}")
-    run_dir = Path(args.run_dir) / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    run_dir = _run_dir(args) / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     dataset_dir, model_file = run_dir / "dataset", run_dir / "model.lgb.txt"
     onnx_file, metrics_file = run_dir / "model.onnx", run_dir / "metrics.json"
     timings: dict[str, float] = {}
@@ -134,7 +140,7 @@ def _train_with_kfp_local(args: argparse.Namespace) -> int:
 
     from pipelines.kfp_pipeline import training_pipeline  # noqa: PLC0415
 
-    root = Path(args.run_dir).resolve() / "kfp"
+    root = _run_dir(args).resolve() / "kfp"
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
     started = time.perf_counter()
     training_pipeline(
@@ -245,6 +251,14 @@ def cmd_models(args: argparse.Namespace) -> int:
                     ", ".join(serving.get((name, version), [])) or "-",
                 )
         console.print(table)
+        if not repo.names():
+            from scorestream.settings import home_origin  # noqa: PLC0415
+
+            console.print(
+                f"[yellow]no models in {repo.url} ({home_origin('SCORESTREAM_MODELS_URL')})",
+                highlight=False,
+                soft_wrap=True,
+            )
         if state.rejected:
             for r in state.rejected[-5:]:
                 console.print(
@@ -293,7 +307,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     train.add_argument("--days", type=int, default=60, help="days of simulated history")
     train.add_argument("--data", help="directory with transactions.jsonl + labels.jsonl instead")
     train.add_argument("--n-estimators", type=int, default=300)
-    train.add_argument("--run-dir", default="var/runs", help="where step artifacts are kept")
+    train.add_argument(
+        "--run-dir", help="where step artifacts are kept (default $SCORESTREAM_HOME/runs)"
+    )
     train.add_argument("--no-publish", action="store_true", help="keep artifacts local only")
     train.add_argument(
         "--no-promote", action="store_true", help="do not promote even if no champion exists"

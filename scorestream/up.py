@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from scorestream.settings import home_origin
 from scorestream.supervisor import ServiceSpec, Supervisor, free_port
 
 Progress = Callable[[str], None]
@@ -81,4 +82,9 @@ def dev_api_key(tenant: str) -> tuple[str, Path]:
 
 
 def down(tenant: str, *, progress: Progress = lambda _: None) -> int:
-    return Supervisor(tenant).stop(progress=progress)
+    supervisor = Supervisor(tenant)
+    if not supervisor.running():
+        progress(
+            f"no running services of tenant {tenant} in {supervisor.pid_file} ({home_origin()})"
+        )
+    return supervisor.stop(progress=progress)
