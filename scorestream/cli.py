@@ -164,9 +164,12 @@ def _cmd_gateway_keys(args: argparse.Namespace) -> int:
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
-    from scorestream.up import up  # noqa: PLC0415
+    from scorestream.up import describe, up, wait_ready  # noqa: PLC0415
 
     supervisor = up(args.tenant, gateway_port=args.gateway_port, progress=_progress)
+    statuses = wait_ready(supervisor, timeout=args.ready_timeout, progress=_progress)
+    print(f"all {len(statuses)} services of tenant {args.tenant} are ready:")
+    print(describe(statuses))
     print(
         f"gateway: http://127.0.0.1:{args.gateway_port}/docs   logs: {supervisor.dir}/\n"
         f"API key: {supervisor.dir}/api-key (send it as 'Authorization: Bearer <key>')\n"
@@ -260,12 +263,27 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915  (a block per su
     keys.add_argument("--file", help="append the stored (hashed) line to this keys file")
     keys.set_defaults(func=_cmd_gateway_keys)
 
-    up_cmd = sub.add_parser("up", help="start broker, topics and every service of a tenant")
-    up_cmd.add_argument("--tenant", default="demo")
-    up_cmd.add_argument("--gateway-port", type=int, default=8000)
+    up_cmd = sub.add_parser(
+        "up",
+        help="start broker, topics and every service of a tenant; wait until they are ready",
+        description="Starts each service as a process (logs and pids in "
+        "$SCORESTREAM_HOME/run/<tenant>/), waits until every one answers /readyz, then prints "
+        "each service's URL and port. A service that exits or is not ready in time fails the "
+        "command with its /readyz answer and the last lines of its log.",
+    )
+    up_cmd.add_argument("--tenant", default="demo", help="tenant whose services to start")
+    up_cmd.add_argument(
+        "--gateway-port", type=int, default=8000, help="HTTP port of the gateway (API and probes)"
+    )
+    up_cmd.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for every service to be ready (default 120)",
+    )
     up_cmd.set_defaults(func=_cmd_up)
     down_cmd = sub.add_parser("down", help="stop the services started by 'up'")
-    down_cmd.add_argument("--tenant", default="demo")
+    down_cmd.add_argument("--tenant", default="demo", help="tenant whose services to stop")
     down_cmd.set_defaults(func=_cmd_down)
 
     state = sub.add_parser(
