@@ -301,12 +301,12 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     train = sub.add_parser("train", help="train, export to ONNX and publish a fraud model")
-    train.add_argument("--tenant", default="demo")
-    train.add_argument("--model", default="fraud-gbt")
-    train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--tenant", default="demo", help="tenant the model is promoted for")
+    train.add_argument("--model", default="fraud-gbt", help="model name in the repository")
+    train.add_argument("--seed", type=int, default=42, help="simulator and training seed")
     train.add_argument("--days", type=int, default=60, help="days of simulated history")
     train.add_argument("--data", help="directory with transactions.jsonl + labels.jsonl instead")
-    train.add_argument("--n-estimators", type=int, default=300)
+    train.add_argument("--n-estimators", type=int, default=300, help="boosting rounds")
     train.add_argument(
         "--run-dir", help="where step artifacts are kept (default $SCORESTREAM_HOME/runs)"
     )
@@ -366,12 +366,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     retrain.set_defaults(func=cmd_retrain)
 
     models = sub.add_parser("models", help="the model repository and model-events")
-    models.add_argument("action", choices=("list", "show", "publish", "promote"))
-    models.add_argument("--model", default="fraud-gbt")
-    models.add_argument("--version")
-    models.add_argument("--tenant")
-    models.add_argument("--alias", default="champion", choices=[a.value for a in ModelAlias])
-    models.add_argument("--reason", default="manual promotion")
+    models.add_argument(
+        "action",
+        choices=("list", "show", "publish", "promote"),
+        help="list versions and what serves, show a version's metadata, publish or promote one",
+    )
+    models.add_argument("--model", default="fraud-gbt", help="model name (show, promote)")
+    models.add_argument("--version", help="model version (show, promote)")
+    models.add_argument("--tenant", help="promote: the tenant it serves")
+    models.add_argument(
+        "--alias",
+        default="champion",
+        choices=[a.value for a in ModelAlias],
+        help="promote: champion (serves) or challenger (shadow)",
+    )
+    models.add_argument(
+        "--reason", default="manual promotion", help="promote: recorded on model-events"
+    )
     models.add_argument("--onnx", help="publish: path of model.onnx")
     models.add_argument("--metadata", help="publish: path of model.json")
     models.set_defaults(func=cmd_models)
