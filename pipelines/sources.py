@@ -226,8 +226,9 @@ def from_audit(
     )
     report = (
         f"audit read: {read:,} records in window {window.describe()} → {len(transactions):,} rows "
-        f"used ({rows.superseded:,} superseded revisions, {rows.skipped:,} incomplete or other "
-        f"spec, {outside:,} outside the window), {len(labels):,} labels; memory: training arrays "
+        f"used ({rows.superseded:,} superseded revisions, {rows.skipped:,} skipped as "
+        f"incomplete, other spec or undecodable, {outside:,} outside the window), "
+        f"{len(labels):,} labels; memory: training arrays "
         f"{features.nbytes / 2**20:.1f} MiB, peak RSS {_peak_rss_mib():.0f} MiB{cap}"
     )
     return TrainingData(
