@@ -33,7 +33,7 @@ from scorestream.kafka_config import (
     common_config,
     producer_config,
 )
-from scorestream.settings import KafkaSettings
+from scorestream.settings import KafkaSettings, scorestream_home
 from tests.worker_support import TRACEPARENT, enriched_events
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,10 +68,12 @@ def _reuse(source: Path, repo: ModelRepository) -> dict[str, Any] | None:
 
 
 def prepare_model(repo: ModelRepository, *, retrain: bool) -> dict[str, Any]:
-    """The newest production model with this feature spec (var/models, then this benchmark's
-    cache), else train one the production way and cache it."""
+    """The newest production model with this feature spec (``$SCORESTREAM_HOME/models``, the
+    clone's old ``var/models``, then this benchmark's cache), else train one the production way
+    and cache it."""
     if not retrain:
-        for source in (ROOT / "var" / "models", MODEL_CACHE / FEATURE_SPEC.hash):
+        home_models = scorestream_home() / "models"
+        for source in (home_models, ROOT / "var" / "models", MODEL_CACHE / FEATURE_SPEC.hash):
             info = _reuse(source, repo)
             if info is not None:
                 return info

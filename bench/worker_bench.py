@@ -860,7 +860,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.worker_bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer sizes and events (~1 min)")
     parser.add_argument(
-        "--retrain", action="store_true", help="train the model even if var/models has one"
+        "--retrain", action="store_true", help="train the model even if one is stored"
     )
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     parser.add_argument(

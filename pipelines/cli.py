@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,9 +15,13 @@ from rich.table import Table
 from schemas.events import ModelAlias
 
 if TYPE_CHECKING:
-    from pipelines.sources import TrainingData
+    from pipelines.sources import AuditWindow, TrainingData
 
 console = Console()
+
+DEFAULT_DAYS = 60
+DEFAULT_MAX_ROWS = 2_000_000  # = pipelines.sources.DEFAULT_MAX_ROWS (not imported: slow)
+MIN_AUDIT_DAYS_HINT = 42
 
 HANDBOOK_BASELINES = (
     "The handbook's baseline chapter reports decision-tree, logistic-regression, random-forest and "
@@ -42,6 +46,12 @@ def _metrics_table(metrics: dict[str, float]) -> Table:
     table.add_row("test transactions", f"{int(metrics.get('n_test', 0)):,}")
     table.add_row("test fraud rate", f"{metrics.get('fraud_rate_test', 0):.3%}")
     return table
+
+
+def _run_dir(args: argparse.Namespace) -> Path:
+    from scorestream.settings import scorestream_home  # noqa: PLC0415
+
+    return Path(args.run_dir) if args.run_dir else scorestream_home() / "runs"
 
 
 def _load_data(args: argparse.Namespace) -> TrainingData:
@@ -70,7 +80,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = training.TrainConfig(model_name=args.model, n_estimators=args.n_estimators)
     data = _load_data(args)
     _progress(f"data: {data.source}")
-    run_dir = Path(args.run_dir) / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    run_dir = _run_dir(args) / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     dataset_dir, model_file = run_dir / "dataset", run_dir / "model.lgb.txt"
     onnx_file, metrics_file = run_dir / "model.onnx", run_dir / "metrics.json"
     timings: dict[str, float] = {}
@@ -130,7 +140,7 @@ def _train_with_kfp_local(args: argparse.Namespace) -> int:
 
     from pipelines.kfp_pipeline import training_pipeline  # noqa: PLC0415
 
-    root = Path(args.run_dir).resolve() / "kfp"
+    root = _run_dir(args).resolve() / "kfp"
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
     started = time.perf_counter()
     training_pipeline(
@@ -147,15 +157,57 @@ def _train_with_kfp_local(args: argparse.Namespace) -> int:
     return 0
 
 
+def _when(text: str) -> datetime:
+    """An ISO-8601 date or time for ``--since``/``--until``; UTC unless it names a zone."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an ISO-8601 date or time: {text!r} (e.g. 2026-11-01 or 2026-11-01T12:00Z)"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def retrain_window(args: argparse.Namespace) -> AuditWindow:
+    """The audit window of ``retrain``: ``--since``/``--until``, or the ``--days`` before
+    ``--until`` (default: now)."""
+    from pipelines.sources import AuditWindow  # noqa: PLC0415
+
+    if args.since is not None and args.days is not None:
+        raise SystemExit("retrain: give --since or --days, not both")
+    until: datetime | None = args.until
+    since: datetime | None = args.since
+    if since is None:
+        since = (until or datetime.now(UTC)) - timedelta(days=args.days or DEFAULT_DAYS)
+    if until is not None and since >= until:
+        raise SystemExit(f"retrain: --since {since:%Y-%m-%d %H:%M} is not before --until")
+    return AuditWindow(since=since, until=until, max_rows=args.max_rows)
+
+
 def cmd_retrain(args: argparse.Namespace) -> int:
     from pipelines import lifecycle  # noqa: PLC0415
     from pipelines.sources import load_training_data  # noqa: PLC0415
     from pipelines.training import TrainConfig  # noqa: PLC0415
 
+    window = retrain_window(args)
     data = load_training_data(
-        tenant=args.tenant, seed=args.seed, days=args.days, source=args.source
+        tenant=args.tenant,
+        seed=args.seed,
+        days=args.days or DEFAULT_DAYS,
+        source=args.source,
+        window=window,
+        progress=_progress,
     )
     _progress(f"data: {data.source}")
+    if data.report:
+        console.print(data.report, highlight=False, soft_wrap=True)
     report = lifecycle.retrain(
         lifecycle.open_repository(),
         data.transactions,
@@ -164,7 +216,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         name=args.model,
         source=data.source,
         margin=args.margin,
-        config=TrainConfig(model_name=args.model, seed=args.seed),
+        config=TrainConfig(model_name=args.model, seed=args.seed, n_estimators=args.n_estimators),
         features=data.features,
         progress=_progress,
     )
@@ -200,6 +252,14 @@ def cmd_models(args: argparse.Namespace) -> int:
                     ", ".join(serving.get((name, version), [])) or "-",
                 )
         console.print(table)
+        if not repo.names():
+            from scorestream.settings import home_origin  # noqa: PLC0415
+
+            console.print(
+                f"[yellow]no models in {repo.url} ({home_origin('SCORESTREAM_MODELS_URL')})",
+                highlight=False,
+                soft_wrap=True,
+            )
         if state.rejected:
             for r in state.rejected[-5:]:
                 console.print(
@@ -242,13 +302,15 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     train = sub.add_parser("train", help="train, export to ONNX and publish a fraud model")
-    train.add_argument("--tenant", default="demo")
-    train.add_argument("--model", default="fraud-gbt")
-    train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--tenant", default="demo", help="tenant the model is promoted for")
+    train.add_argument("--model", default="fraud-gbt", help="model name in the repository")
+    train.add_argument("--seed", type=int, default=42, help="simulator and training seed")
     train.add_argument("--days", type=int, default=60, help="days of simulated history")
     train.add_argument("--data", help="directory with transactions.jsonl + labels.jsonl instead")
-    train.add_argument("--n-estimators", type=int, default=300)
-    train.add_argument("--run-dir", default="var/runs", help="where step artifacts are kept")
+    train.add_argument("--n-estimators", type=int, default=300, help="boosting rounds")
+    train.add_argument(
+        "--run-dir", help="where step artifacts are kept (default $SCORESTREAM_HOME/runs)"
+    )
     train.add_argument("--no-publish", action="store_true", help="keep artifacts local only")
     train.add_argument(
         "--no-promote", action="store_true", help="do not promote even if no champion exists"
@@ -264,11 +326,41 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     train.set_defaults(func=cmd_train)
 
     retrain = sub.add_parser("retrain", help="retrain and promote if better (the CronJob)")
-    retrain.add_argument("--tenant", default="demo")
-    retrain.add_argument("--model", default="fraud-gbt")
-    retrain.add_argument("--source", default="auto", choices=("auto", "audit", "simulator"))
-    retrain.add_argument("--seed", type=int, default=43)
-    retrain.add_argument("--days", type=int, default=60)
+    retrain.add_argument("--tenant", default="demo", help="tenant whose model is retrained")
+    retrain.add_argument("--model", default="fraud-gbt", help="model name in the repository")
+    retrain.add_argument(
+        "--source",
+        default="auto",
+        choices=("auto", "audit", "simulator"),
+        help="training data: the audit log, the simulator, or auto (audit if it holds "
+        f"{MIN_AUDIT_DAYS_HINT} days, else simulator)",
+    )
+    retrain.add_argument("--seed", type=int, default=43, help="simulator and training seed")
+    retrain.add_argument(
+        "--days",
+        type=_positive,
+        default=None,
+        help=f"days of history: the audit window ending at --until (default {DEFAULT_DAYS}), "
+        "or days simulated",
+    )
+    retrain.add_argument(
+        "--since",
+        type=_when,
+        help="audit window start (ISO-8601, UTC unless zoned; Kafka record timestamps)",
+    )
+    retrain.add_argument(
+        "--until", type=_when, help="audit window end, exclusive (default: the log's end now)"
+    )
+    retrain.add_argument(
+        "--max-rows",
+        type=_positive,
+        default=DEFAULT_MAX_ROWS,
+        help="most audit rows to keep in memory; the read stops there and says so "
+        f"(default {DEFAULT_MAX_ROWS:,})",
+    )
+    retrain.add_argument(
+        "--n-estimators", type=_positive, default=300, help="boosting rounds of the candidate"
+    )
     retrain.add_argument(
         "--margin", type=float, default=0.005, help="AP gain needed to replace the champion"
     )
@@ -278,14 +370,27 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "models",
         help="the model repository and the tenant's model-events (run as its retrain principal)",
     )
-    models.add_argument("action", choices=("list", "show", "publish", "promote"))
-    models.add_argument("--model", default="fraud-gbt")
-    models.add_argument("--version")
+    models.add_argument(
+        "action",
+        choices=("list", "show", "publish", "promote"),
+        help="list versions and what serves, show a version's metadata, publish or promote one",
+    )
+    models.add_argument("--model", default="fraud-gbt", help="model name (show, promote)")
+    models.add_argument("--version", help="model version (show, promote)")
     models.add_argument(
         "--tenant", help="whose model-events (list, publish: default demo; promote: required)"
     )
-    models.add_argument("--alias", default="champion", choices=[a.value for a in ModelAlias])
-    models.add_argument("--reason", default="manual promotion")
+    models.add_argument(
+        "--alias",
+        default="champion",
+        choices=[a.value for a in ModelAlias],
+        help="promote: champion (serves) or challenger (shadow)",
+    )
+    models.add_argument(
+        "--reason",
+        default="manual promotion",
+        help="promote: recorded on the tenant's model-events",
+    )
     models.add_argument("--onnx", help="publish: path of model.onnx")
     models.add_argument("--metadata", help="publish: path of model.json")
     models.set_defaults(func=cmd_models)

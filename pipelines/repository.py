@@ -1,9 +1,9 @@
 """The model repository: immutable ``<name>/<version>/model.onnx`` + ``model.json``.
 
-Backed by any fsspec filesystem: a local directory by default (``var/models``), S3 with
-``s3://bucket/prefix`` (s3fs; pass credentials and ``endpoint_url`` as storage options). Versions
-never change once written; every load verifies the sha256, the ONNX graph against the metadata
-and the feature-spec hash against the running code.
+Backed by any fsspec filesystem: a local directory by default (``$SCORESTREAM_HOME/models``),
+S3 with ``s3://bucket/prefix`` (s3fs; pass credentials and ``endpoint_url`` as storage
+options). Versions never change once written; every load verifies the sha256, the ONNX graph
+against the metadata and the feature-spec hash against the running code.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from scorestream.errors import (
     VersionExistsError,
 )
 from scorestream.features import FEATURE_SPEC
+from scorestream.settings import ModelRepoSettings
 
 MODEL_FILE = "model.onnx"
 META_FILE = "model.json"
-DEFAULT_URL = "var/models"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +71,10 @@ def check_graph(onnx_bytes: bytes, meta: ModelMetadata) -> ort.InferenceSession:
 
 class ModelRepository:
     def __init__(
-        self, url: str = DEFAULT_URL, storage_options: dict[str, Any] | None = None
+        self, url: str | None = None, storage_options: dict[str, Any] | None = None
     ) -> None:
-        self.url = url.rstrip("/")
+        """``url``: a directory or fsspec URL; default ``$SCORESTREAM_HOME/models``."""
+        self.url = (url or ModelRepoSettings().url).rstrip("/")
         fs, root = fsspec.core.url_to_fs(self.url, **(storage_options or {}))
         self.fs: fsspec.AbstractFileSystem = fs
         self.root: str = root

@@ -122,12 +122,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("simulate", help="simulated transactions + delayed labels (files or Kafka)")
-    p.add_argument("--tenant", default="demo")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--days", type=int, default=60)
-    p.add_argument("--customers", type=int, default=2000)
+    p.add_argument("--tenant", default="demo", help="tenant of the events and topics")
+    p.add_argument("--seed", type=int, default=42, help="random seed (same seed, same events)")
+    p.add_argument("--days", type=int, default=60, help="days of traffic to simulate")
+    p.add_argument("--customers", type=int, default=2000, help="simulated card holders")
     p.add_argument("--out", help="directory for transactions + labels files")
-    p.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl")
+    p.add_argument(
+        "--format", choices=("jsonl", "parquet"), default="jsonl", help="file format for --out"
+    )
     p.add_argument("--kafka", action="store_true", help="publish to <tenant>.transactions/labels")
     p.add_argument("--rate", type=float, default=1000.0, help="events/s to Kafka; 0 = unpaced")
     p.add_argument("--limit", type=int, default=0, help="send only the first N events")

@@ -37,7 +37,7 @@ def register(sub: Any) -> None:
         "figures) and <name>.png. Needs a broker: KAFKA_BOOTSTRAP_SERVERS, else the local one "
         "(started if needed). 'all' runs every benchmark in one run.",
     )
-    p.add_argument("name", choices=NAMES)
+    p.add_argument("name", choices=NAMES, help="the benchmark to run")
     p.add_argument(
         "--smoke",
         type=float,
@@ -47,7 +47,12 @@ def register(sub: Any) -> None:
         metavar="SECONDS",
         help="a seconds-long version (CI); results go to var/bench/smoke unless --results-dir",
     )
-    p.add_argument("--results-dir", type=Path, default=None)
+    p.add_argument(
+        "--results-dir",
+        type=Path,
+        default=None,
+        help="where results go (default bench/results; var/bench/smoke with --smoke)",
+    )
     p.add_argument(
         "--out", default=None, help="result file name instead of <name> (e.g. e2e-baseline)"
     )

@@ -24,7 +24,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,7 @@ from scorestream.chaos_faults import (
 )
 from scorestream.chaos_traffic import Sender, simulated
 from scorestream.serde import decode_message
+from scorestream.settings import scorestream_home
 from scorestream.supervisor import ServiceSpec, Supervisor, free_port
 from scorestream.topics import REGISTRY
 
@@ -69,7 +70,7 @@ class ChaosConfig:
     seed: int = 7
     bad: int = 50
     """Deliberately bad records mixed into the transactions topic."""
-    work_dir: Path = Path("var/chaos")
+    work_dir: Path = field(default_factory=lambda: scorestream_home() / "chaos")
     report: Path | None = None
     recovery_timeout_s: float = 180.0
     drain_timeout_s: float = 300.0
@@ -457,7 +458,9 @@ def register(sub: Any) -> None:
     p.add_argument("--rate", type=float, default=250.0, help="events/s sent to Kafka")
     p.add_argument("--seed", type=int, default=7, help="seeds the traffic and the fault schedule")
     p.add_argument("--bad", type=int, default=50, help="deliberately bad records mixed in")
-    p.add_argument("--report", help="JSON report path (default var/chaos/<run>/report.json)")
+    p.add_argument(
+        "--report", help="JSON report path (default $SCORESTREAM_HOME/chaos/<run>/report.json)"
+    )
     p.add_argument("--keep", action="store_true", help="keep the private brokers' data")
     p.add_argument(
         "--brokers",

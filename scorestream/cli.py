@@ -164,9 +164,12 @@ def _cmd_gateway_keys(args: argparse.Namespace) -> int:
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
-    from scorestream.up import up  # noqa: PLC0415
+    from scorestream.up import describe, up, wait_ready  # noqa: PLC0415
 
     supervisor = up(args.tenant, gateway_port=args.gateway_port, progress=_progress)
+    statuses = wait_ready(supervisor, timeout=args.ready_timeout, progress=_progress)
+    print(f"all {len(statuses)} services of tenant {args.tenant} are ready:")
+    print(describe(statuses))
     print(
         f"gateway: http://127.0.0.1:{args.gateway_port}/docs   logs: {supervisor.dir}/\n"
         f"API key: {supervisor.dir}/api-key (send it as 'Authorization: Bearer <key>')\n"
@@ -222,7 +225,9 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915  (a block per su
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     broker = sub.add_parser("broker", help="the local Apache Kafka broker (KRaft, from Maven jars)")
-    broker.add_argument("action", choices=("start", "stop", "status", "logs"))
+    broker.add_argument(
+        "action", choices=("start", "stop", "status", "logs"), help="what to do with the broker"
+    )
     broker.add_argument("--clean", action="store_true", help="wipe the broker's data")
     broker.add_argument("-n", "--lines", type=int, default=50, help="log lines to show")
     broker.set_defaults(func=_cmd_broker)
@@ -238,12 +243,14 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915  (a block per su
     kafka.set_defaults(func=_cmd_kafka)
 
     topics = sub.add_parser("topics", help="the topic registry")
-    topics.add_argument("action", choices=("create", "list"))
+    topics.add_argument(
+        "action", choices=("create", "list"), help="create a tenant's topics, or list the registry"
+    )
     topics.add_argument("--tenant", help="tenant id (required for create)")
     topics.set_defaults(func=_cmd_topics)
 
     k8s = sub.add_parser("k8s", help="Kubernetes manifests generated from the topic registry")
-    k8s.add_argument("action", choices=("generate",))
+    k8s.add_argument("action", choices=("generate",), help="(re)generate the manifests")
     k8s.add_argument("--root", default="k8s", help="the k8s/ tree to (re)generate")
     k8s.add_argument("--out", help="write only the Strimzi topics and users to this directory")
     k8s.add_argument("--tenant", action="append", help="tenant id, repeatable (default: demo)")
@@ -251,21 +258,40 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915  (a block per su
     k8s.set_defaults(func=_cmd_k8s)
 
     schemas = sub.add_parser("schemas", help="JSON Schemas of the event contracts")
-    schemas.add_argument("action", choices=("generate", "publish", "check"))
+    schemas.add_argument(
+        "action",
+        choices=("generate", "publish", "check"),
+        help="write the JSON Schema files, publish them, or check compatibility",
+    )
     schemas.set_defaults(func=_cmd_schemas)
 
     keys = sub.add_parser("gateway-keys", help="gateway API keys: 'add' prints a new key")
-    keys.add_argument("action", choices=("add",))
-    keys.add_argument("--tenant", required=True)
+    keys.add_argument("action", choices=("add",), help="add a new key (printed once)")
+    keys.add_argument("--tenant", required=True, help="tenant the key scores for")
     keys.add_argument("--file", help="append the stored (hashed) line to this keys file")
     keys.set_defaults(func=_cmd_gateway_keys)
 
-    up_cmd = sub.add_parser("up", help="start broker, topics and every service of a tenant")
-    up_cmd.add_argument("--tenant", default="demo")
-    up_cmd.add_argument("--gateway-port", type=int, default=8000)
+    up_cmd = sub.add_parser(
+        "up",
+        help="start broker, topics and every service of a tenant; wait until they are ready",
+        description="Starts each service as a process (logs and pids in "
+        "$SCORESTREAM_HOME/run/<tenant>/), waits until every one answers /readyz, then prints "
+        "each service's URL and port. A service that exits or is not ready in time fails the "
+        "command with its /readyz answer and the last lines of its log.",
+    )
+    up_cmd.add_argument("--tenant", default="demo", help="tenant whose services to start")
+    up_cmd.add_argument(
+        "--gateway-port", type=int, default=8000, help="HTTP port of the gateway (API and probes)"
+    )
+    up_cmd.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for every service to be ready (default 120)",
+    )
     up_cmd.set_defaults(func=_cmd_up)
     down_cmd = sub.add_parser("down", help="stop the services started by 'up'")
-    down_cmd.add_argument("--tenant", default="demo")
+    down_cmd.add_argument("--tenant", default="demo", help="tenant whose services to stop")
     down_cmd.set_defaults(func=_cmd_down)
 
     state = sub.add_parser(
@@ -275,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915  (a block per su
         "changelog to its input's partition count and move each key to its new partition "
         "(docs/operations.md, 'Adding partitions').",
     )
-    state.add_argument("action", choices=("rescale",))
+    state.add_argument("action", choices=("rescale",), help="what to do with the store")
     state.add_argument("--tenant", required=True, help="the tenant whose store to rescale")
     state.add_argument(
         "--store", required=True, choices=("enricher", "merchant"), help="the service's store"
@@ -290,15 +316,17 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915  (a block per su
     demo.add_argument("--rate", type=float, default=400.0, help="simulated events/s to Kafka")
     demo.add_argument("--sync-rate", type=float, default=10.0, help="gateway requests/s")
     demo.add_argument("--keep-running", action="store_true", help="leave the services up")
-    demo.add_argument("--seed", type=int, default=None)
+    demo.add_argument("--seed", type=int, default=None, help="simulator seed (default: random)")
     demo.set_defaults(func=_cmd_demo)
 
     roundtrip = sub.add_parser(
         "roundtrip", help="publish generated transactions and read them back as a table"
     )
-    roundtrip.add_argument("--tenant", default="demo")
-    roundtrip.add_argument("--count", type=int, default=300)
-    roundtrip.add_argument("--seed", type=int, default=None)
+    roundtrip.add_argument("--tenant", default="demo", help="tenant whose topics to use")
+    roundtrip.add_argument(
+        "--count", type=int, default=300, help="transactions to publish (default 300)"
+    )
+    roundtrip.add_argument("--seed", type=int, default=None, help="simulator seed")
     roundtrip.set_defaults(func=_cmd_roundtrip)
 
     from pipelines.cli import register as register_models  # noqa: PLC0415
@@ -328,7 +356,9 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915  (a block per su
             description=f"Settings come from SCORESTREAM_{name.upper()}_* and SCORESTREAM_KAFKA_*"
             f" env; flags override them (see 'scorestream {name} --help').",
         )
-        service.add_argument("args", nargs=argparse.REMAINDER)
+        service.add_argument(
+            "args", nargs=argparse.REMAINDER, help=f"the service's own flags ({name} --help)"
+        )
     return parser
 
 

@@ -34,7 +34,7 @@ from schemas.events import DecisionEvent, LabelEvent, ModelAlias, Outcome, Trans
 from scorestream.errors import ScorestreamError
 from scorestream.kafka_config import common_config, producer_config
 from scorestream.serde import EventProducer, decode_message
-from scorestream.settings import KafkaSettings
+from scorestream.settings import KafkaSettings, scorestream_home
 from scorestream.topics import REGISTRY
 
 if TYPE_CHECKING:
@@ -114,10 +114,7 @@ def _ensure_model(console: Console) -> tuple[str, str]:
 
     def train(seed: int) -> str:
         data = from_simulator(tenant=TENANT, seed=seed, days=60)
-        run = f"var/runs/demo-{seed}-{uuid.uuid4().hex[:6]}"
-        from pathlib import Path  # noqa: PLC0415
-
-        d = Path(run)
+        d = scorestream_home() / "runs" / f"demo-{seed}-{uuid.uuid4().hex[:6]}"
         cfg = training.TrainConfig(model_name=name)
         steps.build_dataset_step(data.transactions, data.labels, d / "ds", cfg)
         steps.train_step(d / "ds", d / "model.txt", cfg)
@@ -411,7 +408,8 @@ def _wait_ready(ports: dict[str, int], console: Console, timeout: float = 120.0)
         time.sleep(0.5)
     if waiting:
         raise ScorestreamError(
-            f"services not ready after {timeout:.0f}s: {sorted(waiting)} (see var/run/demo/*.log)"
+            f"services not ready after {timeout:.0f}s: {sorted(waiting)} "
+            f"(see {scorestream_home() / 'run' / 'demo'}/*.log)"
         )
     console.print("all services ready")
 

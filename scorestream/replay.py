@@ -104,3 +104,54 @@ def read_ranges(
                     pending.pop((tp.topic, tp.partition))
     finally:
         consumer.close()
+
+
+def time_window_ranges(
+    conf: ClientConfig,
+    topic: str,
+    *,
+    since_ms: int | None,
+    until_ms: int | None,
+    timeout: float = 30.0,
+) -> dict[tuple[str, int], tuple[int, int]]:
+    """The offset range ``[start, end)`` of each partition of ``topic`` whose record timestamps
+    fall in ``[since_ms, until_ms)`` (``None``: the log's start / its current end).
+
+    Kafka's own time index answers it (``offsets_for_times``): the start is the first offset
+    with a timestamp ``>= since_ms``, the end the first with one ``>= until_ms``; a partition
+    with no such record ends at its high watermark as of this call, so a reader of the ranges
+    stops there even while producers keep writing. Feed the result to :func:`read_ranges`.
+    """
+    consumer = Consumer(conf | {"enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    try:
+        md = consumer.list_topics(topic, timeout=timeout)
+        meta = md.topics.get(topic)
+        if meta is None or meta.error is not None:
+            raise KafkaClientError(f"topic {topic} does not exist")
+        parts = sorted(meta.partitions)
+        bounds = {p: watermarks(consumer, TopicPartition(topic, p), timeout=timeout) for p in parts}
+
+        def lookup(ts_ms: int | None, default: int) -> dict[int, int]:
+            if ts_ms is None:
+                return {p: (bounds[p][0] if default < 0 else bounds[p][1]) for p in parts}
+            try:
+                found = consumer.offsets_for_times(
+                    [TopicPartition(topic, p, ts_ms) for p in parts], timeout=timeout
+                )
+            except KafkaException as exc:
+                raise KafkaClientError(f"offsets for times on {topic}: {exc}") from exc
+            # -1: no record at or after that time → the partition's end (as of now)
+            return {
+                tp.partition: tp.offset if tp.offset >= 0 else bounds[tp.partition][1]
+                for tp in found
+            }
+
+        starts = lookup(since_ms, -1)
+        ends = lookup(until_ms, +1)
+        return {
+            (topic, p): (starts[p], min(ends[p], bounds[p][1]))
+            for p in parts
+            if min(ends[p], bounds[p][1]) > starts[p]
+        }
+    finally:
+        consumer.close()

@@ -46,6 +46,35 @@ def default_data_dir() -> Path:
     return _xdg("XDG_DATA_HOME", ".local/share") / "scorestream"
 
 
+class HomeSettings(BaseSettings):
+    """Where local state lives: ``SCORESTREAM_HOME`` (default ``$XDG_DATA_HOME/scorestream``,
+    else ``~/.local/share/scorestream``). Every command finds its state there whatever the
+    current directory: ``models/`` (the local model repository), ``run/<tenant>/`` (``up``'s
+    logs, pids, API key), ``runs/`` (training artifacts), ``chaos/``, ``broker/`` (the local
+    broker, unless ``SCORESTREAM_BROKER_HOME`` says otherwise)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SCORESTREAM_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
+
+    home: Path = Field(default_factory=default_data_dir, description="local state of every command")
+
+
+def scorestream_home() -> Path:
+    """The absolute ``SCORESTREAM_HOME`` (a relative value is taken from the current directory
+    once, here, so that everything below it is absolute)."""
+    return HomeSettings().home.expanduser().absolute()
+
+
+def home_origin(setting: str | None = None) -> str:
+    """Which setting chose a local path, for "where I looked" messages: ``setting`` (an env
+    variable that overrides the home for this path) when it is set, else ``SCORESTREAM_HOME``
+    (``default``: not set either)."""
+    if setting and os.environ.get(setting):
+        return setting
+    return "SCORESTREAM_HOME" if os.environ.get("SCORESTREAM_HOME") else "SCORESTREAM_HOME default"
+
+
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
 
@@ -95,7 +124,7 @@ class BrokerSettings(BaseSettings):
     )
 
     home: Path = Field(
-        default_factory=lambda: default_data_dir() / "broker",
+        default_factory=lambda: scorestream_home() / "broker",
         description="data, logs and the state file of the local broker",
     )
     cache_dir: Path = Field(
@@ -138,15 +167,16 @@ class TopicSettings(BaseSettings):
 class ModelRepoSettings(BaseSettings):
     """Where model versions live. Env: ``SCORESTREAM_MODELS_*``.
 
-    ``url`` is a local directory (default ``var/models``) or ``s3://bucket/prefix``; for S3 the
-    credentials come from the standard AWS chain or the fields below (a k8s Secret).
+    ``url`` is a local directory (default ``$SCORESTREAM_HOME/models``) or
+    ``s3://bucket/prefix``; for S3 the credentials come from the standard AWS chain or the fields
+    below (a k8s Secret).
     """
 
     model_config = SettingsConfigDict(
         env_prefix="SCORESTREAM_MODELS_", frozen=True, extra="ignore", hide_input_in_errors=True
     )
 
-    url: str = "var/models"
+    url: str = Field(default_factory=lambda: str(scorestream_home() / "models"))
     name: str = Field(default="fraud-gbt", pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
     s3_endpoint_url: str | None = None
     s3_access_key: str | None = None

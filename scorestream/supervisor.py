@@ -1,8 +1,8 @@
 """``scorestream up`` / ``down``: run every service of a tenant as local processes.
 
 Each service is a real process (``python -m scorestream <service> ...``) with its log in
-``var/run/<tenant>/<service>.log`` and its pid in ``var/run/<tenant>/pids.json``. ``down`` sends
-SIGTERM (services drain and commit), waits, then SIGKILLs stragglers.
+``$SCORESTREAM_HOME/run/<tenant>/<service>.log`` and its pid in ``.../run/<tenant>/pids.json``.
+``down`` sends SIGTERM (services drain and commit), waits, then SIGKILLs stragglers.
 """
 
 from __future__ import annotations
@@ -21,9 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from scorestream.errors import ConfigError
+from scorestream.settings import scorestream_home
 from scorestream.topics import validate_tenant
 
-RUN_DIR = Path("var/run")
+
+def default_run_dir() -> Path:
+    """``$SCORESTREAM_HOME/run``: the same directory whatever the current one."""
+    return scorestream_home() / "run"
+
+
 Progress = Callable[[str], None]
 
 
@@ -38,7 +44,7 @@ class ServiceSpec:
 @dataclass
 class Supervisor:
     tenant: str
-    run_dir: Path = field(default=RUN_DIR)
+    run_dir: Path = field(default_factory=default_run_dir)
 
     def __post_init__(self) -> None:
         validate_tenant(self.tenant)

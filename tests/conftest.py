@@ -23,7 +23,16 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from scorestream.broker import LocalBroker
+from scorestream.settings import BrokerSettings
 from tests.kafka_helpers import TestTopics
+
+# Local state: every test process (the controller and each xdist worker import this module
+# once) gets its own SCORESTREAM_HOME, so that tests never share models, run directories or
+# API keys by accident, nor touch the user's. The local broker stays where it is (the user's,
+# or CI's SCORESTREAM_BROKER_HOME): pinned before the home moves, inherited by the workers.
+os.environ.setdefault("SCORESTREAM_BROKER_HOME", str(BrokerSettings().home))
+_TEST_HOME = tempfile.mkdtemp(prefix="scorestream-test-home-")
+os.environ["SCORESTREAM_HOME"] = _TEST_HOME
 
 
 def _docker_engine_answers() -> bool:
@@ -70,6 +79,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         _CLEANUP.pop().delete_new()
     while _STARTED_FOR_WORKERS:
         _STARTED_FOR_WORKERS.pop().stop()
+    shutil.rmtree(_TEST_HOME, ignore_errors=True)
     if not hasattr(config, "workerinput") and os.environ.get(_LOCK_DIR_ENV):
         shutil.rmtree(os.environ.pop(_LOCK_DIR_ENV), ignore_errors=True)
 
