@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import Sequence
@@ -12,12 +11,11 @@ import numpy as np
 import pytest
 import tritonclient.http as triton
 
-from producers.gateway import Gateway, GatewaySettings, RequestInvalid, parse_transaction
+from producers.gateway import GatewaySettings, RequestInvalid, parse_transaction
 from producers.gateway_http import (
     IdempotencyCache,
     Lookup,
     StoredResponse,
-    fingerprint,
     parse_deadline,
 )
 from producers.gateway_v2 import (
@@ -252,35 +250,3 @@ def test_model_metadata_lists_the_mapping() -> None:
     assert inputs["amount_minor"] == "INT64"
     assert inputs["transaction_id"] == "BYTES"
     assert [o["name"] for o in meta["outputs"]] == ["score", "decision", "model_version"]
-
-
-@pytest.mark.parametrize("reached_kafka", [True, False])
-def test_an_unacknowledged_score_settles_its_key_when_kafka_answers(reached_kafka: bool) -> None:
-    """409 while the outcome is open; then the pending response is replayed (the event is in
-    Kafka) or the key is free again (it is not: a retry publishes afresh)."""
-    gw = Gateway(GatewaySettings(tenant="acme"))
-    pending = StoredResponse(504, {"status": "pending"}, awaiting_decision=True)
-
-    async def scenario() -> list[int]:
-        loop = asyncio.get_running_loop()
-        settles: asyncio.Future[StoredResponse | None] = loop.create_future()
-        unacked = StoredResponse(504, {"status": "unacknowledged"}, settles=settles)
-
-        async def first() -> StoredResponse:
-            return unacked
-
-        async def never() -> StoredResponse:
-            raise AssertionError("a retry must not publish while the outcome is open")
-
-        statuses = [(await gw.idempotent("score", "k1", b"{}", first)).status_code]
-        statuses.append((await gw.idempotent("score", "k1", b"{}", never)).status_code)
-        settles.set_result(pending if reached_kafka else None)
-        await asyncio.sleep(0)  # the done callback runs on the next turn of the loop
-        return statuses
-
-    assert asyncio.run(scenario()) == [504, 409]
-    outcome, stored = gw.idempotency.begin("k1", fingerprint("score", b"{}"))
-    if reached_kafka:
-        assert (outcome, stored) == (Lookup.REPLAY, pending)
-    else:
-        assert (outcome, stored) == (Lookup.NEW, None)
