@@ -13,6 +13,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -195,3 +196,29 @@ def test_a_retry_through_another_replica_or_after_a_restart_publishes_nothing_tw
 
     assert copies(kafka_bootstrap, tenant, txid) == [r1.json()["event_id"]]
     assert copies(kafka_bootstrap, tenant, scored_txid) == [s1.json()["event_id"]]
+
+
+def test_the_same_request_racing_through_two_replicas_is_published_once(
+    kafka_bootstrap: str, tenant: Tenant, replica_a: str, replica_b: str
+) -> None:
+    """Both replicas claim the request's key and transaction id at the same moment: the first
+    claim in the log wins on both, the other replica answers 409 (or replays), never publishes."""
+    txids = [f"tx-race-{i}-{uuid.uuid4().hex[:8]}" for i in range(4)]
+
+    def send(base: str, data: dict[str, object], key: str) -> httpx.Response:
+        return httpx.post(
+            f"{base}/v1/transactions", json=data, headers={"Idempotency-Key": key}, timeout=15
+        )
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for txid in txids:
+            data = body(tenant, transaction_id=txid, account_id=f"acc-{txid}")
+            key = f"key-{uuid.uuid4().hex}"
+            racing = [pool.submit(send, base, data, key) for base in (replica_a, replica_b)]
+            answers = [r.result() for r in racing]
+            statuses = sorted(a.status_code for a in answers)
+            assert statuses in ([202, 202], [202, 409]), [a.text for a in answers]
+            event_ids = {a.json()["event_id"] for a in answers if a.status_code == 202}
+            assert len(event_ids) == 1
+    for txid in txids:
+        assert len(copies(kafka_bootstrap, tenant, txid)) == 1, txid
