@@ -1,14 +1,21 @@
 """The gateway: HTTP in, Kafka out — asynchronous intake, synchronous scoring, KServe V2.
 
-* ``POST /v1/transactions`` → 202 once the event is durably in Kafka (acks=all);
-  ``Idempotency-Key`` dedupes retries (per replica, see :class:`IdempotencyCache`).
-* ``POST /v1/transactions:score`` → publishes with ``replyto=<tenant>.replies/<P>``, waits for
-  this transaction's decision on reply partition ``P`` (:mod:`producers.gateway_replies`) and
+* ``POST /v1/transactions`` → 202 once the event is durably in Kafka (acks=all).
+* ``POST /v1/transactions:score`` → publishes with ``replyto=<tenant>.replies/<P>`` and a random
+  ``requestid`` extension, waits for the decision that carries this request id on reply
+  partition ``P`` (:mod:`producers.gateway_replies`; never matched by ``transaction_id``) and
   returns it; on the deadline (``Prefer: wait=<s>``, default 2 s) 504 with the event id — the
-  event still completes asynchronously, and a retry with the same key waits for it again. The
-  deadline bounds the wait for Kafka's acknowledgement too: 504 ``unacknowledged`` (outcome not
-  known yet); a retry with the same key gets 409 until the acknowledgement or its failure, then
-  waits for the decision, or publishes again if the event never made it.
+  event still completes asynchronously, and a retry of the same request waits for it again. The
+  deadline bounds the wait for Kafka's acknowledgement too: 504 ``unacknowledged``.
+* One publish per request, on every replica and across restarts
+  (:mod:`producers.gateway_idempotency`, the compacted ``<tenant>.gateway.idempotency`` topic):
+  the ``transaction_id`` and the ``Idempotency-Key`` are claimed in Kafka before publishing. The
+  same request again replays the first answer (``Idempotent-Replayed: true``); the same
+  transaction id with another body (or on the other endpoint) → 409 ``transaction_id_reused``;
+  the same key with another body → 422; a request whose outcome is still open (being published,
+  or Kafka's answer was a timeout and the gateway is looking the event up in the topic) → 409 +
+  ``Retry-After``. The event id is derived from the request (tenant + key or transaction id +
+  body), so a copy carries the same ``ce_id``.
 * ``/v2/...``: the Open Inference Protocol (:mod:`producers.gateway_v2`), routed through Kafka.
 * ``/docs``, ``/livez``, ``/readyz``, ``/metrics``; body limit → 413; invalid → 422 with the
   fields; more than ``max_in_flight`` requests → 503 + ``Retry-After``.
@@ -125,8 +132,13 @@ class GatewaySettings(BaseSettings):
     retry_after_s: int = Field(default=1, ge=1)
     max_body_bytes: int = Field(default=1_048_576, ge=256)
     max_infer_rows: int = Field(default=1000, ge=1)
-    idempotency_ttl_s: float = Field(default=3600.0, gt=0)
+    idempotency_ttl_s: float = Field(default=3600.0, gt=0, le=6 * 86400)
+    """The idempotency horizon: how long a transaction id or Idempotency-Key is remembered (on
+    every replica, read back from ``<tenant>.gateway.idempotency`` at start). Below the topic's
+    7-day retention."""
     idempotency_max_entries: int = Field(default=50_000, ge=1)
+    """Entries kept in memory per replica (oldest dropped first): size it to the requests of one
+    horizon (two entries per request with an Idempotency-Key, one without)."""
     max_pending: int = Field(default=20_000, ge=1)
     """Publisher queue bound (records awaiting acknowledgement)."""
     linger_ms: int = Field(default=1, ge=0, le=1000)
@@ -907,7 +919,7 @@ def create_app(
         version="1",
         description=(
             f"Tenant `{settings.tenant}`: transactions in, decisions out, through Kafka. "
-            "Idempotency-Key deduplicates retries on this replica."
+            "Idempotency-Key (and transaction_id) deduplicate retries on every replica."
         ),
         lifespan=lifespan,
     )
