@@ -494,7 +494,7 @@ class Gateway:
         """The answer that what is already known about this request's key and transaction id
         gives, or None: nothing is known, the request may claim them."""
         by_key = self.store.get(kk) if kk is not None else None
-        if by_key is not None and by_key.fingerprint != fp:
+        if by_key is not None and by_key.state != RELEASED and by_key.fingerprint != fp:
             IDEMPOTENT.labels(Lookup.MISMATCH.value).inc()
             return _key_reused()
         entry = self.store.get(txk)
@@ -531,13 +531,24 @@ class Gateway:
     ) -> StoredResponse | JSONResponse:
         """Claim the request's entries, publish if they are ours, record the outcome."""
         claims = {txk: claim}
-        if kk is not None and self.store.get(kk) is None:  # a known key is this body's already
+        known_key = self.store.get(kk) if kk is not None else None
+        if kk is not None and (known_key is None or known_key.state == RELEASED):
             claims[kk] = replace(claim, state=ALIAS)
         won = await self.store.claim(claims)
-        ours = {k for k, e in won.items() if e is not None and e.claim == claim.claim}
-        if len(ours) != len(claims):
-            for k in ours:  # give back what we won: an earlier request owns the rest
-                await self.store.record(k, replace(claim, state=RELEASED, seq=1))
+        # the transaction id's entry decides who publishes; the key's entry only refuses another
+        # body (the same body under the same key names the same transaction: equivalent claims)
+        owner = won[txk]
+        alias = won.get(kk) if kk is not None and kk in claims else None
+        lost_tx = owner is None or owner.claim != claim.claim
+        lost_key = (
+            kk is not None
+            and kk in claims
+            and (alias is None or alias.fingerprint != claim.fingerprint)
+        )
+        if lost_tx or lost_key:
+            for k, e in won.items():  # give back what we won
+                if e is not None and e.claim == claim.claim:
+                    await self.store.record(k, replace(e, state=RELEASED, seq=e.seq + 1))
             known = await self._known(claim.fingerprint, txk, kk, None)
             return known or self._open_outcome(tx.transaction_id, 409)
         try:
@@ -569,7 +580,11 @@ class Gateway:
             if reply
             else self._accepted(report)
         )
-        await self.store.record(txk, _done(claim, stored, seq=2))
+        # in the table at once (a retry here replays it), in Kafka soon: should this replica die
+        # first, the claim stays pending and another replica resolves it from the topic
+        done = _done(claim, stored, seq=2)
+        self.store.table.apply(txk, done)
+        self._keep(asyncio.ensure_future(self._record(txk, done)))
         return stored
 
     def _remember(self, txk: str, stored: StoredResponse) -> None:

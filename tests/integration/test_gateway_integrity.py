@@ -71,31 +71,26 @@ def replica_b(tenant: Tenant, echo: EchoDecision) -> Iterator[str]:
         yield gw.base
 
 
-def copies(bootstrap: str, tenant: Tenant, txid: str, expected: int = 1) -> list[str]:
-    """The ``ce_id`` of every record of ``txid`` in the transactions topic (read until
-    ``expected`` are there, then a little longer to catch one more)."""
+def copies_of(bootstrap: str, tenant: Tenant, txids: list[str]) -> dict[str, list[str]]:
+    """The ``ce_id`` of every record of each of ``txids`` in the transactions topic (read once
+    every one is there, plus a second to catch a late extra copy)."""
     topic = tenant.topic("transactions")
-    found: list[str] = []
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        msgs = read_messages(bootstrap, topic, 100_000, timeout=2)
-        found = [
-            (dict(raw_from_message(m).headers).get("ce_id") or b"").decode()
-            for m in msgs
-            if json.loads(m.value() or b"{}").get("transaction_id") == txid
-        ]
-        if len(found) > expected:
-            break
-        if len(found) == expected:
-            time.sleep(1)
-            msgs = read_messages(bootstrap, topic, 100_000, timeout=2)
-            found = [
-                (dict(raw_from_message(m).headers).get("ce_id") or b"").decode()
-                for m in msgs
-                if json.loads(m.value() or b"{}").get("transaction_id") == txid
-            ]
-            break
-    return found
+
+    def read() -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {t: [] for t in txids}
+        for m in read_messages(bootstrap, topic, 100_000, timeout=2):
+            txid = json.loads(m.value() or b"{}").get("transaction_id")
+            if txid in found:
+                found[txid].append((dict(raw_from_message(m).headers).get("ce_id") or b"").decode())
+        return found
+
+    wait_until(lambda: all(read().values()), 30, "every transaction in Kafka")
+    time.sleep(1)
+    return read()
+
+
+def copies(bootstrap: str, tenant: Tenant, txid: str) -> list[str]:
+    return copies_of(bootstrap, tenant, [txid])[txid]
 
 
 def score(base: str, data: dict[str, object], **headers: str) -> httpx.Response:
@@ -203,7 +198,7 @@ def test_the_same_request_racing_through_two_replicas_is_published_once(
 ) -> None:
     """Both replicas claim the request's key and transaction id at the same moment: the first
     claim in the log wins on both, the other replica answers 409 (or replays), never publishes."""
-    txids = [f"tx-race-{i}-{uuid.uuid4().hex[:8]}" for i in range(4)]
+    txids = [f"tx-race-{i}-{uuid.uuid4().hex[:8]}" for i in range(10)]
 
     def send(base: str, data: dict[str, object], key: str) -> httpx.Response:
         return httpx.post(
@@ -220,5 +215,5 @@ def test_the_same_request_racing_through_two_replicas_is_published_once(
             assert statuses in ([202, 202], [202, 409]), [a.text for a in answers]
             event_ids = {a.json()["event_id"] for a in answers if a.status_code == 202}
             assert len(event_ids) == 1
-    for txid in txids:
-        assert len(copies(kafka_bootstrap, tenant, txid)) == 1, txid
+    found = copies_of(kafka_bootstrap, tenant, txids)
+    assert {t: len(ids) for t, ids in found.items()} == dict.fromkeys(txids, 1)
