@@ -462,13 +462,9 @@ class Gateway:
                     return self._open_outcome(tx.transaction_id, 503)
                 SYNC.labels(self.settings.tenant, "unacknowledged").inc()
                 return _stored(self._unacknowledged(tx, deadline_s))
-            try:
-                outcome = attempt.result()  # a PublisherError is a 503, as before
-            except IdempotencyStoreError as exc:
-                log.warning("request not recorded: %s", exc)
-                return self._open_outcome(tx.transaction_id, 503)
+            outcome = self._outcome(attempt, tx.transaction_id)
             if isinstance(outcome, JSONResponse):
-                return outcome  # lost the claim to an earlier request
+                return outcome  # lost the claim to an earlier request, or no answer yet
             if deadline_s is None or future is None:
                 return _stored(outcome)
             assert deadline_s is not None  # noqa: S101
@@ -487,6 +483,20 @@ class Gateway:
         )
         self._remember(txk, decided)
         return _stored(decided)
+
+    def _outcome(
+        self, attempt: asyncio.Future[StoredResponse | JSONResponse], transaction_id: str
+    ) -> StoredResponse | JSONResponse:
+        """A finished attempt's answer; a definite PublisherError is a 503, as before."""
+        try:
+            return attempt.result()
+        except IdempotencyStoreError as exc:
+            log.warning("request not recorded: %s", exc)
+            return self._open_outcome(transaction_id, 503)
+        except PublisherError as exc:
+            if not possibly_written(exc):
+                raise
+            return self._open_outcome(transaction_id, 503)  # being looked up in the topic
 
     async def _known(
         self, fp: str, txk: str, kk: str | None, deadline_s: float | None
