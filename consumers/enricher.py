@@ -48,7 +48,14 @@ from scorestream.dlq import DeadLetter
 from scorestream.errors import ScorestreamError, TopicError
 from scorestream.event_time import REASON as EVENT_TIME
 from scorestream.event_time import EventTimeSettings, out_of_window
-from scorestream.features import ENGINE, FEATURE_SPEC, AccountState, Engine, MerchantState
+from scorestream.features import (
+    ENGINE,
+    FEATURE_SPEC,
+    AccountState,
+    Engine,
+    MerchantState,
+    id_hash,
+)
 from scorestream.kafka_config import admin_config
 from scorestream.partitioning import partition_for
 from scorestream.processor import Emit, OutRecord, Processor, ProcessorConfig, Result
@@ -68,6 +75,12 @@ CACHE_MAX = 200_000
 DUPLICATES = Counter(
     "scorestream_enricher_duplicates_total",
     "Transactions re-published with a recently seen id: enriched, not counted again",
+    ["tenant"],
+)
+COPIES = Counter(
+    "scorestream_enricher_copies_dropped_total",
+    "Records with the transaction id and the event id (ce_id) of a recent one: copies of one "
+    "publish, dropped (a re-publication under a new event id is enriched, see duplicates)",
     ["tenant"],
 )
 REROUTED = Counter(
@@ -256,17 +269,20 @@ class EnrichHandler:
         """Raises when the input grew (called before moving a record)."""
         self._hash_b = FEATURE_SPEC.hash.encode()
         self._m_dup = DUPLICATES.labels(tenant)
+        self._m_copies = COPIES.labels(tenant)
         self._m_rerouted = REROUTED.labels(tenant)
         self._m_fresh = FRESHNESS.labels(tenant)
         self._m_no_table = NO_TABLE.labels(tenant)
         self._m_accounts = ACCOUNTS.labels(tenant)
         self._freshness: list[float] = []
         self._no_table = 0
+        self._copies = 0
 
     def handle(self, batch: list[Envelope[Any]]) -> Result:
         result = Result()
         self._freshness = []
         self._no_table = 0
+        self._copies = 0
         now = datetime.now(UTC)  # one enriched_at per batch, like ce_time
         stamp = now.isoformat().replace("+00:00", "Z").encode()
         self._window_at(now)
@@ -274,12 +290,14 @@ class EnrichHandler:
             out = self.enrich(env, result, now=now, stamp=stamp)
             if out is not None:
                 result.emits.append(out)
-        freshness, no_table = self._freshness, self._no_table
+        freshness, no_table, copies = self._freshness, self._no_table, self._copies
 
         def count() -> None:  # once committed, one pass per batch
             metrics.observe_many(self._m_fresh, freshness)
             if no_table:
                 self._m_no_table.inc(no_table)
+            if copies:
+                self._m_copies.inc(copies)
             self._m_accounts.set(len(self.accounts))
 
         result.on_commit = count
@@ -308,6 +326,33 @@ class EnrichHandler:
         )
         return True
 
+    def _refused(
+        self, env: Envelope[Any], tx: TransactionEvent, key: bytes, result: Result
+    ) -> bool:
+        """Another tenant's transaction, or one keyed by something else than its account (the
+        processor's decode step checks the key too; ``enrich`` called alone checks it here)."""
+        if tx.tenant_id != self.tenant:
+            result.dead_letters.append(
+                DeadLetter.for_envelope(
+                    env,
+                    "unknown_tenant",
+                    "TenantMismatch",
+                    f"tenant {tx.tenant_id!r} on a topic of tenant {self.tenant!r}",
+                )
+            )
+            return True
+        if env.raw is not None and env.raw.key != key:
+            result.dead_letters.append(
+                DeadLetter.for_envelope(
+                    env,
+                    "key_mismatch",
+                    "KeyMismatch",
+                    f"key {env.raw.key!r} is not the account id {tx.account_id!r}",
+                )
+            )
+            return True
+        return False
+
     def enrich(
         self,
         env: Envelope[Any],
@@ -319,28 +364,8 @@ class EnrichHandler:
         """One transaction: its features, or a dead letter / a move to its partition."""
         tx: TransactionEvent = env.event
         raw = env.raw
-        if tx.tenant_id != self.tenant:
-            result.dead_letters.append(
-                DeadLetter.for_envelope(
-                    env,
-                    "unknown_tenant",
-                    "TenantMismatch",
-                    f"tenant {tx.tenant_id!r} on a topic of tenant {self.tenant!r}",
-                )
-            )
-            return None
         key = tx.account_id.encode()
-        if raw is not None and raw.key != key:
-            result.dead_letters.append(
-                DeadLetter.for_envelope(
-                    env,
-                    "key_mismatch",
-                    "KeyMismatch",
-                    f"key {raw.key!r} is not the account id {tx.account_id!r}",
-                )
-            )
-            return None
-        if self._out_of_window(env, tx, now, result):
+        if self._refused(env, tx, key, result) or self._out_of_window(env, tx, now, result):
             return None
         p = raw.partition if raw is not None and raw.partition is not None else 0
         if self.input_partitions > 1:
@@ -353,7 +378,13 @@ class EnrichHandler:
         state = store.get(tx.account_id)
         if state is None:
             state = self.engine.new_account()
-        acc, duplicate = self.engine.account_values(state, tx)
+        event_hash = id_hash(env.id)
+        if self.engine.is_copy(state, tx, event_hash):
+            # the same transaction under the same event id: a producer's retry written twice
+            # (e.g. a delivery that timed out but was stored); it was enriched once already
+            self._copies += 1
+            return None
+        acc, duplicate = self.engine.account_values(state, tx, event_hash=event_hash)
         if duplicate:
             self._m_dup.inc()
         else:

@@ -1,14 +1,21 @@
 """The gateway: HTTP in, Kafka out — asynchronous intake, synchronous scoring, KServe V2.
 
-* ``POST /v1/transactions`` → 202 once the event is durably in Kafka (acks=all);
-  ``Idempotency-Key`` dedupes retries (per replica, see :class:`IdempotencyCache`).
-* ``POST /v1/transactions:score`` → publishes with ``replyto=<tenant>.replies/<P>``, waits for
-  this transaction's decision on reply partition ``P`` (:mod:`producers.gateway_replies`) and
+* ``POST /v1/transactions`` → 202 once the event is durably in Kafka (acks=all).
+* ``POST /v1/transactions:score`` → publishes with ``replyto=<tenant>.replies/<P>`` and a random
+  ``requestid`` extension, waits for the decision that carries this request id on reply
+  partition ``P`` (:mod:`producers.gateway_replies`; never matched by ``transaction_id``) and
   returns it; on the deadline (``Prefer: wait=<s>``, default 2 s) 504 with the event id — the
-  event still completes asynchronously, and a retry with the same key waits for it again. The
-  deadline bounds the wait for Kafka's acknowledgement too: 504 ``unacknowledged`` (outcome not
-  known yet); a retry with the same key gets 409 until the acknowledgement or its failure, then
-  waits for the decision, or publishes again if the event never made it.
+  event still completes asynchronously, and a retry of the same request waits for it again. The
+  deadline bounds the wait for Kafka's acknowledgement too: 504 ``unacknowledged``.
+* One publish per request, on every replica and across restarts
+  (:mod:`producers.gateway_idempotency`, the compacted ``<tenant>.gateway.idempotency`` topic):
+  the ``transaction_id`` and the ``Idempotency-Key`` are claimed in Kafka before publishing. The
+  same request again replays the first answer (``Idempotent-Replayed: true``); the same
+  transaction id with another body (or on the other endpoint) → 409 ``transaction_id_reused``;
+  the same key with another body → 422; a request whose outcome is still open (being published,
+  or Kafka's answer was a timeout and the gateway is looking the event up in the topic) → 409 +
+  ``Retry-After``. The event id is derived from the request (tenant + key or transaction id +
+  body), so a copy carries the same ``ce_id``.
 * ``/v2/...``: the Open Inference Protocol (:mod:`producers.gateway_v2`), routed through Kafka;
   every route also under ``/v2/models/<m>/versions/<v>``; every error body under ``/v2`` is the
   protocol's ``{"error": "..."}`` (the middlewares' and the handlers' alike, via
@@ -36,12 +43,15 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Annotated, Any
 
+from confluent_kafka import KafkaException
 from fastapi import FastAPI, Header, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
@@ -55,11 +65,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from producers import gateway_json
 from producers.gateway_auth import ApiKeyMiddleware, GatewayAuthSettings, auth_store
 from producers.gateway_http import (
+    IDEMPOTENT,
     SYNC,
     SYNC_SECONDS,
     BodyLimitMiddleware,
     ContentTypeMiddleware,
-    IdempotencyCache,
     InFlightLimitMiddleware,
     Lookup,
     MethodFilterMiddleware,
@@ -70,7 +80,22 @@ from producers.gateway_http import (
     is_v2,
     parse_deadline,
 )
-from producers.gateway_replies import ReplyRouter
+from producers.gateway_idempotency import (
+    ALIAS,
+    DONE,
+    PENDING,
+    RELEASED,
+    UNKNOWN,
+    Entry,
+    IdempotencyStore,
+    IdempotencyStoreError,
+    derive_event_id,
+    find_event,
+    key_key,
+    possibly_written,
+    tx_key,
+)
+from producers.gateway_replies import REQUEST_ID, ReplyRouter
 from producers.gateway_v2 import (
     HEADER_LENGTH,
     V2RequestError,
@@ -131,8 +156,13 @@ class GatewaySettings(BaseSettings):
     body_timeout_s: float = Field(default=30.0, gt=0, le=600)
     """From a request's headers until its body is complete; then 408 and closed."""
     max_infer_rows: int = Field(default=1000, ge=1)
-    idempotency_ttl_s: float = Field(default=3600.0, gt=0)
+    idempotency_ttl_s: float = Field(default=3600.0, gt=0, le=6 * 86400)
+    """The idempotency horizon: how long a transaction id or Idempotency-Key is remembered (on
+    every replica, read back from ``<tenant>.gateway.idempotency`` at start). Below the topic's
+    7-day retention."""
     idempotency_max_entries: int = Field(default=50_000, ge=1)
+    """Entries kept in memory per replica (oldest dropped first): size it to the requests of one
+    horizon (two entries per request with an Idempotency-Key, one without)."""
     max_pending: int = Field(default=20_000, ge=1)
     """Publisher queue bound (records awaiting acknowledgement)."""
     linger_ms: int = Field(default=1, ge=0, le=1000)
@@ -267,6 +297,63 @@ def _stored(response: StoredResponse, *, replayed: bool = False) -> JSONResponse
     return JSONResponse(response.body, status_code=response.status, headers=headers)
 
 
+def _key_reused() -> JSONResponse:
+    return JSONResponse(
+        {
+            "detail": [
+                {
+                    "loc": ["header", "Idempotency-Key"],
+                    "msg": "this key was already used with a different request body",
+                    "type": "idempotency_key_reused",
+                }
+            ]
+        },
+        status_code=422,
+    )
+
+
+def _transaction_reused() -> JSONResponse:
+    return JSONResponse(
+        {
+            "detail": [
+                {
+                    "loc": ["body", "transaction_id"],
+                    "msg": "this transaction_id was already submitted with a different body (or "
+                    "to the other endpoint); a transaction id names one transaction",
+                    "type": "transaction_id_reused",
+                }
+            ]
+        },
+        status_code=409,
+    )
+
+
+def _done(entry: Entry, stored: StoredResponse, *, seq: int) -> Entry:
+    return replace(
+        entry,
+        state=DONE,
+        seq=seq,
+        updated=time.time(),
+        response={
+            "status": stored.status,
+            "body": stored.body,
+            "headers": stored.headers,
+            "awaiting": stored.awaiting_decision,
+        },
+    )
+
+
+def _from_entry(entry: Entry) -> StoredResponse:
+    r = entry.response or {}
+    return StoredResponse(
+        int(r.get("status", 500)),
+        dict(r.get("body") or {}),
+        headers=dict(r.get("headers") or {}),
+        transaction_id=entry.transaction_id,
+        awaiting_decision=bool(r.get("awaiting", False)),
+    )
+
+
 # -- the service -------------------------------------------------------------------------------
 
 
@@ -284,10 +371,17 @@ class Gateway:
             model_name=settings.model_name,
             client_id=f"{settings.tenant}.gateway.{settings.instance_id}",
         )
-        self._settling: set[asyncio.Future[StoredResponse | None]] = set()
-        self.idempotency = IdempotencyCache(
-            max_entries=settings.idempotency_max_entries, ttl_s=settings.idempotency_ttl_s
+        self.store = IdempotencyStore(
+            kafka=self.kafka,
+            tenant=settings.tenant,
+            client_id=f"{settings.tenant}.gateway.{settings.instance_id}",
+            horizon_s=settings.idempotency_ttl_s,
+            max_entries=settings.idempotency_max_entries,
         )
+        self._inflight: dict[str, asyncio.Future[Any]] = {}
+        """Entries whose request runs on this replica (a retry gets 409 before any Kafka I/O)."""
+        self._resolving: dict[str, asyncio.Future[None]] = {}
+        self._tasks: set[asyncio.Future[Any]] = set()
         self.started = False
         self.draining = False
 
@@ -307,6 +401,7 @@ class Gateway:
         )
         await asyncio.to_thread(self.publisher.check_topic)
         await asyncio.to_thread(self.router.start, asyncio.get_running_loop())
+        await asyncio.to_thread(self.store.start, asyncio.get_running_loop())
         self.started = True
         log.info(
             "gateway ready: publishing to %s, replies on %s",
@@ -317,6 +412,7 @@ class Gateway:
     async def stop(self) -> None:
         self.draining = True
         self.router.stop()
+        self.store.stop()
         if self.publisher is not None:
             await asyncio.to_thread(self.publisher.close, 10.0)
 
@@ -328,6 +424,8 @@ class Gateway:
             return False, f"publisher failed: {fatal}"
         if not self.router.alive():
             return False, f"reply consumer failed: {self.router.error}"
+        if not self.store.alive():
+            return False, f"idempotency store failed: {self.store.error}"
         return True, "ok"
 
     def ready(self) -> tuple[bool, str]:
@@ -354,61 +452,317 @@ class Gateway:
         return self.publisher
 
     # -- handlers -------------------------------------------------------------------------------
-    async def idempotent(
+    async def submit(
         self,
         route: str,
         key: str | None,
         body: bytes,
-        handler: Callable[[], Awaitable[StoredResponse]],
-        resume: Callable[[StoredResponse], Awaitable[StoredResponse]] | None = None,
+        traceparent: str | None,
+        tracestate: str | None,
+        deadline_s: float | None,
     ) -> JSONResponse:
-        if key is None:
-            return _stored(await handler())
-        fp = fingerprint(route, body)
-        outcome, stored = self.idempotency.begin(key, fp)
-        if outcome is Lookup.MISMATCH:
-            return JSONResponse(
-                {
-                    "detail": [
-                        {
-                            "loc": ["header", "Idempotency-Key"],
-                            "msg": "this key was already used with a different request body",
-                            "type": "idempotency_key_reused",
-                        }
-                    ]
-                },
-                status_code=422,
-            )
-        if outcome is Lookup.CONFLICT:
-            return JSONResponse(
-                {"detail": "a request with this Idempotency-Key is still being processed"},
-                status_code=409,
-                headers={"Retry-After": str(self.settings.retry_after_s)},
-            )
-        if outcome is Lookup.REPLAY and stored is not None:
-            if stored.awaiting_decision and resume is not None:
-                stored = await resume(stored)
-                self.idempotency.complete(key, fp, stored)
-            return _stored(stored, replayed=True)
-        try:
-            response = await handler()
-        except BaseException:
-            self.idempotency.abandon(key)
-            raise
-        if response.settles is not None:  # decided when Kafka answers: 409 for retries until then
-            response.settles.add_done_callback(lambda done: self._settle(key, fp, done))
-        elif response.status < 300 or response.awaiting_decision:
-            self.idempotency.complete(key, fp, response)
-        else:
-            self.idempotency.abandon(key)
-        return _stored(response)
+        """``/v1/transactions`` (``deadline_s`` None) or ``:score``: at most one publish per
+        transaction id and per Idempotency-Key, on every replica and across restarts.
 
-    def _settle(self, key: str, fp: str, done: asyncio.Future[StoredResponse | None]) -> None:
-        stored = None if done.cancelled() or done.exception() else done.result()
-        if stored is None:
-            self.idempotency.abandon(key)  # never reached Kafka: a retry publishes again
-        else:
-            self.idempotency.complete(key, fp, stored)
+        The request's entries in the durable store (:mod:`producers.gateway_idempotency`) decide:
+        the same Idempotency-Key with another body → 422; the same transaction id with another
+        body (or endpoint) → 409; the same request again → the first one's answer (``:score``
+        waits again for its decision); its outcome still open → 409 + ``Retry-After``.
+        """
+        tx = parse_transaction(body, self.settings.tenant)
+        fp = fingerprint(route, body)
+        txk = tx_key(tx.transaction_id)
+        kk = key_key(key) if key is not None else None
+        known = await self._known(fp, txk, kk, deadline_s)
+        if known is not None:
+            return known
+        request_id = uuid.uuid4().hex
+        event_id = derive_event_id(self.settings.tenant, key, tx.transaction_id, fp)
+        claim = Entry(
+            claim=request_id,
+            state=PENDING,
+            fingerprint=fp,
+            created=time.time(),
+            transaction_id=tx.transaction_id,
+            route=route,
+            event_id=event_id,
+            request_id=request_id,
+            account_id=tx.account_id,
+        )
+        started = time.monotonic()
+        future = self.router.register(request_id) if deadline_s is not None else None
+        attempt = asyncio.ensure_future(
+            self._attempt(tx, claim, txk, kk, traceparent, tracestate, reply=future is not None)
+        )
+        self._keep(attempt)
+        for k in (txk, kk):
+            if k is not None:
+                self._inflight[k] = attempt
+        attempt.add_done_callback(lambda _: self._forget(attempt, txk, kk))
+        try:
+            wait_s = self.settings.publish_timeout_s + 2.0 if deadline_s is None else deadline_s
+            done, _ = await asyncio.wait({attempt}, timeout=max(0.0, wait_s))
+            if not done:
+                IDEMPOTENT.labels("unacknowledged").inc()
+                if deadline_s is None:
+                    return self._open_outcome(tx.transaction_id, 503)
+                SYNC.labels(self.settings.tenant, "unacknowledged").inc()
+                return _stored(self._unacknowledged(tx, deadline_s))
+            outcome = self._outcome(attempt, tx.transaction_id)
+            if isinstance(outcome, JSONResponse):
+                return outcome  # lost the claim to an earlier request, or no answer yet
+            if deadline_s is None or future is None:
+                return _stored(outcome)
+            assert deadline_s is not None  # noqa: S101
+            decision = await self._wait(future, deadline_s - (time.monotonic() - started))
+        finally:
+            if future is not None:
+                self.router.unregister(request_id, future)
+        if decision is None:
+            SYNC.labels(self.settings.tenant, "deadline").inc()
+            return _stored(outcome)
+        SYNC.labels(self.settings.tenant, "decided").inc()
+        latency = max(0.0, time.monotonic() - started)
+        SYNC_SECONDS.labels(self.settings.tenant).observe(latency)
+        decided = self._decided(
+            str(outcome.body["event_id"]), str(outcome.body.get("trace_id", "")), decision
+        )
+        self._remember(txk, decided)
+        return _stored(decided)
+
+    def _outcome(
+        self, attempt: asyncio.Future[StoredResponse | JSONResponse], transaction_id: str
+    ) -> StoredResponse | JSONResponse:
+        """A finished attempt's answer; a definite PublisherError is a 503, as before."""
+        try:
+            return attempt.result()
+        except IdempotencyStoreError as exc:
+            log.warning("request not recorded: %s", exc)
+            return self._open_outcome(transaction_id, 503)
+        except PublisherError as exc:
+            if not possibly_written(exc):
+                raise
+            return self._open_outcome(transaction_id, 503)  # being looked up in the topic
+
+    async def _known(
+        self, fp: str, txk: str, kk: str | None, deadline_s: float | None
+    ) -> JSONResponse | None:
+        """The answer that what is already known about this request's key and transaction id
+        gives, or None: nothing is known, the request may claim them."""
+        by_key = self.store.get(kk) if kk is not None else None
+        if by_key is not None and by_key.state != RELEASED and by_key.fingerprint != fp:
+            IDEMPOTENT.labels(Lookup.MISMATCH.value).inc()
+            return _key_reused()
+        entry = self.store.get(txk)
+        if entry is not None and entry.state != RELEASED and entry.fingerprint != fp:
+            IDEMPOTENT.labels("transaction_id_reused").inc()
+            return _transaction_reused()
+        if (kk is not None and kk in self._inflight) or txk in self._inflight:
+            IDEMPOTENT.labels(Lookup.CONFLICT.value).inc()
+            return self._open_outcome(entry.transaction_id if entry else None, 409)
+        if entry is None or entry.state == RELEASED:
+            return None
+        if entry.state in (PENDING, UNKNOWN):
+            IDEMPOTENT.labels(Lookup.CONFLICT.value).inc()
+            self._maybe_resolve(txk, entry)
+            return self._open_outcome(entry.transaction_id, 409)
+        IDEMPOTENT.labels(Lookup.REPLAY.value).inc()
+        stored = _from_entry(entry)
+        if stored.awaiting_decision and deadline_s is not None:
+            stored = await self.resume(entry.request_id, stored, deadline_s)
+            if not stored.awaiting_decision:
+                self._remember(txk, stored)
+        return _stored(stored, replayed=True)
+
+    async def _attempt(
+        self,
+        tx: TransactionEvent,
+        claim: Entry,
+        txk: str,
+        kk: str | None,
+        traceparent: str | None,
+        tracestate: str | None,
+        *,
+        reply: bool,
+    ) -> StoredResponse | JSONResponse:
+        """Claim the request's entries, publish if they are ours, record the outcome."""
+        claims = {txk: claim}
+        known_key = self.store.get(kk) if kk is not None else None
+        if kk is not None and (known_key is None or known_key.state == RELEASED):
+            claims[kk] = replace(claim, state=ALIAS)
+        won = await self.store.claim(claims)
+        # the transaction id's entry decides who publishes; the key's entry only refuses another
+        # body (the same body under the same key names the same transaction: equivalent claims)
+        owner = won[txk]
+        alias = won.get(kk) if kk is not None and kk in claims else None
+        lost_tx = owner is None or owner.claim != claim.claim
+        lost_key = (
+            kk is not None
+            and kk in claims
+            and (alias is None or alias.fingerprint != claim.fingerprint)
+        )
+        if lost_tx or lost_key:
+            for k, e in won.items():  # give back what we won
+                if e is not None and e.claim == claim.claim:
+                    await self.store.record(k, replace(e, state=RELEASED, seq=e.seq + 1))
+            known = await self._known(claim.fingerprint, txk, kk, None)
+            return known or self._open_outcome(tx.transaction_id, 409)
+        try:
+            report = await self.publish(
+                tx,
+                traceparent,
+                tracestate,
+                reply=reply,
+                event_id=claim.event_id,
+                request_id=claim.request_id,
+            )
+        except PublisherError as exc:
+            if possibly_written(exc):
+                log.warning(
+                    "transaction %s: Kafka's answer is not known (%s); its entry stays locked "
+                    "until the topic shows whether event %s was written",
+                    tx.transaction_id,
+                    exc,
+                    claim.event_id,
+                )
+                unknown = replace(claim, state=UNKNOWN, seq=1, updated=time.time())
+                await self.store.record(txk, unknown)
+                self._start_resolve(txk, unknown, takeover=False)
+            else:
+                await self.store.record(txk, replace(claim, state=RELEASED, seq=1))
+            raise
+        stored = (
+            self._pending(report.event_id, tx.transaction_id, report.trace_id, 0.0)
+            if reply
+            else self._accepted(report)
+        )
+        # in the table at once (a retry here replays it), in Kafka soon: should this replica die
+        # first, the claim stays pending and another replica resolves it from the topic
+        done = _done(claim, stored, seq=2)
+        self.store.table.apply(txk, done)
+        self._keep(asyncio.ensure_future(self._record(txk, done)))
+        return stored
+
+    def _remember(self, txk: str, stored: StoredResponse) -> None:
+        """A decided ``:score``: replays answer the decision from now on (on every replica)."""
+        entry = self.store.get(txk)
+        if entry is None or entry.state != DONE:
+            return
+        self._keep(
+            asyncio.ensure_future(self._record(txk, _done(entry, stored, seq=entry.seq + 1)))
+        )
+
+    async def _record(self, key: str, entry: Entry) -> None:
+        try:
+            await self.store.record(key, entry)
+        except IdempotencyStoreError as exc:
+            log.warning("cannot record %s: %s", key, exc)
+
+    def _maybe_resolve(self, txk: str, entry: Entry) -> None:
+        """An open outcome: find out from the transactions topic whether the event was written.
+
+        The replica that published resolves its own ``unknown`` entries at once; any replica
+        takes over a ``pending`` or ``unknown`` entry nobody updated for longer than the
+        publisher's own timeout (its replica died or lost Kafka mid-request)."""
+        age = time.time() - (entry.updated or entry.created)
+        if txk in self._inflight or age < self.settings.publish_timeout_s + 5.0:
+            return
+        self._start_resolve(txk, entry, takeover=True)
+
+    def _start_resolve(self, txk: str, entry: Entry, *, takeover: bool) -> None:
+        if txk in self._resolving:
+            return
+        task = asyncio.ensure_future(self._resolve(txk, entry, takeover=takeover))
+        self._resolving[txk] = task
+        self._keep(task)
+        task.add_done_callback(lambda _: self._resolving.pop(txk, None))
+
+    async def _resolve(self, txk: str, entry: Entry, *, takeover: bool) -> None:
+        try:
+            if takeover:
+                mine = Entry(
+                    claim=uuid.uuid4().hex,
+                    prev=entry.claim,
+                    state=UNKNOWN,
+                    fingerprint=entry.fingerprint,
+                    created=entry.created,
+                    updated=time.time(),
+                    transaction_id=entry.transaction_id,
+                    route=entry.route,
+                    event_id=entry.event_id,
+                    request_id=entry.request_id,
+                    account_id=entry.account_id,
+                )
+                won = (await self.store.claim({txk: mine}))[txk]
+                if won is None or won.claim != mine.claim:
+                    return  # someone else updated or resolved it meanwhile
+                entry = mine
+            else:
+                # the producer gave up; a request still in a broker's socket lands meanwhile
+                await asyncio.sleep(min(self.settings.publish_timeout_s, 5.0))
+            delay = 0.5
+            while not self.draining:
+                try:
+                    found = await asyncio.to_thread(
+                        find_event,
+                        self.kafka,
+                        self.settings.tenant,
+                        entry.account_id,
+                        entry.event_id,
+                        int(entry.created * 1000) - 5_000,
+                        f"{self.settings.tenant}.gateway.{self.settings.instance_id}",
+                    )
+                    break
+                except KafkaException as exc:
+                    log.warning("cannot look for event %s yet: %s", entry.event_id, exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+            else:
+                return
+            if found is None:
+                log.info("event %s was never written: %s released", entry.event_id, txk)
+                await self.store.record(txk, replace(entry, state=RELEASED, seq=entry.seq + 1))
+                return
+            topic, partition, offset, traceparent = found
+            report = DeliveryReport(
+                event_id=entry.event_id,
+                transaction_id=entry.transaction_id,
+                topic=topic,
+                partition=partition,
+                offset=offset,
+                traceparent=traceparent,
+                latency_s=0.0,
+            )
+            stored = (
+                self._pending(report.event_id, entry.transaction_id, report.trace_id, 0.0)
+                if entry.route == "score"
+                else self._accepted(report)
+            )
+            log.info("event %s was written at %s/%d@%d", entry.event_id, topic, partition, offset)
+            await self.store.record(txk, _done(entry, stored, seq=entry.seq + 1))
+        except Exception:
+            log.exception("resolving %s failed; a later retry tries again", txk)
+
+    def _keep(self, task: asyncio.Future[Any]) -> None:
+        self._tasks.add(task)  # the event loop keeps only weak references to tasks
+        task.add_done_callback(self._tasks.discard)
+
+    def _forget(self, attempt: asyncio.Future[Any], txk: str, kk: str | None) -> None:
+        for k in (txk, kk):
+            if k is not None and self._inflight.get(k) is attempt:
+                del self._inflight[k]
+
+    def _open_outcome(self, transaction_id: str | None, status: int) -> JSONResponse:
+        return JSONResponse(
+            {
+                "detail": "a request with this Idempotency-Key or transaction_id is still being "
+                "processed, or Kafka's answer to it is not known yet; retry later with the same "
+                "request",
+                "transaction_id": transaction_id,
+            },
+            status_code=status,
+            headers={"Retry-After": str(self.settings.retry_after_s)},
+        )
 
     async def publish(
         self,
@@ -417,8 +771,15 @@ class Gateway:
         tracestate: str | None,
         *,
         reply: bool,
+        event_id: str | None = None,
+        request_id: str | None = None,
     ) -> DeliveryReport:
         pub = self._pub()
+        extensions: dict[str, str] = {}
+        if reply:
+            extensions["replyto"] = self.router.replyto
+        if request_id is not None:
+            extensions[REQUEST_ID] = request_id
         # a producer span under the request's server span (when tracing is on): its context is
         # the record's traceparent, so the first consumer's span is its child
         with tracing.send_span(pub.topic, key=tx.partition_key()) as sent:
@@ -426,15 +787,12 @@ class Gateway:
                 tx,
                 traceparent=sent.get("traceparent") or child_traceparent(traceparent),
                 tracestate=sent.get("tracestate", tracestate) if sent else tracestate,
-                extensions={"replyto": self.router.replyto} if reply else None,
+                event_id=event_id,
+                extensions=extensions or None,
                 timeout=self.settings.publish_timeout_s + 2.0,
             )
 
-    async def accept(
-        self, body: bytes, traceparent: str | None, tracestate: str | None
-    ) -> StoredResponse:
-        tx = parse_transaction(body, self.settings.tenant)
-        report = await self.publish(tx, traceparent, tracestate, reply=False)
+    def _accepted(self, report: DeliveryReport) -> StoredResponse:
         return StoredResponse(
             202,
             Accepted(
@@ -445,7 +803,7 @@ class Gateway:
                 offset=report.offset,
                 trace_id=report.trace_id,
             ).model_dump(),
-            transaction_id=tx.transaction_id,
+            transaction_id=report.transaction_id,
         )
 
     def _decided(self, report_event_id: str, trace_id: str, d: DecisionEvent) -> StoredResponse:
@@ -474,8 +832,8 @@ class Gateway:
                 event_id=event_id,
                 transaction_id=transaction_id,
                 detail=(
-                    f"no decision within {waited:.3g}s; the transaction is accepted and will be "
-                    "decided asynchronously (retry with the same Idempotency-Key to wait again)"
+                    "no decision before the deadline; the transaction is accepted and will be "
+                    "decided asynchronously (retry the same request to wait again)"
                 ),
             ).model_dump()
             | {"trace_id": trace_id},
@@ -491,73 +849,32 @@ class Gateway:
         except TimeoutError:
             return None
 
-    async def score(
-        self, body: bytes, traceparent: str | None, tracestate: str | None, deadline_s: float
-    ) -> StoredResponse:
-        started = time.monotonic()
-        tx = parse_transaction(body, self.settings.tenant)
-        tenant = self.settings.tenant
-        future = self.router.register(tx.transaction_id)  # before publishing: no reply is missed
-        publishing = asyncio.ensure_future(self.publish(tx, traceparent, tracestate, reply=True))
-        try:
-            left = deadline_s - (time.monotonic() - started)
-            acked, _ = await asyncio.wait({publishing}, timeout=max(0.0, left))
-            if not acked:
-                SYNC.labels(tenant, "unacknowledged").inc()
-                return self._unacknowledged(tx, publishing, deadline_s)
-            report = publishing.result()  # a PublisherError is a 503, as before
-            decision = await self._wait(future, deadline_s - (time.monotonic() - started))
-        except asyncio.CancelledError:
-            publishing.cancel()  # the client went away: its record may still be delivered
-            raise
-        finally:
-            self.router.unregister(tx.transaction_id, future)
-        if decision is None:
-            SYNC.labels(tenant, "deadline").inc()
-            return self._pending(report.event_id, tx.transaction_id, report.trace_id, deadline_s)
-        SYNC.labels(tenant, "decided").inc()
-        SYNC_SECONDS.labels(tenant).observe(report.latency_s + max(0.0, time.monotonic() - started))
-        return self._decided(report.event_id, report.trace_id, decision)
-
-    def _unacknowledged(
-        self, tx: TransactionEvent, publishing: asyncio.Future[DeliveryReport], deadline_s: float
-    ) -> StoredResponse:
+    def _unacknowledged(self, tx: TransactionEvent, deadline_s: float) -> StoredResponse:
         """The deadline passed before Kafka acknowledged: say so now (the client's deadline bounds
-        the request, not ``publish_timeout_s``) and settle the Idempotency-Key when Kafka does."""
-
-        async def settle() -> StoredResponse | None:
-            try:
-                report = await publishing
-            except Exception:  # noqa: BLE001  (any failure: the event is not in Kafka)
-                return None
-            return self._pending(report.event_id, tx.transaction_id, report.trace_id, deadline_s)
-
-        settles = asyncio.ensure_future(settle())
-        self._settling.add(settles)  # the event loop keeps only weak references to tasks
-        settles.add_done_callback(self._settling.discard)
+        the request, not ``publish_timeout_s``); the attempt goes on and records its outcome."""
         return StoredResponse(
             504,
             Unacknowledged(
                 transaction_id=tx.transaction_id,
                 detail=(
                     f"Kafka had not acknowledged the transaction within {deadline_s:.3g}s, so its "
-                    "outcome is not known yet; retry with the same Idempotency-Key: 409 until "
-                    "Kafka answers, then the decision (or a new attempt if it never got there)"
+                    "outcome is not known yet; retry with the same request: 409 until Kafka "
+                    "answers, then the decision (or a new attempt if it never got there)"
                 ),
             ).model_dump(),
             headers={"Retry-After": str(self.settings.retry_after_s)},
             transaction_id=tx.transaction_id,
-            settles=settles,
         )
 
-    async def resume(self, stored: StoredResponse, deadline_s: float) -> StoredResponse:
+    async def resume(
+        self, request_id: str, stored: StoredResponse, deadline_s: float
+    ) -> StoredResponse:
         """A retried ``:score`` whose first attempt hit its deadline: wait again, no publish."""
-        txid = stored.transaction_id or ""
-        future = self.router.register(txid)
+        future = self.router.register(request_id)
         try:
             decision = await self._wait(future, deadline_s)
         finally:
-            self.router.unregister(txid, future)
+            self.router.unregister(request_id, future)
         if decision is None:
             return stored
         SYNC.labels(self.settings.tenant, "decided").inc()
@@ -591,10 +908,14 @@ class Gateway:
             return JSONResponse({"error": "transaction_id values must be unique"}, status_code=400)
         if request.timeout_s is not None:
             deadline_s = min(request.timeout_s, s.max_deadline_s)
-        futures = [self.router.register(txid) for txid in ids]
+        request_ids = [uuid.uuid4().hex for _ in txs]
+        futures = [self.router.register(rid) for rid in request_ids]
         try:
             reports = await asyncio.gather(
-                *(self.publish(tx, traceparent, None, reply=True) for tx in txs)
+                *(
+                    self.publish(tx, traceparent, None, reply=True, request_id=rid)
+                    for tx, rid in zip(txs, request_ids, strict=True)
+                )
             )
             left = deadline_s - (time.monotonic() - started)
             try:
@@ -612,8 +933,8 @@ class Gateway:
                     status_code=504,
                 )
         finally:
-            for txid, future in zip(ids, futures, strict=True):
-                self.router.unregister(txid, future)
+            for rid, future in zip(request_ids, futures, strict=True):
+                self.router.unregister(rid, future)
         SYNC.labels(s.tenant, "decided").inc(len(txs))
         versions = {d.model_version for d in decisions}
         version = versions.pop() if len(versions) == 1 else (self.router.champion_version() or "")
@@ -674,7 +995,7 @@ def create_app(
         version="1",
         description=(
             f"Tenant `{settings.tenant}`: transactions in, decisions out, through Kafka. "
-            "Idempotency-Key deduplicates retries on this replica."
+            "Idempotency-Key (and transaction_id) deduplicate retries on every replica."
         ),
         lifespan=lifespan,
     )
@@ -800,12 +1121,7 @@ def _routes_v1(app: FastAPI, gw: Gateway) -> None:
     ) -> JSONResponse:
         """Publish a transaction; 202 once Kafka has it."""
         body = await request.body()
-        return await gw.idempotent(
-            "accept",
-            idempotency_key,
-            body,
-            lambda: gw.accept(body, traceparent, tracestate),
-        )
+        return await gw.submit("accept", idempotency_key, body, traceparent, tracestate, None)
 
     @app.post(
         "/v1/transactions:score",
@@ -834,13 +1150,7 @@ def _routes_v1(app: FastAPI, gw: Gateway) -> None:
         deadline = parse_deadline(
             prefer, default_s=settings.deadline_s, max_s=settings.max_deadline_s
         )
-        return await gw.idempotent(
-            "score",
-            idempotency_key,
-            body,
-            lambda: gw.score(body, traceparent, tracestate, deadline),
-            resume=lambda stored: gw.resume(stored, deadline),
-        )
+        return await gw.submit("score", idempotency_key, body, traceparent, tracestate, deadline)
 
 
 def _routes_v2(app: FastAPI, gw: Gateway) -> None:

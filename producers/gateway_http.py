@@ -19,7 +19,6 @@ import hashlib
 import json
 import math
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -70,12 +69,14 @@ SYNC_SECONDS = Histogram(
 )
 REPLIES = Counter(
     "scorestream_gateway_replies_total",
-    "Records read from this replica's reply partition, by outcome (matched, late, invalid)",
+    "Records read from this replica's reply partition, by outcome "
+    "(matched, late, invalid, uncorrelated: no request id)",
     ["tenant", "outcome"],
 )
 IDEMPOTENT = Counter(
     "scorestream_gateway_idempotency_total",
-    "Idempotency-Key lookups by outcome (new, replayed, conflict, mismatch)",
+    "Idempotency lookups by outcome "
+    "(new, replayed, conflict, mismatch, transaction_id_reused, unacknowledged)",
     ["outcome"],
 )
 
@@ -370,81 +371,5 @@ class StoredResponse:
     publishes again). Until then a retry gets 409. Never stored itself."""
 
 
-@dataclass(slots=True)
-class _Entry:
-    fingerprint: str
-    expires: float
-    response: StoredResponse | None = None
-
-
 def fingerprint(route: str, body: bytes) -> str:
     return hashlib.sha256(route.encode() + b"\0" + body).hexdigest()
-
-
-class IdempotencyCache:
-    """``Idempotency-Key`` → the response given, bounded in size (LRU) and age (TTL).
-
-    In memory, so **per replica**: a retry that a load balancer sends to another replica is not
-    deduplicated there. Route retries by key (consistent hashing on the header) or accept that
-    duplicates are then possible; downstream consumers are idempotent by ``transaction_id``.
-    Not thread-safe: it lives on the server's event loop.
-    """
-
-    def __init__(
-        self,
-        *,
-        max_entries: int,
-        ttl_s: float,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.max_entries = max_entries
-        self.ttl_s = ttl_s
-        self.clock = clock
-        self._entries: OrderedDict[str, _Entry] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def _expire(self, now: float) -> None:
-        while self._entries:
-            key, entry = next(iter(self._entries.items()))
-            if entry.expires > now and len(self._entries) <= self.max_entries:
-                break
-            del self._entries[key]
-
-    def begin(self, key: str, fp: str) -> tuple[Lookup, StoredResponse | None]:
-        now = self.clock()
-        entry = self._entries.get(key)
-        if entry is not None and entry.expires <= now:
-            del self._entries[key]
-            entry = None
-        if entry is None:
-            self._entries[key] = _Entry(fp, now + self.ttl_s)
-            self._expire(now)
-            IDEMPOTENT.labels(Lookup.NEW.value).inc()
-            return Lookup.NEW, None
-        self._entries.move_to_end(key)
-        if entry.fingerprint != fp:
-            outcome, response = Lookup.MISMATCH, None
-        elif entry.response is None:
-            outcome, response = Lookup.CONFLICT, None
-        else:
-            outcome, response = Lookup.REPLAY, entry.response
-        IDEMPOTENT.labels(outcome.value).inc()
-        return outcome, response
-
-    def complete(self, key: str, fp: str, response: StoredResponse) -> None:
-        now = self.clock()
-        self._entries[key] = _Entry(fp, now + self.ttl_s, response)
-        self._entries.move_to_end(key)
-        self._expire(now)
-
-    def abandon(self, key: str) -> None:
-        """The request failed before anything durable happened: a retry may start afresh."""
-        self._entries.pop(key, None)
-
-    def get(self, key: str) -> StoredResponse | None:
-        entry = self._entries.get(key)
-        if entry is None or entry.expires <= self.clock():
-            return None
-        return entry.response

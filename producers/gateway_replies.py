@@ -1,14 +1,19 @@
 """Request-reply over Kafka for the gateway: one reply partition per replica.
 
 Each gateway replica owns ONE partition ``P`` of ``<tenant>.replies``. Before publishing a
-transaction for synchronous scoring it registers a future under the ``transaction_id`` and sets
-the CloudEvents extension ``replyto=<tenant>.replies/P``. Every hop carries the extensions
-forward; the decision service, seeing ``replyto``, also writes the ``DecisionEvent`` to that
-topic and partition (in the same Kafka transaction as its ``decisions`` output). This replica
-reads only partition ``P``, with ``assign()`` (no consumer group, no rebalances, no commits),
-``read_committed``, starting at the partition's end when it starts, and completes the waiting
-future. Replies that find no waiter (deadline passed, a duplicate, another replica's earlier
-life on this partition) are kept briefly so a retry with the same ``Idempotency-Key`` finds them.
+transaction for synchronous scoring it generates a **request id** (random, never chosen by a
+client), registers a future under it and sets the CloudEvents extensions
+``replyto=<tenant>.replies/P`` and ``requestid=<id>``. Every hop carries the extensions forward;
+the decision service, seeing ``replyto``, also writes the ``DecisionEvent`` (with the extensions)
+to that topic and partition (in the same Kafka transaction as its ``decisions`` output). This
+replica reads only partition ``P``, with ``assign()`` (no consumer group, no rebalances, no
+commits), ``read_committed``, starting at the partition's end when it starts, and completes the
+future of the reply's request id. A reply is matched **only** by its request id, never by its
+``transaction_id``: another client that sends the same transaction id (or publishes to Kafka with a
+``replyto`` of its own) cannot receive, or overwrite, someone else's decision. Replies without a
+request id are counted and dropped. Replies that find no waiter (deadline passed, another
+replica's earlier life on this partition) are kept briefly, by request id, so a retry of the same
+request finds them.
 
 The same consumer also follows the tenant's compacted ``<tenant>.model-events`` topic from its
 beginning, to know which model version is the tenant's champion (for the V2 model metadata and
@@ -40,8 +45,12 @@ from scorestream.topics import REGISTRY
 log = logging.getLogger("scorestream.gateway.replies")
 
 
+REQUEST_ID = "requestid"
+"""The CloudEvents extension (``ce_requestid`` header) that correlates a reply with its request."""
+
+
 class ReplyRouter:
-    """Matches ``DecisionEvent`` replies to waiting requests by ``transaction_id``.
+    """Matches ``DecisionEvent`` replies to waiting requests by request id (``ce_requestid``).
 
     ``register``/``unregister``/``recent`` run on the event loop; the consumer thread hands each
     reply to the loop with ``call_soon_threadsafe``, so the waiter maps need no lock.
@@ -176,10 +185,15 @@ class ReplyRouter:
 
     def _reply(self, msg: Message) -> None:
         try:
-            decision = decode_message(msg, accept=[DecisionEvent]).event
+            env = decode_message(msg, accept=[DecisionEvent])
         except DecodeError as exc:
             REPLIES.labels(self.tenant, "invalid").inc()
             log.warning("undecodable reply skipped: %s", exc.describe())
+            return
+        decision = env.event
+        request_id = env.extensions.get(REQUEST_ID)
+        if not request_id:
+            REPLIES.labels(self.tenant, "uncorrelated").inc()
             return
         if decision.tenant_id != self.tenant:
             REPLIES.labels(self.tenant, "invalid").inc()
@@ -187,19 +201,19 @@ class ReplyRouter:
             return
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._deliver, decision)
+            loop.call_soon_threadsafe(self._deliver, request_id, decision)
 
     # -- on the event loop ------------------------------------------------------------------------
-    def _deliver(self, decision: DecisionEvent) -> None:
+    def _deliver(self, request_id: str, decision: DecisionEvent) -> None:
         now = time.monotonic()
-        self._recent[decision.transaction_id] = (now, decision)
-        self._recent.move_to_end(decision.transaction_id)
+        self._recent[request_id] = (now, decision)
+        self._recent.move_to_end(request_id)
         while self._recent:
             oldest_at, _ = next(iter(self._recent.values()))
             if len(self._recent) <= self.recent_max and now - oldest_at < self.recent_ttl_s:
                 break
             self._recent.popitem(last=False)
-        waiters = self._waiters.pop(decision.transaction_id, [])
+        waiters = self._waiters.pop(request_id, [])
         matched = False
         for future in waiters:
             if not future.done():
@@ -207,28 +221,28 @@ class ReplyRouter:
                 matched = True
         REPLIES.labels(self.tenant, "matched" if matched else "late").inc()
 
-    def register(self, transaction_id: str) -> asyncio.Future[DecisionEvent]:
-        """A future for this transaction's decision. Register BEFORE publishing the request."""
+    def register(self, request_id: str) -> asyncio.Future[DecisionEvent]:
+        """A future for the decision of the request ``request_id``. Register BEFORE publishing."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[DecisionEvent] = loop.create_future()
-        known = self.recent(transaction_id)
+        known = self.recent(request_id)
         if known is not None:
             future.set_result(known)
         else:
-            self._waiters.setdefault(transaction_id, []).append(future)
+            self._waiters.setdefault(request_id, []).append(future)
         return future
 
-    def unregister(self, transaction_id: str, future: asyncio.Future[DecisionEvent]) -> None:
-        waiters = self._waiters.get(transaction_id)
+    def unregister(self, request_id: str, future: asyncio.Future[DecisionEvent]) -> None:
+        waiters = self._waiters.get(request_id)
         if waiters is None:
             return
         if future in waiters:
             waiters.remove(future)
         if not waiters:
-            del self._waiters[transaction_id]
+            del self._waiters[request_id]
 
-    def recent(self, transaction_id: str) -> DecisionEvent | None:
-        item = self._recent.get(transaction_id)
+    def recent(self, request_id: str) -> DecisionEvent | None:
+        item = self._recent.get(request_id)
         if item is None or time.monotonic() - item[0] >= self.recent_ttl_s:
             return None
         return item[1]

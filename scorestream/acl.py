@@ -53,6 +53,8 @@ EXTRA_READS: dict[str, tuple[str, ...]] = {
     "audit": ("audit.state",),
     "enricher": ("enricher.state",),
     "merchant": ("merchant.state",),
+    # The gateway looks up whether an event whose delivery timed out was written after all.
+    "gateway": ("transactions",),
 }
 """Streams a service reads that the registry lists under another reader (``operator``): its
 own state changelogs, which it writes in its transactions and reads back on assignment."""

@@ -37,6 +37,8 @@ class Scope(StrEnum):
 class CleanupPolicy(StrEnum):
     DELETE = "delete"
     COMPACT = "compact"
+    COMPACT_DELETE = "compact,delete"
+    """Latest value per key, and nothing older than ``retention_ms``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +240,19 @@ _BASE: tuple[StreamSpec, ...] = (
         producers=("decision",),
         consumers=("gateway",),
         contracts=("scorestream.decision.v1",),
+    ),
+    StreamSpec(
+        name="gateway.idempotency",
+        description="the gateway's Idempotency-Keys and transaction ids: who owns each, the "
+        "outcome and the answer to replay (every replica follows all of it; compacted, and "
+        "deleted after 7 days: above the gateway's idempotency horizon)",
+        partitions=3,
+        retention_ms=7 * DAY_MS,
+        cleanup_policy=CleanupPolicy.COMPACT_DELETE,
+        producers=("gateway",),
+        consumers=("gateway",),
+        extra_config=_CHANGELOG,
+        has_dlq=False,
     ),
     StreamSpec(
         name="alerts",

@@ -121,12 +121,15 @@ def group_signature(group: TileGroup) -> str:
 class AccountState:
     """One account's tiles (per group: tile index → ``[count, sum_minor]``) and recent ids."""
 
-    __slots__ = ("ids", "tiles")
+    __slots__ = ("eids", "ids", "tiles")
 
     def __init__(self, groups: int) -> None:
         self.tiles: list[dict[int, list[int]]] = [{} for _ in range(groups)]
         self.ids: dict[int, int] = {}
         """Recent transaction id hashes → event time (s), oldest first."""
+        self.eids: dict[int, int] = {}
+        """Transaction id hash → the hash of the CloudEvents id it first came with (for the ids
+        in ``ids`` whose event id is known): a record with both the same is a *copy*."""
 
     def to_bytes(self, signatures: Sequence[str]) -> bytes:
         """JSON: tile groups by :func:`group_signature` (``signatures`` in group order)."""
@@ -139,7 +142,13 @@ class AccountState:
         ids: list[int] = []
         for h, t in self.ids.items():
             ids += (h, t)
-        return orjson.dumps({"v": ACCOUNT_STATE_VERSION, "g": groups, "i": ids})
+        out: dict[str, object] = {"v": ACCOUNT_STATE_VERSION, "g": groups, "i": ids}
+        if self.eids:  # optional: a state without it reads as before
+            eids: list[int] = []
+            for h, e in self.eids.items():
+                eids += (h, e)
+            out["e"] = eids
+        return orjson.dumps(out)
 
     @classmethod
     def from_bytes(cls, data: bytes, signatures: Sequence[str]) -> AccountState:
@@ -167,6 +176,9 @@ class AccountState:
                 }
         ids = _ints(raw, "i", 2)
         state.ids = {ids[i]: ids[i + 1] for i in range(0, len(ids), 2)}
+        if "e" in raw:
+            eids = _ints(raw, "e", 2)
+            state.eids = {eids[i]: eids[i + 1] for i in range(0, len(eids), 2)}
         return state
 
 
@@ -345,7 +357,11 @@ class Engine:
         return AccountState(len(self.groups))
 
     def account_values(
-        self, state: AccountState, tx: TransactionEvent, h: int | None = None
+        self,
+        state: AccountState,
+        tx: TransactionEvent,
+        h: int | None = None,
+        event_hash: int | None = None,
     ) -> tuple[dict[str, float], bool]:
         """The account features of ``tx`` with ``tx`` in its windows; the state then includes
         ``tx`` unless it is a re-publication of a recent one (same id: returned ``True``, the
@@ -355,7 +371,15 @@ class Engine:
         duplicate = h in state.ids
         if not duplicate:
             self._observe(state, tx, t, h)
+            if event_hash is not None:
+                state.eids[h] = event_hash
         return self._account_read(state, tx, t), duplicate
+
+    @staticmethod
+    def is_copy(state: AccountState, tx: TransactionEvent, event_hash: int) -> bool:
+        """Whether ``tx`` is a copy of a recent record: the same transaction id *and* the same
+        CloudEvents id (a producer's retry that was written twice), not a re-publication."""
+        return state.eids.get(id_hash(tx.transaction_id)) == event_hash
 
     def _observe(self, state: AccountState, tx: TransactionEvent, t: float, h: int) -> None:
         amount = tx.amount_minor
@@ -379,8 +403,12 @@ class Engine:
         ids[h] = now
         horizon = now - self._dedupe_s
         max_ids = self._max_ids
+        eids = state.eids
         while ids and (len(ids) > max_ids or next(iter(ids.values())) < horizon):
-            del ids[next(iter(ids))]
+            oldest = next(iter(ids))
+            del ids[oldest]
+            if eids:
+                eids.pop(oldest, None)
 
     def _account_read(
         self, state: AccountState, tx: TransactionEvent, t: float

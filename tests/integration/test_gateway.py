@@ -24,6 +24,7 @@ import tritonclient.http as triton
 from confluent_kafka import Consumer, Message, Producer
 from tritonclient.utils import InferenceServerException
 
+from consumers.decision import carried_extensions
 from schemas.cloudevents import decode, encode
 from schemas.events import DecisionEvent, ModelAlias, ModelPromoted, Outcome, TransactionEvent
 from scorestream.model_events import publish_model_event
@@ -96,7 +97,14 @@ class EchoDecision(threading.Thread):
         if replyto is None or env.event.transaction_id.startswith("noreply-"):
             return
         topic, partition = replyto.rsplit("/", 1)
-        out = encode(echo_decision(env.event), source="tests/echo-decision", trace=env.trace)
+        # the extensions travel on, as the decision service carries them (ce_requestid: the
+        # gateway matches a reply to its request by it)
+        out = encode(
+            echo_decision(env.event),
+            source="tests/echo-decision",
+            trace=env.trace,
+            extensions=carried_extensions(env),
+        )
         producer.produce(
             topic,
             key=out.key,
@@ -263,7 +271,13 @@ def test_deadline_gives_504_and_a_retry_waits_for_the_late_decision(
         for m in msgs
         if headers_of(m)["ce_id"] == pending["event_id"]
     )
-    late = encode(echo_decision(tx), source="tests/late-decision")
+    # the request's extensions travel with it, as through the decision service
+    [published] = [m for m in msgs if headers_of(m)["ce_id"] == pending["event_id"]]
+    late = encode(
+        echo_decision(tx),
+        source="tests/late-decision",
+        extensions={"requestid": headers_of(published)["ce_requestid"]},
+    )
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
     producer.produce(
         tenant.topic("replies"),

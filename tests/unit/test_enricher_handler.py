@@ -13,7 +13,8 @@ from consumers.enricher import AccountCodec, EnrichHandler, MerchantTable
 from schemas.cloudevents import decode, encode
 from schemas.errors import RawRecord
 from schemas.events import EnrichedTransaction, TransactionEvent
-from scorestream.features import ENGINE, FEATURE_SPEC, AccountState, feature_dicts
+from scorestream.features import ENGINE, FEATURE_SPEC, AccountState, feature_dicts, id_hash
+from scorestream.features.engine import ACCOUNT_STATE_VERSION
 from scorestream.partitioning import partition_for
 from scorestream.settings import KafkaSettings
 from scorestream.state import PartitionStore, StateStore
@@ -136,3 +137,34 @@ def test_refused_records_are_dead_letters(
     assert not result.emits
     assert [d.reason for d in result.dead_letters] == [reason]
     assert not h.accounts.partition(0).dirty, "nothing counted"
+
+
+def test_a_copy_of_one_publish_is_dropped_and_a_republication_is_not() -> None:
+    """The same record twice (same transaction id and ce_id: a producer's retry stored twice)
+    yields one enriched record; the same transaction under a new event id is enriched again."""
+    h = handler()
+    first = envelope(tx(0))
+    assert len(h.handle([first]).emits) == 1
+    h.accounts.commit()
+    assert first.raw is not None
+    copy = decode(first.raw, [TransactionEvent])
+    assert copy.id == first.id
+    assert h.handle([copy]).emits == []
+    republished = envelope(tx(0))  # a new event id
+    assert len(h.handle([republished]).emits) == 1
+
+
+def test_the_copy_check_survives_the_state_round_trip() -> None:
+    h = handler()
+    first = envelope(tx(0))
+    h.handle([first])
+    state = h.accounts.partition(0).get("acc-1")
+    assert state is not None
+    codec = AccountCodec(ENGINE)
+    back = codec.decode(codec.encode(state))
+    assert back.eids == state.eids
+    assert ENGINE.is_copy(back, tx(0), id_hash(first.id))
+    old_format = AccountState.from_bytes(
+        b'{"v": %d, "g": {}, "i": []}' % ACCOUNT_STATE_VERSION, ENGINE.signatures
+    )
+    assert old_format.eids == {}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import Sequence
@@ -12,12 +11,8 @@ import numpy as np
 import pytest
 import tritonclient.http as triton
 
-from producers.gateway import Gateway, GatewaySettings, RequestInvalid, parse_transaction
+from producers.gateway import GatewaySettings, RequestInvalid, parse_transaction
 from producers.gateway_http import (
-    IdempotencyCache,
-    Lookup,
-    StoredResponse,
-    fingerprint,
     parse_deadline,
 )
 from producers.gateway_v2 import (
@@ -30,63 +25,6 @@ from producers.gateway_v2 import (
 )
 from schemas.events import DecisionEvent, Outcome
 from tests.factories import T0, transaction_json
-
-# -- idempotency -------------------------------------------------------------------------------
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def ok(event_id: str) -> StoredResponse:
-    return StoredResponse(202, {"event_id": event_id})
-
-
-def test_idempotency_new_conflict_replay_mismatch() -> None:
-    cache = IdempotencyCache(max_entries=10, ttl_s=60, clock=Clock())
-    assert cache.begin("k", "fp1") == (Lookup.NEW, None)
-    assert cache.begin("k", "fp1") == (Lookup.CONFLICT, None)  # first one still running
-    cache.complete("k", "fp1", ok("e1"))
-    outcome, stored = cache.begin("k", "fp1")
-    assert outcome is Lookup.REPLAY
-    assert stored is not None
-    assert stored.body == {"event_id": "e1"}
-    assert cache.begin("k", "fp2") == (Lookup.MISMATCH, None)
-    cache.abandon("k")
-    assert cache.begin("k", "fp2") == (Lookup.NEW, None)  # a failed request may start afresh
-
-
-def test_idempotency_entries_expire_after_the_ttl() -> None:
-    clock = Clock()
-    cache = IdempotencyCache(max_entries=10, ttl_s=60, clock=clock)
-    cache.begin("k", "fp")
-    cache.complete("k", "fp", ok("e1"))
-    clock.now += 59.9
-    assert cache.get("k") is not None
-    clock.now += 0.2
-    assert cache.get("k") is None
-    assert cache.begin("k", "other")[0] is Lookup.NEW  # expired: even another body is new
-    assert len(cache) == 1
-
-
-def test_idempotency_evicts_least_recently_used_beyond_capacity() -> None:
-    cache = IdempotencyCache(max_entries=3, ttl_s=60, clock=Clock())
-    for key in "abc":
-        cache.begin(key, "fp")
-        cache.complete(key, "fp", ok(key))
-    assert cache.begin("a", "fp")[0] is Lookup.REPLAY  # touch a: b is now the oldest
-    cache.begin("d", "fp")
-    assert len(cache) == 3
-    assert cache.get("b") is None
-    assert cache.get("a") is not None
-    assert cache.get("c") is not None
-
-
-# -- deadlines and bodies ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -252,35 +190,3 @@ def test_model_metadata_lists_the_mapping() -> None:
     assert inputs["amount_minor"] == "INT64"
     assert inputs["transaction_id"] == "BYTES"
     assert [o["name"] for o in meta["outputs"]] == ["score", "decision", "model_version"]
-
-
-@pytest.mark.parametrize("reached_kafka", [True, False])
-def test_an_unacknowledged_score_settles_its_key_when_kafka_answers(reached_kafka: bool) -> None:
-    """409 while the outcome is open; then the pending response is replayed (the event is in
-    Kafka) or the key is free again (it is not: a retry publishes afresh)."""
-    gw = Gateway(GatewaySettings(tenant="acme"))
-    pending = StoredResponse(504, {"status": "pending"}, awaiting_decision=True)
-
-    async def scenario() -> list[int]:
-        loop = asyncio.get_running_loop()
-        settles: asyncio.Future[StoredResponse | None] = loop.create_future()
-        unacked = StoredResponse(504, {"status": "unacknowledged"}, settles=settles)
-
-        async def first() -> StoredResponse:
-            return unacked
-
-        async def never() -> StoredResponse:
-            raise AssertionError("a retry must not publish while the outcome is open")
-
-        statuses = [(await gw.idempotent("score", "k1", b"{}", first)).status_code]
-        statuses.append((await gw.idempotent("score", "k1", b"{}", never)).status_code)
-        settles.set_result(pending if reached_kafka else None)
-        await asyncio.sleep(0)  # the done callback runs on the next turn of the loop
-        return statuses
-
-    assert asyncio.run(scenario()) == [504, 409]
-    outcome, stored = gw.idempotency.begin("k1", fingerprint("score", b"{}"))
-    if reached_kafka:
-        assert (outcome, stored) == (Lookup.REPLAY, pending)
-    else:
-        assert (outcome, stored) == (Lookup.NEW, None)

@@ -158,7 +158,7 @@ def test_an_unexpected_failure_is_a_json_500(path: str, monkeypatch: pytest.Monk
         client, gateway = _client(raise_app_exceptions=False)
         gateway.router.models.apply(promoted("7", T0))
         monkeypatch.setattr(gateway, "infer", boom)  # a bug in a handler
-        monkeypatch.setattr(gateway, "idempotent", boom)
+        monkeypatch.setattr(gateway, "submit", boom)
         async with client:
             return await client.post(path, json={})
 
