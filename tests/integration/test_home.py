@@ -40,7 +40,10 @@ def scorestream(cwd: Path, env: dict[str, str], *args: str) -> subprocess.Comple
 def test_models_published_from_one_directory_are_listed_from_another(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    ensure_topics({"model-events": REGISTRY.get("model-events")})
+    tenant = f"t{uuid.uuid4().hex[:10]}"
+    ensure_topics(
+        {REGISTRY.topic(k, tenant): REGISTRY.get(k) for k in ("model-events", "model-rejections")}
+    )
     home = tmp_path / "home"
     here, there = tmp_path / "here", tmp_path / "there"
     here.mkdir()
@@ -51,7 +54,7 @@ def test_models_published_from_one_directory_are_listed_from_another(
     (tmp_path / "model.onnx").write_bytes(data)
     (tmp_path / "model.json").write_text(meta.model_dump_json())
 
-    empty = scorestream(there, env, "models", "list")
+    empty = scorestream(there, env, "models", "list", "--tenant", tenant)
     assert f"no models in {home / 'models'} (SCORESTREAM_HOME)" in empty.stdout
 
     scorestream(
@@ -59,6 +62,8 @@ def test_models_published_from_one_directory_are_listed_from_another(
         env,
         "models",
         "publish",
+        "--tenant",
+        tenant,
         "--onnx",
         str(tmp_path / "model.onnx"),
         "--metadata",
@@ -66,7 +71,7 @@ def test_models_published_from_one_directory_are_listed_from_another(
     )
     assert (home / "models" / name / "1" / "model.onnx").exists()
     assert not (here / "var").exists()
-    listed = scorestream(there, env, "models", "list")
+    listed = scorestream(there, env, "models", "list", "--tenant", tenant)
     assert name in listed.stdout
     assert "no models" not in listed.stdout
 

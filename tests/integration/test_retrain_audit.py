@@ -135,8 +135,12 @@ def test_retrain_reads_a_window_of_the_audit_log_and_gates_the_candidate(
 ) -> None:
     tenant = f"t{uuid.uuid4().hex[:10]}"
     name = "fraud-gbt"
-    ensure_topics({REGISTRY.topic(k, tenant): REGISTRY.get(k) for k in ("audit", "labels")})
-    ensure_topics({"model-events": REGISTRY.get("model-events")})
+    ensure_topics(
+        {
+            REGISTRY.topic(k, tenant): REGISTRY.get(k)
+            for k in ("audit", "labels", "model-events", "model-rejections")
+        }
+    )
     expected = audit_history(kafka_bootstrap, tenant)
     models = tmp_path / "models"
 
@@ -163,7 +167,7 @@ def test_retrain_reads_a_window_of_the_audit_log_and_gates_the_candidate(
     # a worse one only shadows: the champion stays
     worse = retrain(tenant, models, "--n-estimators", "1")
     assert _champion(tenant, name) == "2", worse.stdout
-    state = read_model_events()
+    state = read_model_events(tenant)
     assert state.promoted[(tenant, name, ModelAlias.CHALLENGER)].model_version == "3"
 
     # a long read shows progress; --max-rows caps the rows held and the report says so
@@ -183,5 +187,5 @@ def test_retrain_reads_a_window_of_the_audit_log_and_gates_the_candidate(
 
 
 def _champion(tenant: str, name: str) -> str | None:
-    event = read_model_events().promoted.get((tenant, name, ModelAlias.CHAMPION))
+    event = read_model_events(tenant).promoted.get((tenant, name, ModelAlias.CHAMPION))
     return None if event is None else event.model_version
