@@ -599,11 +599,13 @@ def transactional_id(tenant: str) -> str:
 
 def operator_acl_rules(tenant: str) -> list[AclRule]:
     """What a principal needs to run ``scorestream dlq`` for ``tenant`` (and nothing of another
-    tenant): read the DLQs, write their streams back (``decisions`` for the retry topic's), the
+    tenant): read the DLQs and their source streams (a pointer dead letter is re-driven from the
+    original's coordinates), write the streams back (``decisions`` for the retry topic's), the
     tool's groups and its transactional id."""
     dlqs = [f"{tenant}.{s}" for s in dlq_streams()]
+    sources = sorted({t.removesuffix(".dlq") for t in dlqs})
     targets = sorted({_target(tenant, t.removesuffix(".dlq"))[0] for t in dlqs})
-    rules = [AclRule("topic", t, "literal", ("Read", "Describe")) for t in dlqs]
+    rules = [AclRule("topic", t, "literal", ("Read", "Describe")) for t in (*dlqs, *sources)]
     rules += [AclRule("topic", t, "literal", ("Write", "Describe")) for t in targets]
     rules.append(AclRule("group", f"{tenant}.dlq-", "prefix", ("Read",)))
     rules.append(
