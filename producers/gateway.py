@@ -906,6 +906,19 @@ class Gateway:
         ids = [tx.transaction_id for tx in txs]
         if len(set(ids)) != len(ids):
             return JSONResponse({"error": "transaction_id values must be unique"}, status_code=400)
+        for i, tid in enumerate(ids):
+            # a transaction id /v1 already accepted names that transaction: never a second one
+            # (V2 rows are not claimed themselves: docs/gateway.md, limits)
+            entry = self.store.get(tx_key(tid))
+            if entry is not None and entry.state != RELEASED:
+                IDEMPOTENT.labels("transaction_id_reused").inc()
+                return JSONResponse(
+                    {
+                        "error": f"input 'transaction_id'[{i}]: this transaction id was already "
+                        "submitted; a transaction id names one transaction"
+                    },
+                    status_code=409,
+                )
         if request.timeout_s is not None:
             deadline_s = min(request.timeout_s, s.max_deadline_s)
         request_ids = [uuid.uuid4().hex for _ in txs]

@@ -97,6 +97,24 @@ def score(base: str, data: dict[str, object], **headers: str) -> httpx.Response:
     return httpx.post(f"{base}/v1/transactions:score", json=data, headers=headers, timeout=15)
 
 
+def v2_row(data: dict[str, object]) -> dict[str, object]:
+    """One transaction as a KServe V2 infer request (one row per input tensor)."""
+    ints = {"amount_minor"}
+    return {
+        "inputs": [
+            {
+                "name": name,
+                "datatype": "INT64" if name in ints else "BYTES",
+                "shape": [1],
+                "data": [value],
+            }
+            for name, value in data.items()
+            if name in ("transaction_id", "account_id", "merchant_id", "amount_minor")
+            or name in ("currency", "channel", "country", "mcc")
+        ]
+    }
+
+
 def test_a_reused_transaction_id_with_another_body_gets_409_not_the_first_decision(
     kafka_bootstrap: str, tenant: Tenant, replica_a: str
 ) -> None:
@@ -115,6 +133,9 @@ def test_a_reused_transaction_id_with_another_body_gets_409_not_the_first_decisi
     assert "approve" not in r2.text
     async_other = httpx.post(f"{replica_a}/v1/transactions", json=other, timeout=15)
     assert async_other.status_code == 409, async_other.text
+    v2_other = httpx.post(f"{replica_a}/v2/models/fraud-gbt/infer", json=v2_row(other), timeout=15)
+    assert v2_other.status_code == 409, v2_other.text
+    assert "transaction_id" in v2_other.json()["error"]
 
     # the same request again is a replay: the first answer, nothing published again
     r3 = score(replica_a, first)
