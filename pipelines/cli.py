@@ -77,6 +77,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.kfp_local:
         return _train_with_kfp_local(args)
     started = time.perf_counter()
+    if not args.no_publish:
+        from scorestream.model_events import require_promotions_topic  # noqa: PLC0415
+
+        require_promotions_topic(args.tenant)  # before training, not after it
     config = training.TrainConfig(model_name=args.model, n_estimators=args.n_estimators)
     data = _load_data(args)
     _progress(f"data: {data.source}")

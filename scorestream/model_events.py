@@ -91,12 +91,7 @@ def publish_model_event(
         raise ConfigError(f"a model event of tenant {other!r} cannot go to tenant {tenant!r}")
     config = producer_config(kafka or KafkaSettings())
     topic = topic_for(event, tenant)
-    probe = Producer(config)  # fail fast, not after the delivery timeout, on a missing topic
-    meta = probe.list_topics(topic, timeout=30).topics.get(topic)
-    if meta is not None and meta.error is not None and meta.error.code() == DENIED:
-        raise _not_authorized(event, tenant, topic)
-    if meta is None or meta.error is not None:
-        raise MissingTopicError(topic, tenant)
+    _require(Producer(config), topic, tenant, event)
     try:
         with EventProducer(config, source=source) as producer:
             producer.send(topic, event)
@@ -106,7 +101,25 @@ def publish_model_event(
         raise
 
 
-def _not_authorized(event: Contract, tenant: str, topic: str) -> TopicError:
+def _require(probe: Producer, topic: str, tenant: str, event: Contract | None) -> None:
+    """Fail fast, not after the delivery timeout, on a missing or forbidden topic."""
+    meta = probe.list_topics(topic, timeout=30).topics.get(topic)
+    if meta is not None and meta.error is not None and meta.error.code() == DENIED:
+        raise _not_authorized(event, tenant, topic)
+    if meta is None or meta.error is not None:
+        raise MissingTopicError(topic, tenant)
+
+
+def require_promotions_topic(tenant: str, kafka: KafkaSettings | None = None) -> None:
+    """Check, before any work, that ``tenant``'s promotions can be published (``train`` calls
+    this before it spends half a minute training): MissingTopicError names the provisioning
+    command."""
+    validate_tenant(tenant)
+    probe = Producer(producer_config(kafka or KafkaSettings()))
+    _require(probe, promotions_topic(tenant), tenant, None)
+
+
+def _not_authorized(event: Contract | None, tenant: str, topic: str) -> TopicError:
     who = (
         f"only the tenant's workers report rejections ({tenant}-worker)"
         if isinstance(event, ModelRejected)

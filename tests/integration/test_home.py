@@ -92,3 +92,24 @@ def test_without_a_home_the_xdg_data_directory_is_used(tmp_path: Path) -> None:
     pids = tmp_path / "xdg" / "scorestream" / "run" / "t0home0cafe" / "pids.json"
     assert f"no running services of tenant t0home0cafe in {pids}" in proc.stdout
     assert "(SCORESTREAM_HOME default)" in proc.stdout
+
+
+def test_train_for_an_unprovisioned_tenant_fails_before_training(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A new user's first ``train`` for a tenant without topics: the error names the
+    provisioning command at once, not after half a minute of training."""
+    tenant = f"t{uuid.uuid4().hex[:10]}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "scorestream", "train", "--tenant", tenant],
+        cwd=tmp_path,
+        env=os.environ | {"SCORESTREAM_HOME": str(tmp_path / "home")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert f"scorestream topics create --tenant {tenant}" in out, out
+    assert "build_dataset" not in out, "it trained first"
