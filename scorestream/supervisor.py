@@ -104,7 +104,9 @@ class Supervisor:
     ) -> dict[str, Any]:
         with (self.dir / f"{name}.log").open("ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "scorestream", *args],
+                # -P: the current directory is not put on sys.path (a `scorestream` directory
+                # there, e.g. /tmp/scorestream of the state stores, would shadow the package)
+                [sys.executable, "-P", "-m", "scorestream", *args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
