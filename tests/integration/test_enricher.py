@@ -419,21 +419,19 @@ def _account_totals(tenant: str) -> dict[str, int]:
         "group.id": f"tests-{uuid.uuid4().hex[:6]}",
         "isolation.level": "read_committed",
     }
-    latest: dict[bytes, bytes | None] = {}
-    partitions: dict[bytes, set[int]] = {}
+    # the latest record of every key on every partition: a moved key has a live value at its new
+    # home and a tombstone at its old one, and the partitions are read in no particular order
+    latest: dict[tuple[bytes, int], bytes | None] = {}
     for msg in read_to_end(conf, topic):
-        key = msg.key() or b""
-        latest[key] = msg.value()
-        if msg.value() is not None:
-            partitions.setdefault(key, set()).add(msg.partition() or 0)
+        latest[(msg.key() or b"", msg.partition() or 0)] = msg.value()
     daily = next(i for i, g in enumerate(ENGINE.groups) if g.hop_s == 86400 and not g.where)
     out: dict[str, int] = {}
-    for key, value in latest.items():
+    for (key, partition), value in latest.items():
         if value is None:
             continue
+        assert partition == partition_for(key, 8), "the state lives at its new home only"
         state = AccountState.from_bytes(value, ENGINE.signatures)
         out[key.decode()] = sum(count for count, _ in state.tiles[daily].values())
-        assert partition_for(key, 8) in partitions[key], "the state lives at its new home"
     return out
 
 
