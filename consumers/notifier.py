@@ -290,8 +290,12 @@ class Webhook:
         parts = urlsplit(url)
         self.host = parts.netloc.rpartition("@")[2]  # never log the path or credentials: tokens
         # and should a library quote a part of the URL on its own, the log masks it all the same
-        for part in (parts.password, parts.path, parts.query, parts.fragment):
-            if part and part != "/":
+        # (a path, query or fragment shorter than 8 characters, e.g. ``/hook``, carries no token
+        # and masking it would garble every line that contains it: URLs themselves are redacted
+        # to scheme, host and port anyway)
+        logs.register_secret(parts.password)
+        for part in (parts.path, parts.query, parts.fragment):
+            if part and len(part) >= 8:
                 logs.register_secret(part)
         self.tenant = tenant
         self.attempts = attempts

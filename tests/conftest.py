@@ -186,3 +186,13 @@ def make_topic(admin: AdminClient, unique: Callable[[str], str]) -> Iterator[Cal
     if created:
         for future in admin.delete_topics(created, request_timeout=30).values():
             future.result(30)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_log_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Values a test registers for log redaction (``scorestream.logs.register_secret``, e.g. a
+    webhook client's URL parts) are forgotten after it: the registry is process-wide, and a
+    worker process runs many tests (a test's ``/hook`` masked another test's expected output)."""
+    from scorestream import logs  # noqa: PLC0415
+
+    monkeypatch.setattr(logs, "_secrets", set(logs._secrets))
