@@ -34,7 +34,7 @@ from schemas.errors import DecodeError
 from schemas.events import AuditRecord, ModelAlias, latest_revisions
 from scorestream.errors import ConfigError, KafkaClientError, ScorestreamError
 from scorestream.kafka_config import consumer_config
-from scorestream.replay import watermarks
+from scorestream.replay import offsets_for_times, watermarks
 from scorestream.serde import decode_message
 from scorestream.settings import KafkaSettings, ModelRepoSettings
 from scorestream.topics import REGISTRY
@@ -113,7 +113,7 @@ def _window_starts(
     wanted = [TopicPartition(topic, p, start_ms) for p in sorted(meta.partitions)]
     ends: dict[int, int] = {}
     assignment: list[TopicPartition] = []
-    for tp in consumer.offsets_for_times(wanted, timeout=timeout):
+    for tp in offsets_for_times(consumer, wanted, timeout=timeout):
         if tp.error is not None:
             raise KafkaClientError(f"offsets_for_times({topic}[{tp.partition}]): {tp.error}")
         if tp.offset < 0:  # no record at or after ``start`` in this partition

@@ -77,6 +77,7 @@ from scorestream.dlq import DeadLetter, DlqRecord
 from scorestream.errors import KafkaClientError, ModelError, TopicError
 from scorestream.health import HealthServer
 from scorestream.kafka_config import consumer_config, transactional_producer_config
+from scorestream.replay import offsets_for_times
 from scorestream.serde import decode_message, raw_from_message
 from scorestream.settings import KafkaSettings
 from scorestream.topics import MAX_MESSAGE_BYTES, REGISTRY
@@ -442,7 +443,7 @@ class Monitor:
         if initial:
             since_ms = int((time.time() - self.settings.window_s) * 1000)
             lookup = [TopicPartition(tp.topic, tp.partition, since_ms) for tp in new]
-            start = self._c().offsets_for_times(lookup, timeout=timeout)
+            start = offsets_for_times(self._c(), lookup, timeout=timeout)
         else:  # a partition added while running holds only records newer than our start
             start = [TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING) for tp in new]
         for tp in start:

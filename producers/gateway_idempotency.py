@@ -46,6 +46,7 @@ from producers.publisher import (
 from scorestream.errors import KafkaClientError, ScorestreamError
 from scorestream.kafka_config import common_config, producer_config
 from scorestream.partitioning import partition_for
+from scorestream.replay import offsets_for_times, watermarks
 from scorestream.settings import KafkaSettings
 from scorestream.topics import REGISTRY
 
@@ -289,15 +290,16 @@ class IdempotencyStore:
                     f"`scorestream topics create --tenant {self.tenant}`"
                 )
             since_ms = int((time.time() - self.table.horizon_s) * 1000)
-            starts = consumer.offsets_for_times(
+            starts = offsets_for_times(
+                consumer,
                 [TopicPartition(self.topic, p, since_ms) for p in meta.partitions],
                 timeout=timeout,
             )
             ends: dict[int, int] = {}
             assignment: list[TopicPartition] = []
             for tp in starts:
-                _, high = consumer.get_watermark_offsets(
-                    TopicPartition(self.topic, tp.partition), timeout=timeout
+                _, high = watermarks(
+                    consumer, TopicPartition(self.topic, tp.partition), timeout=timeout
                 )
                 start = tp.offset if tp.offset >= 0 else high
                 ends[tp.partition] = high
@@ -481,9 +483,9 @@ def find_event(
             raise KafkaException(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART, topic))
         partition = partition_for(account_id.encode(), len(meta.partitions))
         tp = TopicPartition(topic, partition)
-        _, high = consumer.get_watermark_offsets(tp, timeout=timeout)
-        [start] = consumer.offsets_for_times(
-            [TopicPartition(topic, partition, max(0, since_ms))], timeout=timeout
+        _, high = watermarks(consumer, tp, timeout=timeout)
+        [start] = offsets_for_times(
+            consumer, [TopicPartition(topic, partition, max(0, since_ms))], timeout=timeout
         )
         if start.offset < 0 or start.offset >= high:
             return None

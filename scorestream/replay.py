@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from scorestream.errors import KafkaClientError, MissingTopicError
 from scorestream.kafka_config import ClientConfig
+
+_T = TypeVar("_T")
 
 
 def read_to_end(conf: ClientConfig, topic: str, *, timeout: float = 30.0) -> Iterator[Message]:
@@ -58,14 +61,14 @@ _TRANSIENT = {
 }
 
 
-def watermarks(consumer: Consumer, tp: TopicPartition, *, timeout: float = 30.0) -> tuple[int, int]:
-    """``get_watermark_offsets`` that rides out leadership still settling on a new topic."""
+def _riding_transients(call: Callable[[float], _T], timeout: float) -> _T:
+    """``call(per_try_timeout)`` retried while leadership is still settling (a new topic, a
+    broker restart): NOT_LEADER, LEADER_NOT_AVAILABLE, … within ``timeout``."""
     deadline = time.monotonic() + timeout
     delay = 0.05
     while True:
         try:
-            low, high = consumer.get_watermark_offsets(tp, timeout=min(10.0, timeout))
-            return int(low), int(high)
+            return call(min(10.0, timeout))
         except KafkaException as exc:
             err = exc.args[0]
             transient = isinstance(err, KafkaError) and err.code() in _TRANSIENT
@@ -73,6 +76,24 @@ def watermarks(consumer: Consumer, tp: TopicPartition, *, timeout: float = 30.0)
                 raise
             time.sleep(delay)
             delay = min(1.0, delay * 2)
+
+
+def watermarks(consumer: Consumer, tp: TopicPartition, *, timeout: float = 30.0) -> tuple[int, int]:
+    """``get_watermark_offsets`` that rides out leadership still settling on a new topic."""
+
+    def call(t: float) -> tuple[int, int]:
+        low, high = consumer.get_watermark_offsets(tp, timeout=t)
+        return int(low), int(high)
+
+    return _riding_transients(call, timeout)
+
+
+def offsets_for_times(
+    consumer: Consumer, tps: list[TopicPartition], *, timeout: float = 30.0
+) -> list[TopicPartition]:
+    """``offsets_for_times`` that rides out leadership still settling on a new topic (a
+    gateway starting right after ``scorestream topics create`` met NOT_LEADER_FOR_PARTITION)."""
+    return _riding_transients(lambda t: consumer.offsets_for_times(tps, timeout=t), timeout)
 
 
 def read_ranges(
@@ -135,8 +156,8 @@ def time_window_ranges(
             if ts_ms is None:
                 return {p: (bounds[p][0] if default < 0 else bounds[p][1]) for p in parts}
             try:
-                found = consumer.offsets_for_times(
-                    [TopicPartition(topic, p, ts_ms) for p in parts], timeout=timeout
+                found = offsets_for_times(
+                    consumer, [TopicPartition(topic, p, ts_ms) for p in parts], timeout=timeout
                 )
             except KafkaException as exc:
                 raise KafkaClientError(f"offsets for times on {topic}: {exc}") from exc

@@ -40,7 +40,7 @@ from scorestream.acl import AclRule
 from scorestream.errors import ConfigError, KafkaClientError
 from scorestream.kafka_config import consumer_config, transactional_producer_config
 from scorestream.logs import redact, redact_text
-from scorestream.replay import watermarks
+from scorestream.replay import offsets_for_times, watermarks
 from scorestream.settings import KafkaSettings
 from scorestream.topics import MAX_MESSAGE_BYTES, REGISTRY, validate_tenant
 
@@ -336,7 +336,7 @@ def ranges(
                 start = low
                 if since is not None:
                     ms = int(since.timestamp() * 1000)
-                    [tp] = consumer.offsets_for_times([TopicPartition(topic, p, ms)], timeout=30)
+                    [tp] = offsets_for_times(consumer, [TopicPartition(topic, p, ms)])
                     start = high if tp.offset < 0 else max(low, tp.offset)
                 out[(topic, p)] = (start, high)
     except KafkaException as exc:
