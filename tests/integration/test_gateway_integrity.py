@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from producers.gateway_idempotency import Entry, tx_key
 from producers.publisher import Publisher
 from scorestream.serde import raw_from_message
 from tests.gateway_process import GatewayProcess, gateway_process
@@ -238,3 +239,57 @@ def test_the_same_request_racing_through_two_replicas_is_published_once(
             assert len(event_ids) == 1
     found = copies_of(kafka_bootstrap, tenant, txids)
     assert {t: len(ids) for t, ids in found.items()} == dict.fromkeys(txids, 1)
+
+
+def _idempotency_states(bootstrap: str, tenant: Tenant, txid: str) -> list[tuple[str, bool]]:
+    """(state, awaiting a decision) of every record of ``tx/<txid>`` in the tenant's idempotency
+    log, in log order."""
+    out = []
+    for m in read_messages(bootstrap, tenant.topic("gateway.idempotency"), 100_000, timeout=2):
+        if m.key() == tx_key(txid).encode():
+            entry = Entry.from_json(m.value() or b"")
+            out.append((entry.state, bool((entry.response or {}).get("awaiting"))))
+    return out
+
+
+def test_a_score_records_its_claim_and_then_its_outcome_once(
+    kafka_bootstrap: str, tenant: Tenant, echo: EchoDecision, replica_a: str, replica_b: str
+) -> None:
+    """A decided ``:score`` writes two records (its claim, then its decision: no intermediate
+    'published, awaiting the decision' record on the request path); one that runs out of time
+    writes its pending answer instead. Either way another replica answers the same."""
+    decided_id = f"tx-records-{uuid.uuid4().hex[:10]}"
+    decided = body(tenant, transaction_id=decided_id, amount_minor=APPROVE, account_id="acc-rec")
+    r = score(replica_a, decided)
+    assert r.status_code == 200, r.text
+    wait_until(
+        lambda: len(_idempotency_states(kafka_bootstrap, tenant, decided_id)) >= 2,
+        15,
+        "the decision recorded",
+    )
+    time.sleep(0.5)  # nothing else follows
+    assert _idempotency_states(kafka_bootstrap, tenant, decided_id) == [
+        ("pending", False),
+        ("done", False),
+    ]
+    elsewhere = score(replica_b, decided)
+    assert elsewhere.status_code == 200, elsewhere.text
+    assert elsewhere.json() == r.json()
+
+    late_id = f"noreply-{uuid.uuid4().hex[:10]}"  # the echo never answers these
+    late = body(tenant, transaction_id=late_id, account_id="acc-rec")
+    pending = score(replica_a, late, Prefer="wait=0.3")
+    assert pending.status_code == 504, pending.text
+    wait_until(
+        lambda: len(_idempotency_states(kafka_bootstrap, tenant, late_id)) >= 2,
+        15,
+        "the pending answer recorded",
+    )
+    assert _idempotency_states(kafka_bootstrap, tenant, late_id) == [
+        ("pending", False),
+        ("done", True),
+    ]
+    replayed = score(replica_b, late, Prefer="wait=0.3")
+    assert replayed.status_code == 504, replayed.text
+    assert replayed.json()["event_id"] == pending.json()["event_id"]
+    assert copies(kafka_bootstrap, tenant, late_id) == [pending.json()["event_id"]]
