@@ -33,6 +33,8 @@ class Stack:
     model: dict[str, object]
     workdir: Path
     kafka: KafkaSettings
+    services: tuple[str, ...] = ()
+    """The services running (``scorestream up``'s names)."""
 
     @property
     def base_url(self) -> str:
@@ -111,7 +113,7 @@ def running_stack(
         supervisor.start(specs, progress=print if progress else (lambda _: None))
         ports = {s.name: s.health_port for s in specs if s.health_port}
         wait_ready(ports, ready_timeout_s)
-        yield Stack(tenant, port, ports, model, workdir, kafka)
+        yield Stack(tenant, port, ports, model, workdir, kafka, tuple(s.name for s in specs))
     finally:
         supervisor.stop()
         keep = workdir / "run"
