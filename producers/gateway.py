@@ -95,7 +95,7 @@ from producers.gateway_idempotency import (
     possibly_written,
     tx_key,
 )
-from producers.gateway_replies import REQUEST_ID, ReplyRouter
+from producers.gateway_replies import REQUEST_ID, ReplyRouter, find_decision
 from producers.gateway_v2 import (
     HEADER_LENGTH,
     V2RequestError,
@@ -362,6 +362,10 @@ def _from_entry(entry: Entry) -> StoredResponse:
 class Gateway:
     """State shared by the routes: publisher, reply router, idempotency cache."""
 
+    LOOKUPS = 4
+    """Decision look-ups in ``<tenant>.decisions`` at once (retries that reached this replica
+    for another's request); beyond that a retry only waits on this replica's own replies."""
+
     def __init__(self, settings: GatewaySettings, kafka: KafkaSettings | None = None) -> None:
         self.settings = settings
         self.kafka = kafka or KafkaSettings()
@@ -381,6 +385,7 @@ class Gateway:
             max_entries=settings.idempotency_max_entries,
         )
         self._inflight: dict[str, asyncio.Future[Any]] = {}
+        self._lookups = asyncio.Semaphore(self.LOOKUPS)
         """Entries whose request runs on this replica (a retry gets 409 before any Kafka I/O)."""
         self._resolving: dict[str, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
@@ -579,7 +584,7 @@ class Gateway:
         IDEMPOTENT.labels(Lookup.REPLAY.value).inc()
         stored = _from_entry(entry)
         if stored.awaiting_decision and deadline_s is not None:
-            stored = await self.resume(entry.request_id, stored, deadline_s)
+            stored = await self.resume(entry, stored, deadline_s)
             if not stored.awaiting_decision:
                 self._remember(txk, stored)
         return _stored(stored, replayed=True)
@@ -890,13 +895,52 @@ class Gateway:
         )
 
     async def resume(
-        self, request_id: str, stored: StoredResponse, deadline_s: float
+        self, entry: Entry, stored: StoredResponse, deadline_s: float
     ) -> StoredResponse:
-        """A retried ``:score`` whose first attempt hit its deadline: wait again, no publish."""
+        """A retried ``:score`` whose first attempt hit its deadline: wait again, no publish.
+
+        The reply comes to this replica's partition only if this replica published the request;
+        a retry that reached another replica (or this one restarted with another partition) looks
+        for the decision in ``<tenant>.decisions`` meanwhile (at most ``LOOKUPS`` at once)."""
+        request_id = entry.request_id
         future = self.router.register(request_id)
+        stop = threading.Event()
+        lookup: asyncio.Future[DecisionEvent | None] | None = None
+        if not self._lookups.locked() and entry.account_id:
+            await self._lookups.acquire()
+            lookup = asyncio.ensure_future(
+                asyncio.to_thread(
+                    find_decision,
+                    self.kafka,
+                    self.settings.tenant,
+                    entry.account_id,
+                    request_id,
+                    since_ms=int((entry.created - 60.0) * 1000),  # clock skew between replicas
+                    until=time.monotonic() + deadline_s,
+                    stop=stop,
+                    client_id=f"{self.settings.tenant}.gateway.{self.settings.instance_id}",
+                )
+            )
+            lookup.add_done_callback(lambda _: self._lookups.release())
         try:
-            decision = await self._wait(future, deadline_s)
+            waiting: set[asyncio.Future[Any]] = {asyncio.shield(future)}
+            if lookup is not None:
+                waiting.add(lookup)
+            decision: DecisionEvent | None = None
+            deadline = time.monotonic() + deadline_s
+            while waiting and decision is None:
+                done, waiting = await asyncio.wait(
+                    waiting,
+                    timeout=max(0.0, deadline - time.monotonic()),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if not done:
+                    break
+                for f in done:
+                    if not f.cancelled() and f.exception() is None and f.result() is not None:
+                        decision = f.result()
         finally:
+            stop.set()
             self.router.unregister(request_id, future)
         if decision is None:
             return stored
