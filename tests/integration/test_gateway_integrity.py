@@ -281,8 +281,9 @@ def test_a_score_records_its_claim_and_then_its_outcome_once(
 
     late_id = f"noreply-{uuid.uuid4().hex[:10]}"  # the echo never answers these
     late = body(tenant, transaction_id=late_id, account_id="acc-rec")
-    pending = score(replica_a, late, Prefer="wait=0.3")
+    pending = score(replica_a, late, Prefer="wait=1.5")  # long enough for Kafka's ack
     assert pending.status_code == 504, pending.text
+    assert pending.json()["status"] == "pending", pending.text
     wait_until(
         lambda: len(_idempotency_states(kafka_bootstrap, tenant, late_id)) >= 2,
         15,
@@ -306,8 +307,9 @@ def test_a_retry_on_another_replica_gets_the_late_decision_from_the_decisions_to
     through A does, instead of replaying A's 504."""
     late_id = f"noreply-{uuid.uuid4().hex[:10]}"  # the echo never answers these
     late = body(tenant, transaction_id=late_id, amount_minor=DECLINE, account_id="acc-late-b")
-    pending = score(replica_a, late, Prefer="wait=0.3")
+    pending = score(replica_a, late, Prefer="wait=1.5")  # long enough for Kafka's ack
     assert pending.status_code == 504, pending.text
+    assert pending.json()["status"] == "pending", pending.text
     event_id = pending.json()["event_id"]
     [published] = [
         m
