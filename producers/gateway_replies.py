@@ -35,7 +35,7 @@ from schemas.catalog import MODEL_EVENT_TYPES
 from schemas.errors import DecodeError
 from schemas.events import DecisionEvent, ModelAlias
 from scorestream.errors import ConfigError, KafkaClientError
-from scorestream.kafka_config import common_config
+from scorestream.kafka_config import reader_config
 from scorestream.model_events import ModelState, promotions_topic
 from scorestream.partitioning import partition_for
 from scorestream.replay import offsets_for_times, watermarks
@@ -73,14 +73,9 @@ class ReplyRouter:
         self.partition = partition
         self.model_name = model_name
         self.replyto = f"{self.topic}/{partition}"
-        self._conf = common_config(kafka, client_id=client_id) | {
-            "group.id": f"{tenant}.gateway.replies",  # required by librdkafka; never joined
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "isolation.level": "read_committed",
-            "auto.offset.reset": "latest",
-            "fetch.wait.max.ms": 50,
-        }
+        self._conf = reader_config(
+            kafka, group_id=f"{tenant}.gateway.replies", client_id=client_id
+        ) | {"auto.offset.reset": "latest"}
         self._waiters: dict[str, list[asyncio.Future[DecisionEvent]]] = {}
         self._recent: OrderedDict[str, tuple[float, DecisionEvent]] = OrderedDict()
         self.recent_max = recent_max
@@ -271,14 +266,11 @@ def find_decision(
     The decision carries the request's extensions, so it is matched by ``ce_requestid`` alone."""
     topic = REGISTRY.topic("decisions", tenant)
     consumer = Consumer(
-        common_config(kafka, client_id=f"{client_id}.decision-lookup")
-        | {
-            "group.id": f"{tenant}.gateway.decision-lookup",  # required by librdkafka; never joined
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "isolation.level": "read_committed",
-            "fetch.wait.max.ms": 50,
-        }
+        reader_config(
+            kafka,
+            group_id=f"{tenant}.gateway.decision-lookup",
+            client_id=f"{client_id}.decision-lookup",
+        )
     )
     wanted = request_id.encode()
     try:
