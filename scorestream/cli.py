@@ -155,7 +155,7 @@ def _run_service(name: str, argv: list[str]) -> int:
 def _cmd_gateway_keys(args: argparse.Namespace) -> int:
     from pathlib import Path  # noqa: PLC0415
 
-    from producers.gateway_auth import add_key  # noqa: PLC0415
+    from producers.gateway.auth import add_key  # noqa: PLC0415
 
     key, line = add_key(args.tenant, Path(args.file) if args.file else None)
     print(f"API key (shown once; give it to the client): {key}")

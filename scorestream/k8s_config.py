@@ -51,7 +51,7 @@ class SettingsRef:
 KAFKA = SettingsRef("scorestream.settings", "KafkaSettings")
 MODELS = SettingsRef("scorestream.settings", "ModelRepoSettings")
 TRACING = SettingsRef("scorestream.tracing", "TracingSettings")
-GATEWAY_AUTH = SettingsRef("producers.gateway_auth", "GatewayAuthSettings")
+GATEWAY_AUTH = SettingsRef("producers.gateway.auth", "GatewayAuthSettings")
 
 SERVICE_SETTINGS: dict[str, SettingsRef] = {
     "gateway": SettingsRef("producers.gateway", "GatewaySettings"),

@@ -29,7 +29,7 @@ METRIC_MODULES: tuple[str, ...] = (
     "consumers.monitor",
     "consumers.notifier",
     "consumers.policy",
-    "producers.gateway_http",
+    "producers.gateway.http",
     "producers.publisher",
 )
 

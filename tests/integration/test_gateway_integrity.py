@@ -19,7 +19,7 @@ import httpx
 import pytest
 from confluent_kafka import Producer
 
-from producers.gateway_idempotency import Entry, tx_key
+from producers.gateway.idempotency import Entry, tx_key
 from producers.publisher import Publisher
 from schemas.cloudevents import encode
 from schemas.events import TransactionEvent

@@ -30,7 +30,7 @@ from collections import OrderedDict
 
 from confluent_kafka import OFFSET_END, Consumer, KafkaException, Message, TopicPartition
 
-from producers.gateway_http import REPLIES
+from producers.gateway.http import REPLIES
 from schemas.catalog import MODEL_EVENT_TYPES
 from schemas.errors import DecodeError
 from schemas.events import DecisionEvent, ModelAlias

@@ -4,7 +4,7 @@ The middlewares are plain ASGI (no request objects, no per-request tasks) and or
 method filter (outermost: an unknown method costs nothing, not even a metric series) → tracing →
 metrics (so every 413/503 is counted) → in-flight bound → API key (and its per-key bound) →
 content type → body limit → the app. Header and body *read timeouts* live one level lower, in
-the HTTP protocol (:mod:`producers.gateway_server`): a request whose headers never complete
+the HTTP protocol (:mod:`producers.gateway.server`): a request whose headers never complete
 never reaches ASGI.
 
 Every metric label here has a bounded set of values: methods are the standard ones or

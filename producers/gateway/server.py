@@ -32,7 +32,7 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from producers.gateway_http import REJECTED, error_body
+from producers.gateway.http import REJECTED, error_body
 
 _RESPONSE = "HTTP/1.1 408 Request Timeout\r\n"
 
