@@ -27,7 +27,7 @@ METRIC_MODULES: tuple[str, ...] = (
     "consumers.enricher",
     "consumers.merchant",
     "consumers.monitor",
-    "consumers.notifier",
+    "consumers.notifier.settings",
     "consumers.policy",
     "producers.gateway.http",
     "producers.publisher",
