@@ -22,7 +22,7 @@ PREFIX = "scorestream_"
 # (tests/unit/test_metrics_catalog.py checks the list against the sources).
 METRIC_MODULES: tuple[str, ...] = (
     "scorestream.metrics",
-    "consumers.audit",
+    "consumers.audit.service",
     "consumers.decision",
     "consumers.enricher",
     "consumers.merchant",

@@ -232,4 +232,3 @@ def main(
     if on_ready is not None:
         on_ready(service)
     return service.run()
-

@@ -8,18 +8,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from consumers.audit_join import (
+from consumers.audit.join import (
     INGEST_TIME,
     AddOutcome,
     Arrival,
     Finished,
     JoinState,
-    JoinTable,
     Orphaned,
     part_digest,
-    restore,
     trace_id,
 )
+from consumers.audit.join_table import JoinTable, restore
 from producers.generator import generate_transactions
 from schemas.cloudevents import Envelope, decode, encode
 from schemas.errors import RawRecord
