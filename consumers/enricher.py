@@ -44,8 +44,9 @@ from pydantic_settings import SettingsConfigDict
 from schemas.cloudevents import Envelope
 from schemas.events import EnrichedTransaction, TransactionEvent
 from scorestream import metrics, tracing
+from scorestream.admin import require_topics
 from scorestream.dlq import DeadLetter
-from scorestream.errors import ScorestreamError, TopicError
+from scorestream.errors import ScorestreamError
 from scorestream.event_time import REASON as EVENT_TIME
 from scorestream.event_time import EventTimeSettings, out_of_window
 from scorestream.features import (
@@ -224,16 +225,6 @@ def _utc_ms(ms: int) -> datetime:
 def _iso_ms(ms: int) -> bytes:
     """Epoch milliseconds as a quoted JSON timestamp, as pydantic writes one."""
     return b'"' + _utc_ms(ms).isoformat().replace("+00:00", "Z").encode() + b'"'
-
-
-def require_topics(kafka: KafkaSettings, client_id: str, topics: list[str]) -> None:
-    """Refuse to start on a tenant whose topics do not exist (a consumer would wait for them
-    silently, a producer could create them with the broker's defaults)."""
-    admin = AdminClient(admin_config(kafka, client_id=client_id))
-    existing = admin.list_topics(timeout=30).topics
-    missing = [name for name in topics if name not in existing]
-    if missing:
-        raise TopicError(f"topics missing (run `scorestream topics create`): {missing}")
 
 
 # -- the service ----------------------------------------------------------------------------------
@@ -474,10 +465,10 @@ class Enricher:
         t = settings.tenant
         self.tx_topic = REGISTRY.topic("transactions", t)
         require_topics(
-            self.kafka,
-            settings.instance_id,
+            AdminClient(admin_config(self.kafka, client_id=settings.instance_id)),
             [self.tx_topic, REGISTRY.topic("transactions.enriched", t)]
             + [REGISTRY.topic(s, t) for s in ("enricher.state", "merchant-features")],
+            tenant=t,
         )
         self.accounts: StateStore[AccountState] = StateStore(
             "accounts",
