@@ -24,7 +24,7 @@ METRIC_MODULES: tuple[str, ...] = (
     "scorestream.metrics",
     "consumers.audit.service",
     "consumers.decision",
-    "consumers.enricher",
+    "consumers.enricher.settings",
     "consumers.merchant",
     "consumers.monitor",
     "consumers.notifier.settings",
