@@ -3,8 +3,8 @@ against the real schemas (Kubernetes OpenAPI via kubernetes-validate; the pinned
 Istio and prometheus-operator CRDs via scorestream.k8s_crds), and the deployment policies hold.
 
 kustomize comes from `.ci/kustomize.sh` (`kubectl kustomize` where kubectl is installed, else built
-once with `go install` and cached under ~/.cache/scorestream/bin; KUSTOMIZE overrides it) and the CRDs are downloaded once into
-~/.cache/scorestream/crds. If either cannot be provided these tests fail; they are never skipped.
+once with `go install` and cached under ~/.cache/scorestream/bin; KUSTOMIZE overrides it) and the
+CRDs are downloaded once into ~/.cache/scorestream/crds. If either cannot be provided these tests fail; they are never skipped.
 """
 
 from __future__ import annotations
@@ -151,7 +151,8 @@ def test_every_overlay_builds(built: dict[str, list[dict[str, Any]]]) -> None:
     assert len(_of(built["ingress"], "Ingress")) == 2
     assert not _of(built["ingress"], "VirtualService")
     for overlay in ("dev", "prod", "tenants/demo"):
-        assert not _of(built[overlay], "Ingress") and not _of(built[overlay], "Gateway")
+        assert not _of(built[overlay], "Ingress")
+        assert not _of(built[overlay], "Gateway")
 
 
 def test_core_objects_match_the_kubernetes_openapi_schemas(
