@@ -4,14 +4,14 @@ Istio and prometheus-operator CRDs via scorestream.k8s_crds), and the deployment
 
 kustomize comes from `.ci/kustomize.sh` (`kubectl kustomize` where kubectl is installed, else built
 once with `go install` and cached under ~/.cache/scorestream/bin; KUSTOMIZE overrides it) and the
-CRDs are downloaded once into ~/.cache/scorestream/crds. If either cannot be provided these tests fail; they are never skipped.
+CRDs are downloaded once into ~/.cache/scorestream/crds. If either cannot be provided these tests
+fail; they are never skipped.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,10 +31,11 @@ from scorestream import (
     k8s_scaling,
 )
 from scorestream.topics import REGISTRY
+from tests import k8s_support
 
-ROOT = Path(__file__).resolve().parents[2]
-K8S = ROOT / "k8s"
-OVERLAYS = ("dev", "prod", "istio", "ingress", "tenants/demo")
+ROOT = k8s_support.ROOT
+K8S = k8s_support.K8S
+OVERLAYS = k8s_support.OVERLAYS
 KUBE_VERSION = "1.33.0"
 WORKLOAD_KINDS = {"Deployment", "StatefulSet"}
 TOPICS = {s.topic("demo"): s for s in REGISTRY.streams}
@@ -42,32 +43,13 @@ TOPICS = {s.topic("demo"): s for s in REGISTRY.streams}
 
 @pytest.fixture(scope="session")
 def kustomize() -> str:
-    proc = subprocess.run(
-        [str(ROOT / ".ci" / "kustomize.sh")],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=1800,
-    )
-    assert proc.returncode == 0, f"kustomize could not be provided:\n{proc.stderr[-3000:]}"
-    return proc.stdout.strip()
+    return k8s_support.kustomize()
 
 
 @pytest.fixture(scope="session")
 def built(kustomize: str) -> dict[str, list[dict[str, Any]]]:
     """``kustomize build`` of every overlay."""
-    out = {}
-    for overlay in OVERLAYS:
-        proc = subprocess.run(
-            [kustomize, "build", str(K8S / "overlays" / overlay)],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=300,
-        )
-        assert proc.returncode == 0, f"kustomize build {overlay} failed:\n{proc.stderr}"
-        out[overlay] = [d for d in yaml.safe_load_all(proc.stdout) if d]
-    return out
+    return k8s_support.build(kustomize, OVERLAYS)
 
 
 def _all(built: dict[str, list[dict[str, Any]]]) -> Iterator[tuple[str, dict[str, Any]]]:
