@@ -11,6 +11,8 @@ Writes (relative to the ``k8s`` root; a unit test keeps the committed tree equal
 * ``overlays/istio/`` and ``overlays/ingress/``: ``prod`` plus each tenant's edge objects
   (:mod:`scorestream.k8s_edge`: Istio Gateway, VirtualService, DestinationRule and NetworkPolicies,
   or the ingress-nginx Ingresses), in ``tenants/<t>.yaml``;
+* ``kubeflow/training-pipeline-<t>.yaml``: the tenant's Kubeflow training pipeline
+  (:mod:`scorestream.k8s_kfp`);
 * ``monitoring/prometheusrule.yaml`` (from the plain rule file) and
   ``monitoring/grafana/scorestream.json``.
 
@@ -31,6 +33,7 @@ from scorestream import (
     k8s_cluster,
     k8s_dashboard,
     k8s_edge,
+    k8s_kfp,
     k8s_monitoring,
     k8s_network,
 )
@@ -149,6 +152,7 @@ def generate_all(root: Path | str = "k8s", tenants: Sequence[str] = ("demo",)) -
         ],
     )
     written = [kafka_dir / n for n in kafka_files]
+    written += [k8s_kfp.compile_training_pipeline(root, t) for t in tenants]
     for rel, text in files.items():
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
