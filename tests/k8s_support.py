@@ -58,3 +58,70 @@ def pod_templates(
             yield obj, obj["spec"]["jobTemplate"]["spec"]["template"]
         else:
             yield obj, obj["spec"]["template"]
+
+
+# -- schemas for kubeconform -----------------------------------------------------------------------
+KUBECONFORM_CORE_LAYOUT = (
+    "{{ .NormalizedKubernetesVersion }}-standalone{{ .StrictSuffix }}/"
+    "{{ .ResourceKind }}{{ .KindSuffix }}.json"
+)
+"""The ``-schema-location`` template of :func:`write_core_schemas`' directory."""
+
+
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                yield value
+            else:
+                yield from _refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _refs(value)
+
+
+def _relinked(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {
+            k: "#/definitions/" + v.rsplit("/", 1)[-1]
+            if k == "$ref" and isinstance(v, str)
+            else _relinked(v)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_relinked(v) for v in node]
+    return node
+
+
+def write_core_schemas(dest: Path, version: str, kinds: set[tuple[str, str]]) -> None:
+    """Kubernetes' own strict schemas of ``version`` for the (apiVersion, kind) pairs, one
+    self-contained file each in kubeconform's layout, from kubernetes-validate's copy of the
+    Kubernetes OpenAPI (whose files share one ``/api/_definitions.json`` that kubeconform's
+    loader cannot follow: the definitions each kind needs are copied into its file)."""
+    import json  # noqa: PLC0415
+
+    import kubernetes_validate  # noqa: PLC0415
+
+    source = (
+        Path(kubernetes_validate.__file__).parent
+        / "kubernetes-json-schema"
+        / f"v{version}-local-strict"
+    )
+    definitions = json.loads((source / "_definitions.json").read_text())["$defs"]
+    out = dest / f"v{version}-standalone-strict"
+    out.mkdir(parents=True, exist_ok=True)
+    for api_version, kind in sorted(kinds):
+        group, _, ver = api_version.rpartition("/")
+        suffix = f"-{group.split('.')[0]}-{ver}" if group else f"-{ver}"
+        name = f"{kind.lower()}{suffix}.json"
+        schema = json.loads((source / name).read_text())
+        needed: set[str] = set()
+        todo = [r.rsplit("/", 1)[-1] for r in _refs(schema)]
+        while todo:
+            ref = todo.pop()
+            if ref not in needed:
+                needed.add(ref)
+                todo += [r.rsplit("/", 1)[-1] for r in _refs(definitions[ref])]
+        schema = _relinked(schema)
+        schema["definitions"] = {ref: _relinked(definitions[ref]) for ref in sorted(needed)}
+        (out / name).write_text(json.dumps(schema), encoding="utf-8")
