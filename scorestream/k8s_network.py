@@ -4,7 +4,8 @@ Per service: DNS, the Kafka brokers' TLS listener, the OTLP collector; Prometheu
 metrics port; the ingress-nginx controller in to the gateway (the Istio ingress gateway's policy
 is part of the ``istio`` overlay, :mod:`scorestream.k8s_edge`); HTTPS out to the internet (never to
 private ranges) only for the services that need it (model storage, webhooks). The Kafka side is
-closed by the Strimzi listener's ``networkPolicyPeers`` (tenant namespaces and KEDA only).
+closed by the Strimzi listener's ``networkPolicyPeers`` (tenant namespaces, KEDA and the training
+pipeline's pods in the Kubeflow Pipelines namespace only).
 """
 
 from __future__ import annotations
