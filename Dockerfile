@@ -28,7 +28,11 @@ COPY producers ./producers
 COPY consumers ./consumers
 COPY inference_worker ./inference_worker
 COPY pipelines ./pipelines
+# the build backend first (setuptools and wheel, with their hashes): the lock's sdists
+# (kfp-server-api) and the project are built with it, without build isolation
 RUN python -m venv /opt/scorestream \
+ && grep -A1 -E '^(setuptools|wheel)==' requirements.lock | grep -v '^--$' >/tmp/backend.lock \
+ && /opt/scorestream/bin/python -m pip install --require-hashes --no-deps -r /tmp/backend.lock \
  && /opt/scorestream/bin/python -m pip install --require-hashes --no-build-isolation \
       -r requirements.lock \
  && /opt/scorestream/bin/python -m pip install --no-deps --no-build-isolation --no-index '.[kfp]' \

@@ -10,57 +10,17 @@ import fnmatch
 import re
 import shlex
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.requirements import Requirement
 
 from scorestream import lockfile
+from tests.dockerfile import Stage, parse
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 BUILD_TOOLS = ("build-essential", "gcc", "g++", "make", "git", "curl", "wget", "pip install")
-
-
-@dataclass
-class Stage:
-    base: str
-    name: str | None
-    instructions: list[tuple[str, str]] = field(default_factory=list)
-
-
-def _instructions(text: str) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
-    out: list[tuple[str, str]] = []
-    logical = ""
-    for line in text.splitlines():
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        logical += stripped[:-1].rstrip() + " " if stripped.endswith("\\") else stripped
-        if not stripped.endswith("\\"):
-            keyword, _, args = logical.partition(" ")
-            out.append((keyword.upper(), args.strip()))
-            logical = ""
-    return out
-
-
-def parse(text: str) -> tuple[dict[str, str], list[Stage]]:
-    args: dict[str, str] = {}
-    stages: list[Stage] = []
-    for keyword, rest in _instructions(text):
-        if keyword == "ARG" and not stages:
-            name, _, default = rest.partition("=")
-            args[name] = default
-        elif keyword == "FROM":
-            parts = rest.split()
-            base = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], parts[0])
-            name = parts[2] if len(parts) > 2 and parts[1].upper() == "AS" else None
-            stages.append(Stage(base, name))
-        else:
-            stages[-1].instructions.append((keyword, rest))
-    return args, stages
 
 
 def _final() -> Stage:
@@ -171,6 +131,8 @@ def test_the_lock_covers_the_project_and_the_image_installs_from_it() -> None:
     assert "requirements.lock" in copies
     runs = _runs(build)
     assert "--require-hashes" in runs
+    backend = runs.index("--no-deps -r /tmp/backend.lock")
+    assert backend < runs.index("--no-build-isolation -r requirements.lock")
     assert "-r requirements.lock" in runs
     assert "--no-deps --no-build-isolation --no-index '.[kfp]'" in runs
     assert "pip uninstall --yes pip setuptools wheel" in runs
