@@ -79,11 +79,26 @@ def _run(script: str, context: Path, env: dict[str, str]) -> None:
         raise RuntimeError(f"Dockerfile RUN failed: {script}\n{output}")
 
 
+def _ensure_venv_module() -> None:
+    """Debian ships ``venv``'s pip bootstrap (ensurepip) as python3-venv; install it if needed."""
+    check = [str(BASE_PYTHON), "-c", "import ensurepip"]
+    if subprocess.run(check, capture_output=True, check=False).returncode == 0:
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "python3-venv"]
+        if subprocess.run(install, capture_output=True, check=False).returncode != 0:
+            subprocess.run(["apt-get", "update", "-qq"], capture_output=True, check=False)
+            subprocess.run(install, capture_output=True, check=False)
+    if subprocess.run(check, capture_output=True, check=False).returncode != 0:
+        raise RuntimeError(f"{BASE_PYTHON} has no ensurepip: install Debian's python3-venv")
+
+
 def image_venv() -> Path:
     """The venv (built once per key); raises with the failing command's output otherwise."""
     venv = cache_dir() / f"image-venv-{_key()}"
     if (venv / ".complete").exists():
         return venv
+    _ensure_venv_module()
     for stale in cache_dir().glob("image-venv-*"):  # one at a time: each is ~1 GB
         shutil.rmtree(stale, ignore_errors=True)
     venv.parent.mkdir(parents=True, exist_ok=True)
