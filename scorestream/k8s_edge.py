@@ -17,19 +17,24 @@ replica that reads its reply partition, see docs/gateway.md). So both edges hash
   annotations are taken from the main one), towards a second Service over the same pods; the
   rest round-robins through the main Ingress.
 
-**Istio.** The overlay assumes a standard ``istioctl install`` (default profile): istiod and the
-ingress gateway (pods labelled ``istio: ingressgateway``) in ``istio-system``, with **Istio CNI**
-enabled (``--set components.cni.enabled=true``). The tenant namespaces enforce the ``restricted``
-Pod Security level, which refuses the default ``istio-init`` container (NET_ADMIN, NET_RAW, UID
-0); with CNI the injected ``istio-validation`` and ``istio-proxy`` containers run as UID 1337 with
-no capabilities (a unit test evaluates the injected pods with the upstream Pod Security code).
-The retraining Job's pods are not injected (:data:`~scorestream.k8s_apps.ISTIO_INJECT_LABEL`):
-a classic sidecar would keep the Job from completing. TLS for the tenant's host comes from the
-Secret :func:`istio_tls_secret`, which Istio reads in the ingress gateway's namespace.
+**Istio.** The overlay assumes a standard install with **Istio CNI** enabled (``--set
+components.cni.enabled=true``): istiod in ``istio-system`` and the ingress gateway of ``istioctl
+install``'s default profile (:data:`ISTIOCTL`: pods labelled ``istio: ingressgateway`` in
+``istio-system``) or of Istio's Helm ``gateway`` chart installed as ``istio-ingress`` in namespace
+``istio-ingress`` (:data:`HELM`: ``istio: ingress``; ``scorestream k8s generate --istio-ingress
+helm``). The Gateway's selector and the NetworkPolicy that admits the ingress gateway's pods are
+generated from the same :class:`IstioIngress`. The tenant namespaces enforce the ``restricted`` Pod
+Security level, which refuses the default ``istio-init`` container (NET_ADMIN, NET_RAW, UID 0); with
+CNI the injected ``istio-validation`` and ``istio-proxy`` containers run as UID 1337 with no
+capabilities (a unit test evaluates the injected pods with the upstream Pod Security code). The
+retraining Job's pods are not injected (:data:`~scorestream.k8s_apps.ISTIO_INJECT_LABEL`): a classic
+sidecar would keep the Job from completing. TLS for the tenant's host comes from the Secret
+:func:`istio_tls_secret`, which Istio reads in the ingress gateway's namespace.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from scorestream.k8s_apps import labels, namespace, selector
@@ -38,8 +43,26 @@ from scorestream.k8s_network import ns_peer
 
 ISTIO_API = "networking.istio.io/v1"
 ISTIO_NAMESPACE = "istio-system"
-ISTIO_INGRESS_SELECTOR = {"istio": "ingressgateway"}
-"""The labels of ``istioctl install``'s ingress gateway pods (namespace ``istio-system``)."""
+"""Where istiod runs."""
+
+
+@dataclass(frozen=True)
+class IstioIngress:
+    """Where the Istio ingress gateway's pods run and the labels that select them."""
+
+    namespace: str
+    selector: tuple[tuple[str, str], ...]
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict(self.selector)
+
+
+ISTIOCTL = IstioIngress("istio-system", (("istio", "ingressgateway"),))
+"""``istioctl install`` (default profile): the ``istio-ingressgateway`` Deployment."""
+HELM = IstioIngress("istio-ingress", (("istio", "ingress"),))
+"""Istio's Helm ``gateway`` chart, release ``istio-ingress`` in namespace ``istio-ingress``."""
+INSTALLS = {"istioctl": ISTIOCTL, "helm": HELM}
 ISTIOD_SELECTOR = {"app": "istiod"}
 ISTIOD_XDS_PORT = 15012
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -56,7 +79,8 @@ def host(tenant: str) -> str:
 
 
 def istio_tls_secret(tenant: str) -> str:
-    """The TLS Secret of the tenant's host, in the ingress gateway's namespace."""
+    """The TLS Secret of the tenant's host, in the ingress gateway's namespace
+    (:attr:`IstioIngress.namespace`)."""
     return f"scorestream-{tenant}-gateway-tls"
 
 
@@ -69,13 +93,13 @@ def _meta(name: str, tenant: str) -> dict[str, Any]:
 
 
 # -- Istio ----------------------------------------------------------------------------------------
-def istio_gateway(tenant: str) -> dict[str, Any]:
+def istio_gateway(tenant: str, ingress: IstioIngress = ISTIOCTL) -> dict[str, Any]:
     return {
         "apiVersion": ISTIO_API,
         "kind": "Gateway",
         "metadata": _meta("scorestream", tenant),
         "spec": {
-            "selector": dict(ISTIO_INGRESS_SELECTOR),
+            "selector": ingress.labels,
             "servers": [
                 {
                     "port": {"number": 443, "name": "https", "protocol": "HTTPS"},
@@ -131,7 +155,7 @@ def destination_rule(tenant: str) -> dict[str, Any]:
     }
 
 
-def istio_policies(tenant: str) -> list[dict[str, Any]]:
+def istio_policies(tenant: str, ingress: IstioIngress = ISTIOCTL) -> list[dict[str, Any]]:
     """The ingress gateway's pods in to the gateway; every sidecar out to istiod (xDS, certs)."""
     meta_labels = {"app.kubernetes.io/part-of": "scorestream", "scorestream.io/tenant": tenant}
     return [
@@ -150,8 +174,8 @@ def istio_policies(tenant: str) -> list[dict[str, Any]]:
                     {
                         "from": [
                             {
-                                **ns_peer(ISTIO_NAMESPACE),
-                                "podSelector": {"matchLabels": dict(ISTIO_INGRESS_SELECTOR)},
+                                **ns_peer(ingress.namespace),
+                                "podSelector": {"matchLabels": ingress.labels},
                             }
                         ],
                         "ports": [{"protocol": "TCP", "port": "http"}],
@@ -186,12 +210,12 @@ def istio_policies(tenant: str) -> list[dict[str, Any]]:
     ]
 
 
-def istio_objects(tenant: str) -> list[dict[str, Any]]:
+def istio_objects(tenant: str, ingress: IstioIngress = ISTIOCTL) -> list[dict[str, Any]]:
     return [
-        istio_gateway(tenant),
+        istio_gateway(tenant, ingress),
         virtual_service(tenant),
         destination_rule(tenant),
-        *istio_policies(tenant),
+        *istio_policies(tenant, ingress),
     ]
 
 

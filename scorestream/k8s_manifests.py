@@ -99,8 +99,14 @@ def _render(objects: list[dict[str, Any]]) -> str:
     return k8s.render_yaml(objects).replace(k8s.HEADER, HEADER, 1)
 
 
-def generate_all(root: Path | str = "k8s", tenants: Sequence[str] = ("demo",)) -> list[Path]:
-    """Write every generated file under ``root``; returns the paths written."""
+def generate_all(
+    root: Path | str = "k8s",
+    tenants: Sequence[str] = ("demo",),
+    *,
+    istio_ingress: k8s_edge.IstioIngress = k8s_edge.ISTIOCTL,
+) -> list[Path]:
+    """Write every generated file under ``root``; returns the paths written. ``istio_ingress``:
+    which standard install's ingress gateway the ``istio`` overlay selects and admits."""
     for t in tenants:
         validate_tenant(t)
     root = Path(root)
@@ -123,7 +129,9 @@ def generate_all(root: Path | str = "k8s", tenants: Sequence[str] = ("demo",)) -
             [f"../../../base/tenants/{t}"]
         )
     for t in tenants:
-        files[f"overlays/istio/tenants/{t}.yaml"] = _render(k8s_edge.istio_objects(t))
+        files[f"overlays/istio/tenants/{t}.yaml"] = _render(
+            k8s_edge.istio_objects(t, istio_ingress)
+        )
         files[f"overlays/ingress/tenants/{t}.yaml"] = _render(k8s_edge.ingress_objects(t))
     files["overlays/istio/kustomization.yaml"] = _overlay(
         ISTIO_COMMENT, tenants, patches=[k8s_edge.istio_namespace_patch(t) for t in tenants]

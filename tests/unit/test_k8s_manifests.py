@@ -678,3 +678,21 @@ def test_the_kafka_listener_admits_tenants_keda_and_the_pipeline_pods_only() -> 
     assert any(_peer_admits(p, k8s_config.KFP_NAMESPACE, kfp_pod) for p in peers)
     assert not any(_peer_admits(p, k8s_config.KFP_NAMESPACE, {"app": "ml-pipeline"}) for p in peers)
     assert k8s_scaling.gateway_max_replicas() == REGISTRY.get("replies").partitions
+
+
+@pytest.mark.parametrize("install", ["istioctl", "helm"])
+def test_the_gateway_selector_and_its_network_policy_agree_for_each_standard_install(
+    tmp_path: Path, install: str
+) -> None:
+    assert cli.main(["k8s", "generate", "--root", str(tmp_path), "--istio-ingress", install]) == 0
+    text = (tmp_path / "overlays" / "istio" / "tenants" / "demo.yaml").read_text()
+    objects = [d for d in yaml.safe_load_all(text) if d]
+    (gateway,) = _of(objects, "Gateway")
+    ingress = k8s_edge.INSTALLS[install]
+    assert gateway["spec"]["selector"] == ingress.labels
+    gateway_pod = k8s_apps.labels("demo", "gateway")
+    peers = _pods_admitted_by(_of(objects, "NetworkPolicy"), "scorestream-demo", gateway_pod)
+    pod = {**gateway["spec"]["selector"], "app": "istio-ingressgateway"}
+    assert [p for _, p in peers if _peer_admits(p, ingress.namespace, pod)]
+    other = k8s_edge.HELM if install == "istioctl" else k8s_edge.ISTIOCTL
+    assert not [p for _, p in peers if _peer_admits(p, other.namespace, other.labels)]
