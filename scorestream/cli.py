@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from scorestream import __version__
 from scorestream.dev.broker.state import read_running_bootstrap
 from scorestream.errors import ScorestreamError
+from scorestream.services import NAMES, SERVICES, service
 
 
 def _progress(message: str) -> None:
@@ -124,36 +125,10 @@ def _cmd_schemas(args: argparse.Namespace) -> int:
     raise AssertionError(args.action)
 
 
-SERVICES: dict[str, tuple[str, str]] = {
-    "enricher": ("consumers.enricher", "serve features: transactions → enriched (one hop)"),
-    "merchant": (
-        "consumers.merchant",
-        "merchant stage: transactions + fraud labels → the merchant table every enricher reads",
-    ),
-    "worker": ("inference_worker.worker", "run an inference worker for a tenant"),
-    "gateway": ("producers.gateway", "HTTP gateway: /v1 transactions, sync scoring, KServe V2"),
-    "decision": (
-        "consumers.decision",
-        "decide approve / review / decline for a tenant's predictions",
-    ),
-    "notifier": ("consumers.notifier", "alerts and webhooks for review / decline decisions"),
-    "audit": (
-        "consumers.audit",
-        "join transaction + prediction + decision into audit records; 'audit replay ...'",
-    ),
-    "monitor": (
-        "consumers.monitor",
-        "live precision/recall/AP and score drift (PSI) per model version, for a tenant",
-    ),
-}
-"""Long-running services: ``scorestream <name> [flags]`` calls ``<module>.main(flags)``; settings
-come from ``SCORESTREAM_<NAME>_*`` / ``SCORESTREAM_KAFKA_*`` env, flags override."""
-
-
 def _run_service(name: str, argv: list[str]) -> int:
     import importlib  # noqa: PLC0415
 
-    module = importlib.import_module(SERVICES[name][0])
+    module = importlib.import_module(service(name).module)
     code: int = module.main(argv)
     return code
 
@@ -363,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915  (a block per su
 
     register_dlq(sub)
 
-    for name, (_, help_text) in SERVICES.items():
+    for name, help_text in ((s.name, s.summary) for s in SERVICES):
         service = sub.add_parser(
             name,
             help=help_text,
@@ -391,7 +366,7 @@ def export_local_broker() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     export_local_broker()
-    if argv and argv[0] in SERVICES:
+    if argv and argv[0] in NAMES:
         # the service's own main parses its flags (argparse's REMAINDER cannot capture leading
         # --options after a subcommand)
         name, rest = argv[0], argv[1:]

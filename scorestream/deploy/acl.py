@@ -33,6 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from scorestream.services import SERVICES, Delivery
 from scorestream.topics import REGISTRY, TopicRegistry, validate_tenant
 
 ResourceKind = Literal["topic", "group", "transactionalId"]
@@ -40,11 +41,11 @@ PatternKind = Literal["literal", "prefix"]
 Operation = Literal["Read", "Write", "Describe"]
 
 EXACTLY_ONCE: frozenset[str] = frozenset(
-    {"enricher", "merchant", "worker", "decision", "notifier", "audit"}
+    s.name for s in SERVICES if s.delivery is Delivery.EXACTLY_ONCE
 )
 """Services with a transactional producer (``transactional.id`` = ``<tenant>.<service>.<pod>``)."""
 
-TRANSACTIONAL: frozenset[str] = EXACTLY_ONCE | {"monitor"}
+TRANSACTIONAL: frozenset[str] = frozenset(s.name for s in SERVICES if s.transactional)
 """Every service with a transactional producer: the exactly-once ones, and the monitor, which
 writes its dead letters and their dedup mark in transactions of its own."""
 

@@ -13,20 +13,10 @@ from pathlib import Path
 
 from scorestream.dev.supervisor import ServiceSpec, Supervisor, exit_code, free_port
 from scorestream.errors import ScorestreamError
+from scorestream.services import NAMES
 from scorestream.settings import home_origin
 
 Progress = Callable[[str], None]
-
-SERVICE_ORDER = (
-    "merchant",
-    "enricher",
-    "worker",
-    "decision",
-    "notifier",
-    "audit",
-    "monitor",
-    "gateway",
-)
 
 
 def service_specs(
@@ -36,9 +26,7 @@ def service_specs(
     health/metrics port each. The gateway checks API keys from ``api_keys_file``; without one it
     runs with ``SCORESTREAM_GATEWAY_AUTH_MODE=disabled`` (development stacks, benchmarks)."""
     specs = []
-    for name in SERVICE_ORDER:
-        if name not in _registered():
-            continue  # not a service of this build (yet)
+    for name in NAMES:
         if name == "gateway":
             args: tuple[str, ...] = ("gateway", "--tenant", tenant, "--port", str(gateway_port))
             auth = (
@@ -54,12 +42,6 @@ def service_specs(
             args += ("--instance-id", f"{tenant}-worker-0")
         specs.append(ServiceSpec(name, args, health_port=port))
     return specs
-
-
-def _registered() -> set[str]:
-    from scorestream.cli import SERVICES  # noqa: PLC0415  (cli imports this module lazily)
-
-    return set(SERVICES)
 
 
 def up(tenant: str, *, gateway_port: int = 8000, progress: Progress = lambda _: None) -> Supervisor:

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings
 
 from scorestream.deploy.acl import EXACTLY_ONCE
 from scorestream.errors import ConfigError
+from scorestream.services import SERVICES
 
 # The in-cluster names the manifests agree on.
 KAFKA_CLUSTER = "scorestream"
@@ -60,14 +61,7 @@ TRACING = SettingsRef("scorestream.tracing", "TracingSettings")
 GATEWAY_AUTH = SettingsRef("producers.gateway.auth", "GatewayAuthSettings")
 
 SERVICE_SETTINGS: dict[str, SettingsRef] = {
-    "gateway": SettingsRef("producers.gateway", "GatewaySettings"),
-    "merchant": SettingsRef("consumers.merchant", "MerchantSettings"),
-    "enricher": SettingsRef("consumers.enricher", "EnricherSettings"),
-    "worker": SettingsRef("inference_worker.settings", "WorkerSettings"),
-    "decision": SettingsRef("consumers.decision", "DecisionSettings"),
-    "notifier": SettingsRef("consumers.notifier", "NotifierSettings"),
-    "audit": SettingsRef("consumers.audit", "AuditSettings"),
-    "monitor": SettingsRef("consumers.monitor", "MonitorSettings"),
+    s.name: SettingsRef(*s.settings.split(":", 1)) for s in SERVICES
 }
 """The settings class each long-running service reads (``scorestream <service>``)."""
 

@@ -36,23 +36,14 @@ from scorestream.deploy.acl import (  # EXACTLY_ONCE, EXTRA_READS: re-exported f
     service_acl_rules,
 )
 from scorestream.errors import ConfigError
+from scorestream.services import NAMES
 from scorestream.topics import REGISTRY, Scope, StreamSpec, TopicRegistry, validate_tenant
 
 API_VERSION = "kafka.strimzi.io/v1"
 DEFAULT_CLUSTER = "scorestream"
 DEFAULT_NAMESPACE = "kafka"
 
-SERVICES: tuple[str, ...] = (
-    "gateway",
-    "merchant",
-    "enricher",
-    "worker",
-    "decision",
-    "notifier",
-    "audit",
-    "monitor",
-    "retrain",
-)
+SERVICES: tuple[str, ...] = (*NAMES, "retrain")
 """The services that get a ``KafkaUser`` (one per tenant)."""
 
 HEADER = (
