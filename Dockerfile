@@ -5,7 +5,7 @@
 #   docker build -t ghcr.io/scorestream/scorestream:0.1.0 .
 #
 # Stage 1 installs the locked dependencies (requirements.lock: every package pinned with its
-# sha256, `python -m scorestream.lockfile` regenerates it) and then the project itself, without
+# sha256, `python -m scorestream.deploy.lockfile` regenerates it) and then the project itself, without
 # resolving anything and without build isolation (its build backend, setuptools >= 77 for the PEP
 # 639 license expression, is in the lock too), into /opt/scorestream, then removes pip, setuptools
 # and wheel from that venv. Stage 2 is the slim runtime: no compiler, no pip (removed from the base

@@ -78,10 +78,10 @@ test-unit: $(STAMP) promtool kustomize kubeconform podsecurity image-venv
 ## .pip-audit-allowlist (docs/security.md). Needs PyPI's JSON API: exit 3 = incomplete (offline)
 .PHONY: audit
 audit: $(STAMP)
-	$(BIN)/python -m scorestream.security_audit
+	$(BIN)/python -m scorestream.dev.dependency_audit
 
 docs-metrics: $(STAMP)
-	$(BIN)/python -m scorestream.metrics_catalog
+	$(BIN)/python -m scorestream.dev.metrics_catalog
 
 test-integration: $(STAMP)
 	$(BIN)/pytest tests/integration tests/e2e $(PYTEST_ARGS)

@@ -153,7 +153,7 @@ class ForeignCpu(threading.Thread):
 
 def broker_pids() -> set[int]:
     """The broker's process and its descendants (the JVM may sit under a wrapper)."""
-    from scorestream.broker.state import read_state  # noqa: PLC0415
+    from scorestream.dev.broker.state import read_state  # noqa: PLC0415
     from scorestream.settings import BrokerSettings  # noqa: PLC0415
 
     state = read_state(BrokerSettings().home)

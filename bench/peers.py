@@ -214,7 +214,7 @@ def _model_files(ctx: wb.Context, workdir: Path) -> dict[str, Any]:
 def run_mlserver(
     ctx: wb.Context, files: dict[str, Any], n: int, workdir: Path, cap_s: float
 ) -> dict[str, Any]:
-    from scorestream.supervisor import free_port  # noqa: PLC0415
+    from scorestream.dev.supervisor import free_port  # noqa: PLC0415
 
     venv, info = ensure_venv("mlserver")
     src, dst = _topics(ctx.kafka, ctx.cleanup, 1)

@@ -91,8 +91,8 @@ def running_stack(
     from pipelines import lifecycle  # noqa: PLC0415
     from pipelines.repository import ModelRepository  # noqa: PLC0415
     from scorestream.admin import ensure_tenant_topics  # noqa: PLC0415
-    from scorestream.supervisor import Supervisor, free_port  # noqa: PLC0415
-    from scorestream.up import service_specs  # noqa: PLC0415
+    from scorestream.dev.supervisor import Supervisor, free_port  # noqa: PLC0415
+    from scorestream.dev.up import service_specs  # noqa: PLC0415
 
     kafka = KafkaSettings()
     tenant = rand("e2e")

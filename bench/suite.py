@@ -23,7 +23,7 @@ def ensure_broker() -> str:
     existing = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if existing:
         return existing
-    from scorestream.broker import LocalBroker  # noqa: PLC0415
+    from scorestream.dev.broker import LocalBroker  # noqa: PLC0415
 
     state = LocalBroker().start(progress=print)
     os.environ["KAFKA_BOOTSTRAP_SERVERS"] = state.bootstrap

@@ -77,7 +77,7 @@ from scorestream.dlq import DeadLetter, DlqRecord
 from scorestream.errors import KafkaClientError, ModelError, TopicError
 from scorestream.health import HealthServer
 from scorestream.kafka_config import consumer_config, transactional_producer_config
-from scorestream.replay import offsets_for_times
+from scorestream.reader import offsets_for_times
 from scorestream.serde import decode_message, raw_from_message
 from scorestream.settings import KafkaSettings
 from scorestream.topics import MAX_MESSAGE_BYTES, REGISTRY

@@ -33,7 +33,7 @@ from scorestream.model_events import (
     publish_model_event,
     rejections_topic,
 )
-from scorestream.replay import watermarks
+from scorestream.reader import watermarks
 from scorestream.serde import decode_message
 from scorestream.settings import KafkaSettings
 

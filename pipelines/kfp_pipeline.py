@@ -16,7 +16,7 @@ cluster CA, S3 keys, the label that lets them through the Kafka listener's Netwo
 :class:`Platform`, applied with ``kfp.kubernetes`` to the steps that talk to Kafka or the model
 repository (``build_dataset`` reads the audit trail, ``publish`` stores and announces the model).
 The tools layer builds it per tenant from the same settings as the services' pods
-(:mod:`scorestream.k8s_kfp`) and ``scorestream k8s generate`` writes
+(:mod:`scorestream.deploy.k8s.kfp`) and ``scorestream k8s generate`` writes
 ``k8s/kubeflow/training-pipeline-<tenant>.yaml``; a test keeps the committed YAML current.
 """
 

@@ -25,7 +25,7 @@ from schemas.events import (
 from scorestream.errors import ConfigError, KafkaClientError
 from scorestream.features import FEATURE_SPEC, to_vector
 from scorestream.kafka_config import common_config
-from scorestream.replay import read_ranges, time_window_ranges
+from scorestream.reader import read_ranges, time_window_ranges
 from scorestream.serde import decode_message
 from scorestream.settings import KafkaSettings
 from scorestream.topics import REGISTRY

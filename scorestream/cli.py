@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
 
 from scorestream import __version__
+from scorestream.dev.broker.state import read_running_bootstrap
 from scorestream.errors import ScorestreamError
+from scorestream.services import NAMES, SERVICES, service
 
 
 def _progress(message: str) -> None:
@@ -16,7 +19,7 @@ def _progress(message: str) -> None:
 
 
 def _cmd_broker(args: argparse.Namespace) -> int:
-    from scorestream.broker import LocalBroker  # noqa: PLC0415  (keep `--help` fast)
+    from scorestream.dev.broker import LocalBroker  # noqa: PLC0415  (keep `--help` fast)
 
     broker = LocalBroker()
     if args.action == "start":
@@ -45,7 +48,7 @@ def _cmd_broker(args: argparse.Namespace) -> int:
 
 
 def _cmd_kafka(args: argparse.Namespace) -> int:
-    from scorestream.broker.tools import run_tool  # noqa: PLC0415
+    from scorestream.dev.broker.tools import run_tool  # noqa: PLC0415
     from scorestream.kafka_config import resolve_bootstrap  # noqa: PLC0415
     from scorestream.settings import KafkaSettings  # noqa: PLC0415
 
@@ -77,15 +80,15 @@ def _cmd_topics(args: argparse.Namespace) -> int:
 
 
 def _cmd_k8s(args: argparse.Namespace) -> int:
-    from scorestream.k8s import generate  # noqa: PLC0415
-    from scorestream.k8s_manifests import generate_all  # noqa: PLC0415
+    from scorestream.deploy.k8s.generate import generate  # noqa: PLC0415
+    from scorestream.deploy.k8s.manifests import generate_all  # noqa: PLC0415
 
     if args.action == "generate":
         tenants = args.tenant or ["demo"]
         if args.out:  # only the Strimzi topics and users
             paths = generate(args.out, tenants=tenants, namespace=args.namespace)
         else:
-            from scorestream.k8s_edge import INSTALLS  # noqa: PLC0415
+            from scorestream.deploy.k8s.edge import INSTALLS  # noqa: PLC0415
 
             paths = generate_all(
                 args.root, tenants=tenants, istio_ingress=INSTALLS[args.istio_ingress]
@@ -122,36 +125,10 @@ def _cmd_schemas(args: argparse.Namespace) -> int:
     raise AssertionError(args.action)
 
 
-SERVICES: dict[str, tuple[str, str]] = {
-    "enricher": ("consumers.enricher", "serve features: transactions → enriched (one hop)"),
-    "merchant": (
-        "consumers.merchant",
-        "merchant stage: transactions + fraud labels → the merchant table every enricher reads",
-    ),
-    "worker": ("inference_worker.worker", "run an inference worker for a tenant"),
-    "gateway": ("producers.gateway", "HTTP gateway: /v1 transactions, sync scoring, KServe V2"),
-    "decision": (
-        "consumers.decision",
-        "decide approve / review / decline for a tenant's predictions",
-    ),
-    "notifier": ("consumers.notifier", "alerts and webhooks for review / decline decisions"),
-    "audit": (
-        "consumers.audit",
-        "join transaction + prediction + decision into audit records; 'audit replay ...'",
-    ),
-    "monitor": (
-        "consumers.monitor",
-        "live precision/recall/AP and score drift (PSI) per model version, for a tenant",
-    ),
-}
-"""Long-running services: ``scorestream <name> [flags]`` calls ``<module>.main(flags)``; settings
-come from ``SCORESTREAM_<NAME>_*`` / ``SCORESTREAM_KAFKA_*`` env, flags override."""
-
-
 def _run_service(name: str, argv: list[str]) -> int:
     import importlib  # noqa: PLC0415
 
-    module = importlib.import_module(SERVICES[name][0])
+    module = importlib.import_module(service(name).module)
     code: int = module.main(argv)
     return code
 
@@ -168,7 +145,7 @@ def _cmd_gateway_keys(args: argparse.Namespace) -> int:
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
-    from scorestream.up import describe, up, wait_ready  # noqa: PLC0415
+    from scorestream.dev.up import describe, up, wait_ready  # noqa: PLC0415
 
     supervisor = up(args.tenant, gateway_port=args.gateway_port, progress=_progress)
     statuses = wait_ready(supervisor, timeout=args.ready_timeout, progress=_progress)
@@ -183,7 +160,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
 
 def _cmd_down(args: argparse.Namespace) -> int:
-    from scorestream.up import down  # noqa: PLC0415
+    from scorestream.dev.up import down  # noqa: PLC0415
 
     stopped = down(args.tenant, progress=_progress)
     print(f"stopped {stopped} service(s) of tenant {args.tenant}")
@@ -203,7 +180,7 @@ def _cmd_state(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from scorestream.live_demo import run_live_demo  # noqa: PLC0415
+    from scorestream.dev.demo import run_live_demo  # noqa: PLC0415
 
     return run_live_demo(
         duration=args.duration,
@@ -215,7 +192,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_roundtrip(args: argparse.Namespace) -> int:
-    from scorestream.demo import run_demo  # noqa: PLC0415
+    from scorestream.dev.roundtrip import run_demo  # noqa: PLC0415
 
     return run_demo(tenant=args.tenant, count=args.count, seed=args.seed)
 
@@ -349,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915  (a block per su
 
     register_simulate(sub)
 
-    from scorestream.chaos import register as register_chaos  # noqa: PLC0415
+    from scorestream.chaos.runner import register as register_chaos  # noqa: PLC0415
 
     register_chaos(sub)
 
@@ -361,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915  (a block per su
 
     register_dlq(sub)
 
-    for name, (_, help_text) in SERVICES.items():
+    for name, help_text in ((s.name, s.summary) for s in SERVICES):
         service = sub.add_parser(
             name,
             help=help_text,
@@ -374,9 +351,22 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915  (a block per su
     return parser
 
 
+def export_local_broker() -> None:
+    """Without a configured bootstrap, point this process and what it starts at the running local
+    broker (``scorestream broker start``, on whatever ports it was given)."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or os.environ.get(
+        "SCORESTREAM_KAFKA_BOOTSTRAP_SERVERS"
+    ):
+        return
+    found = read_running_bootstrap()
+    if found:
+        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = found
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in SERVICES:
+    export_local_broker()
+    if argv and argv[0] in NAMES:
         # the service's own main parses its flags (argparse's REMAINDER cannot capture leading
         # --options after a subcommand)
         name, rest = argv[0], argv[1:]

@@ -18,12 +18,11 @@ LOCAL_DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 
 
 def resolve_bootstrap(settings: KafkaSettings) -> str:
-    """Explicit setting first, then the running local broker, then the default port."""
-    if settings.bootstrap_servers:
-        return settings.bootstrap_servers
-    from scorestream.broker.state import read_running_bootstrap  # noqa: PLC0415  (no import cycle)
-
-    return read_running_bootstrap() or LOCAL_DEFAULT_BOOTSTRAP
+    """The setting (``SCORESTREAM_KAFKA_BOOTSTRAP_SERVERS`` or ``KAFKA_BOOTSTRAP_SERVERS``), else
+    the local default port. The kernel knows no dev tool: the ``scorestream`` command exports a
+    running local broker's address before any subcommand runs (:func:`scorestream.cli.main`), and
+    what it starts inherits it."""
+    return settings.bootstrap_servers or LOCAL_DEFAULT_BOOTSTRAP
 
 
 def common_config(settings: KafkaSettings, *, client_id: str | None = None) -> ClientConfig:

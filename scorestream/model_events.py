@@ -30,7 +30,7 @@ from scorestream import metrics
 from scorestream.admin import require_topics
 from scorestream.errors import ConfigError, DeliveryError, MissingTopicError, TopicError
 from scorestream.kafka_config import common_config, producer_config
-from scorestream.replay import read_to_end
+from scorestream.reader import read_to_end
 from scorestream.serde import EventProducer, decode_message
 from scorestream.settings import KafkaSettings
 from scorestream.topics import REGISTRY, validate_tenant

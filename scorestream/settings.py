@@ -141,7 +141,7 @@ class BrokerSettings(BaseSettings):
     node_id: int = Field(default=1, ge=1)
     quorum_voters: str = ""
     """Static ``controller.quorum.voters`` of a local multi-node cluster (``scorestream chaos``,
-    :class:`scorestream.broker.cluster.LocalCluster`); empty: a standalone single node."""
+    :class:`scorestream.dev.broker.cluster.LocalCluster`); empty: a standalone single node."""
     cluster_nodes: int = Field(default=1, ge=1)
     cluster_id: str = ""
     """The id to format a node of a local cluster with (every node the same); empty: random."""

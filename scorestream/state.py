@@ -35,7 +35,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from scorestream import metrics
 from scorestream.errors import KafkaClientError
 from scorestream.kafka_config import consumer_config
-from scorestream.replay import watermarks
+from scorestream.reader import watermarks
 from scorestream.settings import KafkaSettings
 
 log = logging.getLogger("scorestream.state")

@@ -18,7 +18,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 
 from scorestream.errors import KafkaClientError
 from scorestream.kafka_config import consumer_config
-from scorestream.replay import watermarks
+from scorestream.reader import watermarks
 from scorestream.settings import KafkaSettings
 
 log = logging.getLogger("scorestream.table")

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from scorestream.broker import LocalBroker
+from scorestream.dev.broker import LocalBroker
 from scorestream.settings import BrokerSettings
 from tests.kafka_helpers import TestTopics
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
 
-from scorestream.broker import LocalBroker
-from scorestream.broker.local import stable_free_ports
+from scorestream.dev.broker import LocalBroker
+from scorestream.dev.broker.local import stable_free_ports
 from scorestream.settings import BrokerSettings
 
 RANDOM_TENANT = re.compile(r"^(?:changelog__|repartition__)?[a-z]{0,3}[0-9a-f]{8,}[.-]")

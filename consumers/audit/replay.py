@@ -34,7 +34,7 @@ from schemas.errors import DecodeError
 from schemas.events import AuditRecord, ModelAlias, latest_revisions
 from scorestream.errors import ConfigError, KafkaClientError, ScorestreamError
 from scorestream.kafka_config import consumer_config
-from scorestream.replay import offsets_for_times, watermarks
+from scorestream.reader import offsets_for_times, watermarks
 from scorestream.serde import decode_message
 from scorestream.settings import KafkaSettings, ModelRepoSettings
 from scorestream.topics import REGISTRY

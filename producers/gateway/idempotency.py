@@ -46,7 +46,7 @@ from producers.publisher import (
 from scorestream.errors import KafkaClientError, ScorestreamError
 from scorestream.kafka_config import producer_config, reader_config
 from scorestream.partitioning import partition_for
-from scorestream.replay import offsets_for_times, watermarks
+from scorestream.reader import offsets_for_times, watermarks
 from scorestream.settings import KafkaSettings
 from scorestream.topics import REGISTRY
 

@@ -38,7 +38,7 @@ from scorestream.errors import ConfigError, KafkaClientError
 from scorestream.kafka_config import reader_config
 from scorestream.model_events import ModelState, promotions_topic
 from scorestream.partitioning import partition_for
-from scorestream.replay import offsets_for_times, watermarks
+from scorestream.reader import offsets_for_times, watermarks
 from scorestream.serde import decode_message
 from scorestream.settings import KafkaSettings
 from scorestream.topics import REGISTRY

@@ -36,11 +36,11 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from scorestream import dlq
-from scorestream.acl import AclRule
+from scorestream.deploy.acl import AclRule
 from scorestream.errors import ConfigError, KafkaClientError
 from scorestream.kafka_config import consumer_config, transactional_producer_config
 from scorestream.logs import redact, redact_text
-from scorestream.replay import offsets_for_times, watermarks
+from scorestream.reader import offsets_for_times, watermarks
 from scorestream.settings import KafkaSettings
 from scorestream.topics import MAX_MESSAGE_BYTES, REGISTRY, validate_tenant
 

@@ -27,7 +27,7 @@ from scorestream.kafka_config import (
     transactional_producer_config,
 )
 from scorestream.partitioning import partition_for
-from scorestream.replay import read_to_end
+from scorestream.reader import read_to_end
 from scorestream.settings import KafkaSettings
 from scorestream.topics import REGISTRY
 

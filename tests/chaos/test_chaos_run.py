@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from scorestream.chaos_check import DLQ_SERVICES
-from scorestream.chaos_faults import KILL_TARGETS, FaultKind, make_schedule
+from scorestream.chaos.check import DLQ_SERVICES
+from scorestream.chaos.faults import KILL_TARGETS, FaultKind, make_schedule
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 

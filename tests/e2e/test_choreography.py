@@ -13,12 +13,12 @@ import pytest
 from producers.simulate_cli import interleaved
 from producers.simulator import SimulatorConfig, simulate
 from schemas.events import AuditRecord, AuditStatus, DecisionEvent, PredictionEvent
+from scorestream.dev.supervisor import Supervisor
+from scorestream.dev.up import up
 from scorestream.kafka_config import producer_config
 from scorestream.serde import EventProducer, decode_message
 from scorestream.settings import KafkaSettings
-from scorestream.supervisor import Supervisor
 from scorestream.topics import REGISTRY
-from scorestream.up import up
 from tests.kafka_helpers import read_messages
 from tests.worker_support import Tenant, free_port, http_get, wait_until
 
@@ -124,7 +124,7 @@ def test_sync_scoring_and_the_v2_protocol(
         "country": "DE",
         "mcc": "5411",
     }
-    from scorestream.up import dev_api_key  # noqa: PLC0415
+    from scorestream.dev.up import dev_api_key  # noqa: PLC0415
 
     auth = {"Authorization": f"Bearer {dev_api_key(tenant.name)[0]}"}  # up's key (gateway.auth)
     r = httpx.post(
@@ -179,7 +179,7 @@ def test_one_account_through_the_gateway_and_the_java_console_producer(
     import httpx  # noqa: PLC0415
 
     from schemas.events import EnrichedTransaction  # noqa: PLC0415
-    from scorestream.up import dev_api_key  # noqa: PLC0415
+    from scorestream.dev.up import dev_api_key  # noqa: PLC0415
 
     tenant, _, ports = stack
     account = f"acc-java-{uuid.uuid4().hex[:6]}"

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from pipelines.repository import ModelRepository
-from scorestream import k8s_kfp
+from scorestream.deploy.k8s import kfp as k8s_kfp
 from tests import image_venv, kfp_launcher
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

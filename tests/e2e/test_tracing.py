@@ -25,8 +25,8 @@ from typing import Any
 import httpx
 import pytest
 
-from scorestream.supervisor import Supervisor
-from scorestream.up import dev_api_key, up
+from scorestream.dev.supervisor import Supervisor
+from scorestream.dev.up import dev_api_key, up
 from tests.jaeger import Jaeger, start_jaeger
 from tests.webhook_server import WebhookServer
 from tests.worker_support import Tenant, free_port, http_get, wait_until

@@ -17,9 +17,9 @@ from confluent_kafka.admin import (
     UserScramCredentialDeletion,
 )
 
-from scorestream import security
-from scorestream.broker import BrokerState, LocalBroker
-from scorestream.broker.state import pid_is_broker
+from scorestream.deploy import principals as security
+from scorestream.dev.broker import BrokerState, LocalBroker
+from scorestream.dev.broker.state import pid_is_broker
 from scorestream.errors import PortUnavailableError
 from tests.kafka_helpers import private_local_broker, read_messages
 

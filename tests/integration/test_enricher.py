@@ -34,7 +34,7 @@ from scorestream.admin import ensure_tenant_topics
 from scorestream.features import ENGINE, FEATURE_NAMES, FEATURE_SPEC, compute_offline
 from scorestream.kafka_config import common_config, producer_config
 from scorestream.partitioning import partition_for
-from scorestream.replay import read_to_end
+from scorestream.reader import read_to_end
 from scorestream.serde import EventProducer, decode_message
 from scorestream.settings import KafkaSettings
 from scorestream.topics import REGISTRY

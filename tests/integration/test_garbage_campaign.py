@@ -27,13 +27,13 @@ from confluent_kafka import Message
 
 from schemas.cloudevents import encode
 from schemas.events import EnrichedTransaction, TransactionEvent
-from scorestream.chaos_check import read_all
+from scorestream.chaos.check import read_all
+from scorestream.dev.supervisor import Supervisor
+from scorestream.dev.up import dev_api_key, up
 from scorestream.kafka_config import producer_config
 from scorestream.serde import EventProducer, decode_message
 from scorestream.settings import KafkaSettings
-from scorestream.supervisor import Supervisor
 from scorestream.topics import REGISTRY
-from scorestream.up import dev_api_key, up
 from tests.factories import transaction, transaction_json
 from tests.kafka_helpers import read_messages
 from tests.worker_support import Tenant, free_port, http_get, wait_until

@@ -25,8 +25,8 @@ from producers.gateway.http import fingerprint
 from producers.gateway.idempotency import derive_event_id, find_event, possibly_written
 from producers.publisher import Publisher, PublisherError
 from scorestream.admin import ensure_tenant_topics
-from scorestream.broker import BrokerState, LocalBroker
-from scorestream.broker.local import stable_free_ports
+from scorestream.dev.broker import BrokerState, LocalBroker
+from scorestream.dev.broker.local import stable_free_ports
 from scorestream.serde import raw_from_message
 from scorestream.settings import BrokerSettings, KafkaSettings
 from scorestream.topics import REGISTRY

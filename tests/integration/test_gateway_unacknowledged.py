@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from scorestream.admin import ensure_tenant_topics
-from scorestream.broker import BrokerState
+from scorestream.dev.broker import BrokerState
 from scorestream.serde import raw_from_message
 from scorestream.topics import REGISTRY
 from tests.factories import transaction_json

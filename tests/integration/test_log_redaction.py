@@ -26,13 +26,13 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from producers.gateway.auth import new_key
-from scorestream import security
 from scorestream.admin import ensure_tenant_topics
+from scorestream.deploy import principals as security
+from scorestream.dev.supervisor import ServiceSpec, Supervisor
+from scorestream.dev.up import service_specs
 from scorestream.kafka_config import admin_config
 from scorestream.settings import BrokerSettings, KafkaSettings
-from scorestream.supervisor import ServiceSpec, Supervisor
 from scorestream.topics import REGISTRY
-from scorestream.up import service_specs
 from tests.kafka_helpers import produce_raw, read_messages
 from tests.worker_support import Tenant, free_port, http_get, wait_until
 
@@ -75,7 +75,7 @@ class Canaries:
 
 @pytest.fixture
 def sasl_bootstrap(kafka_bootstrap: str) -> str:
-    from scorestream.broker.state import read_state  # noqa: PLC0415
+    from scorestream.dev.broker.state import read_state  # noqa: PLC0415
 
     state = read_state(BrokerSettings().home)
     if state is None or state.bootstrap != kafka_bootstrap:

@@ -28,13 +28,13 @@ from confluent_kafka import KafkaError, Message, Producer
 from schemas.cloudevents import encode
 from schemas.events import AuditRecord, DecisionEvent, EnrichedTransaction
 from scorestream.admin import ensure_tenant_topics
+from scorestream.dev.supervisor import Supervisor
+from scorestream.dev.up import service_specs
 from scorestream.kafka_config import producer_config
 from scorestream.partitioning import partition_for
 from scorestream.serde import EventProducer
 from scorestream.settings import KafkaSettings
-from scorestream.supervisor import Supervisor
 from scorestream.topics import REGISTRY
-from scorestream.up import service_specs
 from tests.consumer_support import headers, read_events
 from tests.factories import transaction
 from tests.kafka_helpers import read_messages

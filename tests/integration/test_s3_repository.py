@@ -8,8 +8,8 @@ import pytest
 import s3fs
 
 from pipelines.repository import ModelRepository
+from scorestream.dev.s3local import S3ProxyServer
 from scorestream.errors import ModelIntegrityError, ModelNotFoundError, VersionExistsError
-from scorestream.s3local import S3ProxyServer
 from scorestream.settings import ModelRepoSettings, default_cache_dir
 from tests.model_factory import tiny_model
 

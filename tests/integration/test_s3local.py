@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import s3fs
 
-from scorestream.s3local import S3PROXY_VERSION, S3ProxyServer, S3ServerError, ensure_s3proxy
+from scorestream.dev.s3local import S3PROXY_VERSION, S3ProxyServer, S3ServerError, ensure_s3proxy
 from scorestream.settings import default_cache_dir
 
 pytestmark = pytest.mark.integration

@@ -1,5 +1,6 @@
 """Fixtures of the security suite: the SASL/SCRAM listener of the broker, an admin client on it,
-and private tenants whose principals are created from :mod:`scorestream.acl` and removed after."""
+and private tenants whose principals are created from :mod:`scorestream.deploy.acl` and removed
+after."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import pytest
 from confluent_kafka.admin import AdminClient
 from pydantic import SecretStr
 
-from scorestream import security
 from scorestream.admin import ensure_tenant_topics
+from scorestream.deploy import principals as security
 from scorestream.kafka_config import admin_config
 from scorestream.settings import BrokerSettings, KafkaSettings
 from scorestream.topics import REGISTRY
@@ -24,7 +25,7 @@ def sasl_bootstrap(kafka_bootstrap: str) -> str:
     explicit = os.environ.get("SCORESTREAM_TEST_SASL_BOOTSTRAP")
     if explicit:
         return explicit
-    from scorestream.broker.state import read_state  # noqa: PLC0415
+    from scorestream.dev.broker.state import read_state  # noqa: PLC0415
 
     state = read_state(BrokerSettings().home)
     if state is None or state.bootstrap != kafka_bootstrap:

@@ -1,7 +1,7 @@
 """Tenant isolation on the real broker: SCRAM principals with the KafkaUsers' ACLs.
 
-Every principal is created from :func:`scorestream.acl.service_acl_rules` (the generator of the
-Strimzi KafkaUsers) on the SASL_PLAINTEXT SCRAM-SHA-512 listener of the local broker, whose
+Every principal is created from :func:`scorestream.deploy.acl.service_acl_rules` (the generator of
+the Strimzi KafkaUsers) on the SASL_PLAINTEXT SCRAM-SHA-512 listener of the local broker, whose
 StandardAuthorizer denies everything without an ACL. Each denial below is paired with the same
 operation succeeding on the principal's own resources, so a broken setup cannot pass vacuously.
 """
@@ -23,8 +23,9 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
-from scorestream import k8s, security
-from scorestream.acl import principal_name, service_acl_rules
+from scorestream.deploy import principals as security
+from scorestream.deploy.acl import principal_name, service_acl_rules
+from scorestream.deploy.k8s import generate as k8s
 from scorestream.kafka_config import (
     admin_config,
     consumer_config,

@@ -14,7 +14,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from schemas.errors import RawRecord
-from scorestream import security
+from scorestream.deploy import principals as security
 from scorestream.dlq import DeadLetter
 from scorestream.ops.dlq import operator_acl_rules
 from scorestream.topics import REGISTRY

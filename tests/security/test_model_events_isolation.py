@@ -24,7 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from pipelines import lifecycle, training
 from schemas.cloudevents import encode
 from schemas.events import Contract, ModelAlias, ModelPromoted, ModelRejected
-from scorestream import k8s, security
+from scorestream.deploy import principals as security
+from scorestream.deploy.k8s import generate as k8s
 from scorestream.errors import MissingTopicError, TopicError
 from scorestream.kafka_config import producer_config
 from scorestream.model_events import publish_model_event, read_model_events

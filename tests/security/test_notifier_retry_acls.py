@@ -2,8 +2,8 @@
 
 The registry entry ``alerts.retry`` gives the ``<tenant>-notifier`` principal Read and Write on
 ``<tenant>.alerts.retry`` and Write on ``<tenant>.alerts.retry.dlq`` (derived, like every ACL, by
-:func:`scorestream.acl.service_acl_rules`): a real notifier process connected over SCRAM moves a
-failing delivery through the retry topic to its DLQ and refuses nothing.
+:func:`scorestream.deploy.acl.service_acl_rules`): a real notifier process connected over SCRAM
+moves a failing delivery through the retry topic to its DLQ and refuses nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from schemas.events import Outcome
-from scorestream.acl import service_acl_rules
+from scorestream.deploy.acl import service_acl_rules
 from tests.consumer_support import decisions, headers, publish, start_service
 from tests.kafka_helpers import read_messages
 from tests.security.conftest import Provision

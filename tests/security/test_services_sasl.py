@@ -19,12 +19,12 @@ import pytest
 from producers.simulate_cli import interleaved
 from producers.simulator import SimulatorConfig, simulate
 from schemas.events import AuditRecord, DecisionEvent, PredictionEvent
-from scorestream import security
+from scorestream.deploy import principals as security
+from scorestream.dev.supervisor import ServiceSpec, Supervisor
+from scorestream.dev.up import service_specs
 from scorestream.kafka_config import producer_config
 from scorestream.serde import EventProducer, decode_message
-from scorestream.supervisor import ServiceSpec, Supervisor
 from scorestream.topics import REGISTRY
-from scorestream.up import service_specs
 from tests.kafka_helpers import read_messages
 from tests.security.conftest import Provision, sasl_settings
 from tests.worker_support import Tenant, free_port, http_get, wait_until

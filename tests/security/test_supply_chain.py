@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 
 from pipelines.repository import ModelRepository
-from scorestream.errors import ConfigError, ModelIntegrityError
-from scorestream.security_audit import (
+from scorestream.dev.dependency_audit import (
     EXIT_INCOMPLETE,
     EXIT_OK,
     EXIT_VULNERABLE,
     evaluate,
     parse_allowlist,
 )
+from scorestream.errors import ConfigError, ModelIntegrityError
 from tests.model_factory import tiny_model
 
 pytestmark = [pytest.mark.security]

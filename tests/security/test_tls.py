@@ -15,8 +15,8 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 from pydantic import SecretStr
 
-from scorestream import security
 from scorestream.admin import ensure_tenant_topics
+from scorestream.deploy import principals as security
 from scorestream.kafka_config import admin_config, producer_config
 from scorestream.settings import KafkaSettings
 from scorestream.topics import REGISTRY

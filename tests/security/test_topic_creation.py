@@ -19,7 +19,8 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from scorestream import k8s, security
+from scorestream.deploy import principals as security
+from scorestream.deploy.k8s import generate as k8s
 from scorestream.kafka_config import admin_config
 from tests.security.conftest import Provision, sasl_settings
 

@@ -3,7 +3,7 @@ tests only: the shared development broker has no TLS listener and must not be re
 
 The certificates are made here with openssl: a throw-away CA and a broker certificate for
 ``IP:127.0.0.1`` signed by it, in PEM (Kafka reads PEM key stores since 2.7, KIP-651). The broker
-configuration is the development broker's own (``scorestream.broker.config``) with the TLS
+configuration is the development broker's own (``scorestream.dev.broker.config``) with the TLS
 listener added, so authorization (StandardAuthorizer, deny by default) is the same.
 """
 
@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from scorestream.broker import config as cfg
-from scorestream.broker.jars import classpath, ensure_jars, find_java
-from scorestream.broker.local import free_port, metadata_ready
+from scorestream.dev.broker import config as cfg
+from scorestream.dev.broker.jars import classpath, ensure_jars, find_java
+from scorestream.dev.broker.local import free_port, metadata_ready
 from scorestream.settings import BrokerSettings
 
 ADMIN_USER, ADMIN_PASSWORD = "admin", "tls-admin-secret"

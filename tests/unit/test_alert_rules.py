@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from scorestream.metrics_catalog import collect, series_names
+from scorestream.dev.metrics_catalog import collect, series_names
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES_DIR = ROOT / "k8s" / "monitoring" / "rules"

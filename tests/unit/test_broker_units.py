@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from scorestream.broker import jars
-from scorestream.broker.config import Ports, server_properties
-from scorestream.broker.local import LocalBroker, _cluster_id, port_is_free
-from scorestream.broker.state import BrokerState, read_state, write_state
-from scorestream.broker.tools import TOOLS, tool_args
+from scorestream.dev.broker import jars
+from scorestream.dev.broker.config import Ports, server_properties
+from scorestream.dev.broker.local import LocalBroker, _cluster_id, port_is_free
+from scorestream.dev.broker.state import BrokerState, read_state, write_state
+from scorestream.dev.broker.tools import TOOLS, tool_args
 from scorestream.errors import ConfigError, ToolMissingError
 from scorestream.settings import BrokerSettings
 from scorestream.versions import KAFKA_VERSION

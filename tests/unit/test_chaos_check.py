@@ -14,8 +14,8 @@ from confluent_kafka import Message
 from consumers.enricher import CLOCK_KEY
 from schemas.cloudevents import encode
 from schemas.events import AuditRecord, AuditStatus, MerchantActivity
-from scorestream import chaos_check
-from scorestream.chaos_check import Inputs, StreamCheck, TableCheck, Verdict
+from scorestream.chaos import check as chaos_check
+from scorestream.chaos.check import Inputs, StreamCheck, TableCheck, Verdict
 from scorestream.features import ENGINE, MerchantState, id_hash
 
 STEP = ENGINE.step_ms

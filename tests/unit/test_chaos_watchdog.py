@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from scorestream import chaos_faults
-from scorestream.chaos_faults import Watchdog
+from scorestream.chaos import faults as chaos_faults
+from scorestream.chaos.faults import Watchdog
 
 
 @dataclass

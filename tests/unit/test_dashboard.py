@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
-from scorestream import k8s_dashboard, k8s_monitoring
-from scorestream.metrics_catalog import collect, series_names
+from scorestream.deploy.k8s import dashboard as k8s_dashboard
+from scorestream.deploy.k8s import monitoring as k8s_monitoring
+from scorestream.dev.metrics_catalog import collect, series_names
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "k8s" / "monitoring" / "grafana" / "scorestream.json"

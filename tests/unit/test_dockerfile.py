@@ -14,7 +14,7 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
-from scorestream import lockfile
+from scorestream.deploy import lockfile
 from tests.dockerfile import Stage, parse
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,7 +43,7 @@ def test_final_stage_runs_as_a_non_root_user() -> None:
     user = users[-1].split(":")[0]
     assert user not in {"root", "0"}
     assert user.isdigit(), "a numeric UID lets Kubernetes verify runAsNonRoot"
-    assert int(user) == 10001  # the runAsUser of the pods (scorestream.k8s_apps.RUN_AS)
+    assert int(user) == 10001  # the runAsUser of the pods (scorestream.deploy.k8s.apps.RUN_AS)
 
 
 def test_no_build_tools_in_the_final_stage() -> None:

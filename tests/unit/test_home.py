@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from pipelines.repository import ModelRepository
+from scorestream.dev.supervisor import Supervisor
 from scorestream.settings import BrokerSettings, ModelRepoSettings, home_origin, scorestream_home
-from scorestream.supervisor import Supervisor
 
 
 def test_state_lives_under_the_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

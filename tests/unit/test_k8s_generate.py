@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 import yaml
 
-from scorestream import k8s, k8s_crds
-from scorestream.acl import EXTRA_READS, TRANSACTIONAL
+from scorestream.deploy.acl import EXTRA_READS, TRANSACTIONAL
+from scorestream.deploy.k8s import crds as k8s_crds
+from scorestream.deploy.k8s import generate as k8s
 from scorestream.errors import ConfigError
 from scorestream.topics import REGISTRY, Scope
 
@@ -81,7 +82,7 @@ def test_replication_settings_are_checked() -> None:
 def test_committed_yaml_equals_the_generator_output(tmp_path: Path) -> None:
     paths = k8s.generate(tmp_path, tenants=("demo",))
     committed = sorted(p.name for p in COMMITTED.glob("*.yaml"))
-    # cluster.yaml, networkpolicy.yaml and kustomization.yaml come from scorestream.k8s_manifests
+    # cluster.yaml, networkpolicy.yaml and kustomization.yaml come from the manifests module
     assert set(committed) - {p.name for p in paths} == {
         "cluster.yaml",
         "kustomization.yaml",
@@ -90,7 +91,7 @@ def test_committed_yaml_equals_the_generator_output(tmp_path: Path) -> None:
     for path in paths:
         assert (COMMITTED / path.name).read_text(encoding="utf-8") == path.read_text(
             encoding="utf-8"
-        ), f"{path.name} is stale: regenerate it with scorestream.k8s.generate('k8s/base/kafka')"
+        ), f"{path.name} is stale: regenerate it with `scorestream k8s generate`"
 
 
 def test_render_yaml_round_trips_and_is_stable() -> None:
@@ -227,7 +228,7 @@ def test_transactional_ids_only_for_transactional_services() -> None:
 # --- structural check against the real Strimzi CRDs -------------------------------------------
 # The schemas are Strimzi 1.2.0's own CRDs, produced by Strimzi's CRD generator from its API model
 # (both io.strimzi artifacts from Maven Central, run with the arguments of io.strimzi:api's POM)
-# and cached: see scorestream.k8s_crds. Unknown fields count as errors (the API server would
+# and cached: see scorestream.deploy.k8s.crds. Unknown fields count as errors (the API server would
 # silently prune them).
 
 

@@ -1,6 +1,7 @@
 """The k8s/ tree: generated parts current, every overlay builds with kustomize, every object valid
 against the real schemas (Kubernetes OpenAPI via kubernetes-validate; the pinned Strimzi, KEDA,
-Istio and prometheus-operator CRDs via scorestream.k8s_crds), and the deployment policies hold.
+Istio and prometheus-operator CRDs via scorestream.deploy.k8s.crds), and the deployment policies
+hold.
 
 kustomize comes from `.ci/kustomize.sh` (`kubectl kustomize` where kubectl is installed, else built
 once with `go install` and cached under ~/.cache/scorestream/bin; KUSTOMIZE overrides it) and the
@@ -20,16 +21,14 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from scorestream import (
-    cli,
-    k8s_apps,
-    k8s_cluster,
-    k8s_config,
-    k8s_crds,
-    k8s_edge,
-    k8s_manifests,
-    k8s_scaling,
-)
+from scorestream import cli
+from scorestream.deploy.k8s import apps as k8s_apps
+from scorestream.deploy.k8s import cluster as k8s_cluster
+from scorestream.deploy.k8s import config as k8s_config
+from scorestream.deploy.k8s import crds as k8s_crds
+from scorestream.deploy.k8s import edge as k8s_edge
+from scorestream.deploy.k8s import manifests as k8s_manifests
+from scorestream.deploy.k8s import scaling as k8s_scaling
 from scorestream.topics import REGISTRY
 from tests import k8s_support
 
@@ -310,7 +309,7 @@ def test_pods_reach_kafka_dns_and_otlp_only_where_the_policies_say() -> None:
 
 
 def k8s_apps_policy(app: k8s_apps.App) -> dict[str, Any]:
-    from scorestream.k8s_network import service_policy  # noqa: PLC0415
+    from scorestream.deploy.k8s.network import service_policy  # noqa: PLC0415
 
     return service_policy(app, "demo")
 

@@ -14,7 +14,9 @@ import pytest
 import yaml
 
 from pipelines.kfp_pipeline import PIPELINE_NAME
-from scorestream import k8s_apps, k8s_config, k8s_kfp
+from scorestream.deploy.k8s import apps as k8s_apps
+from scorestream.deploy.k8s import config as k8s_config
+from scorestream.deploy.k8s import kfp as k8s_kfp
 from tests import image_venv, kfp_launcher
 
 ROOT = Path(__file__).resolve().parents[2]

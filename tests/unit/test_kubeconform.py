@@ -1,7 +1,7 @@
 """kubeconform (the upstream validator, built by `.ci/kubeconform.sh`) checks every object of
 every overlay strictly against Kubernetes 1.33's and 1.37's own schemas and the pinned operators'
-CRD schemas (scorestream.k8s_crds): 0 invalid, 0 errors, 0 skipped. Never skipped: if kubeconform
-cannot be built these tests fail."""
+CRD schemas (scorestream.deploy.k8s.crds): 0 invalid, 0 errors, 0 skipped. Never skipped: if
+kubeconform cannot be built these tests fail."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from scorestream import k8s_crds
+from scorestream.deploy.k8s import crds as k8s_crds
 from tests import k8s_support
 
 ROOT = k8s_support.ROOT

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from scorestream import metrics_catalog
-from scorestream.metrics_catalog import METRIC_MODULES, MetricDef, collect, render, series_names
+from scorestream.dev import metrics_catalog
+from scorestream.dev.metrics_catalog import METRIC_MODULES, MetricDef, collect, render, series_names
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("scorestream", "consumers", "producers", "inference_worker")
@@ -97,7 +97,7 @@ def test_render_is_a_sorted_markdown_table(catalog: list[MetricDef]) -> None:
 def test_committed_docs_are_current(catalog: list[MetricDef]) -> None:
     committed = (ROOT / "docs" / "metrics.md").read_text(encoding="utf-8")
     assert committed == render(catalog), (
-        "docs/metrics.md is stale: run `.venv/bin/python -m scorestream.metrics_catalog`"
+        "docs/metrics.md is stale: run `.venv/bin/python -m scorestream.dev.metrics_catalog`"
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from scorestream.supervisor import _same_process, _start_ticks
+from scorestream.dev.supervisor import _same_process, _start_ticks
 
 
 def test_a_record_matches_only_the_process_that_was_started() -> None:
