@@ -37,6 +37,7 @@ from schemas.errors import (
     UnknownEventTypeError,
 )
 from schemas.events import Contract
+from schemas.fast import dump_json
 
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/json"
@@ -71,6 +72,38 @@ class Envelope(Generic[C]):
     trace: dict[str, str] = field(default_factory=dict)
     extensions: dict[str, str] = field(default_factory=dict)
     raw: RawRecord | None = None
+
+
+_new_object = object.__new__
+_SET_ENV = tuple(
+    Envelope.__dict__[f].__set__
+    for f in ("event", "id", "source", "time", "type", "trace", "extensions", "raw")
+)
+
+
+def new_envelope(
+    event: C,
+    id: str,
+    source: str,
+    time: datetime,
+    type: str,
+    trace: dict[str, str],
+    extensions: dict[str, str],
+    raw: RawRecord | None,
+) -> Envelope[C]:
+    """``Envelope(event, id, ...)`` for the batch codec's hot path: the slots are set directly,
+    without the frozen dataclass's ``__init__`` (half its cost). Equal to the constructor's."""
+    env: Envelope[C] = _new_object(Envelope)
+    s_event, s_id, s_source, s_time, s_type, s_trace, s_ext, s_raw = _SET_ENV
+    s_event(env, event)
+    s_id(env, id)
+    s_source(env, source)
+    s_time(env, time)
+    s_type(env, type)
+    s_trace(env, trace)
+    s_ext(env, extensions)
+    s_raw(env, raw)
+    return env
 
 
 class _EventIds:
@@ -181,7 +214,7 @@ def encode(
                 headers.append((name, carried.encode()))
     return KafkaMessage(
         key=event.partition_key().encode(),
-        value=event.model_dump_json().encode() if value is None else value,
+        value=dump_json(event) if value is None else value,
         headers=headers,
     )
 
@@ -319,6 +352,15 @@ def _allowed(accept: tuple[type[Contract], ...]) -> dict[str, type[Contract]]:
 _COMMON_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{6})?Z")
 
 
+def parse_ce_time(header: bytes) -> datetime:
+    """A ``ce_time`` header's value as :func:`decode` reads it (in UTC); ``ValueError`` when
+    :func:`decode` would refuse it (then :func:`decode` gives the reason)."""
+    time = _parse_time(header.decode("utf-8", errors="replace"))
+    if time.tzinfo is None:
+        raise ValueError("ce_time needs a UTC offset")
+    return utc_time(time)
+
+
 def _parse_time(text: str) -> datetime:
     """``ce_time`` as pydantic parses a datetime. The two shapes every scorestream producer writes
     (``2026-01-02T03:04:05Z``, ``2026-01-02T03:04:05.123456Z``) take the C parser, which reads
@@ -340,4 +382,6 @@ __all__ = [
     "KafkaMessage",
     "decode",
     "encode",
+    "new_envelope",
+    "parse_ce_time",
 ]

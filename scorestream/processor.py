@@ -45,15 +45,14 @@ from confluent_kafka import (
 )
 
 from schemas.cloudevents import Envelope, encode, utc_time
-from schemas.errors import DecodeError
 from schemas.events import Contract
 from scorestream import metrics, tracing
+from scorestream.codec import BatchDecoder
 from scorestream.dlq import DeadLetter, fits
 from scorestream.errors import KafkaClientError, MissingTopicError, TopicError
 from scorestream.health import HealthServer
 from scorestream.kafka_config import consumer_config, producer_config, transactional_producer_config
 from scorestream.logs import redact
-from scorestream.serde import decode_message
 from scorestream.settings import KafkaSettings
 from scorestream.stall_guard import StallGuard
 from scorestream.state import StateStore
@@ -332,6 +331,8 @@ class Processor:
             for name in ("wait", "decode", "handle", "produce", "send_offsets", "commit")
         }
         """Where a batch's time goes (the per-hop latency budget of the README)."""
+        self.decoder = BatchDecoder(config.accept, keyed=config.keyed)
+        """The batch codec: envelopes and dead letters from a consumed batch."""
         self.stopping = threading.Event()
         self.stall_guard = StallGuard()
         """Ends the process when a transactional call outlives its timeout by 30 s (librdkafka
@@ -691,24 +692,23 @@ class Processor:
 
     def _decode(self, messages: Sequence[Message], spans: tracing.BatchTrace | None) -> _Batch:
         batch = _Batch()
+        first, last = batch.first, batch.last
         for msg in messages:
             err = msg.error()
             if err is not None:
                 raise KafkaException(err)
             tp = (msg.topic() or "", msg.partition() or 0)
-            batch.first.setdefault(tp, msg.offset() or 0)
-            batch.last[tp] = msg.offset() or 0
-            try:
-                env = decode_message(msg, accept=self.config.accept, keyed=self.config.keyed)
-            except DecodeError as exc:
-                batch.dead.append(DeadLetter.from_decode_error(exc))
-                continue
-            batch.decoded.append(env)
-            if spans is not None:
+            if tp not in first:
+                first[tp] = msg.offset() or 0
+            last[tp] = msg.offset() or 0
+        batch.decoded, batch.dead, positions = self.decoder.decode(messages)
+        if spans is not None:
+            for env, i in zip(batch.decoded, positions, strict=True):
+                msg = messages[i]
                 spans.consumed(
                     env.trace,
-                    topic=tp[0],
-                    partition=tp[1],
+                    topic=msg.topic(),
+                    partition=msg.partition(),
                     offset=msg.offset(),
                     key=msg.key(),
                     message_id=env.id,
