@@ -47,6 +47,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from schemas.events import Contract
+from schemas.types import PURE_VALIDATORS
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -274,8 +275,7 @@ class _Gen:
         elif base is AwareDatetime:
             if cons != _Constraints(validators=cons.validators):
                 raise UnsupportedContractError(f"constraints on {name}")
-            ns[f"T_{name}"] = _time_parser(cons.validators)
-            ms, code = str, [f"v = T_{name}(v, p + {name!r})"]
+            ms, code = str, _time(cons.validators, name, ns)
         elif base is str:
             ms, code = _string(cons, name, ns)
         elif base in (bool, int, float):
@@ -329,6 +329,22 @@ def _string(cons: _Constraints, name: str, ns: dict[str, Any]) -> tuple[Any, lis
         f"    w = S_{name}(v, p + {name!r})",
         "v = w",
     ]
+
+
+def _time(validators: tuple[Callable[[Any], Any], ...], name: str, ns: dict[str, Any]) -> list[str]:
+    parser = _TimeParser(validators)
+    ns[f"T_{name}"] = parser
+    ns[f"TM_{name}"] = parser.memo
+    code = [
+        f"w = TM_{name}.get(v)",
+        "if w is None:",
+        f"    w = T_{name}(v, p + {name!r})",
+        "v = w",
+    ]
+    if parser.impure:
+        ns[f"TR_{name}"] = parser.rest
+        code.append(f"v = TR_{name}(v, p + {name!r})")
+    return code
 
 
 def _number(base: type, cons: _Constraints, name: str) -> tuple[Any, list[str]]:
@@ -390,8 +406,8 @@ def _non_finite_key(values: dict[str, float]) -> str:
 
 
 class _StringCheck:
-    """A string field's pattern and ``AfterValidator`` chain, memoised per value (the validators
-    of string fields are pure functions of the value: ISO code look-ups)."""
+    """A string field's pattern and ``AfterValidator`` chain; memoised per value when every
+    validator is pure (:data:`schemas.types.PURE_VALIDATORS`: the ISO code look-ups)."""
 
     __slots__ = ("memo", "pattern", "validators")
 
@@ -401,50 +417,66 @@ class _StringCheck:
         self.pattern = re.compile(pattern) if pattern is not None else None
         self.validators = validators
         self.memo: dict[str, str] = {}
+        """Stays empty when a validator is impure: the check then runs for every value."""
 
     def __call__(self, value: str, path: str) -> str:
         if self.pattern is not None and self.pattern.search(value) is None:
             raise Decline(path, "string_pattern_mismatch")
-        out = value
-        for check in self.validators:
-            try:
-                out = check(out)
-            except ValueError as exc:
-                raise Decline(path, "value_error") from exc
-        memo = self.memo
-        if len(memo) >= MEMO_MAX:
-            memo.clear()
-        memo[value] = out
+        out: str = _run(self.validators, value, path)
+        if all(v in PURE_VALIDATORS for v in self.validators):
+            memo = self.memo
+            if len(memo) >= MEMO_MAX:
+                memo.clear()
+            memo[value] = out
         return out
 
 
-def _time_parser(validators: tuple[Callable[[Any], Any], ...]) -> Callable[[str, str], datetime]:
-    """Parse an aware timestamp as pydantic does, then run the field's validators (every time:
-    one of them may read the clock). Parsed values are memoised (a batch shares timestamps)."""
-    memo: dict[str, datetime] = {}
-    fromiso = datetime.fromisoformat
-    fullmatch = _COMMON_TIME.fullmatch
+def _run(validators: tuple[Callable[[Any], Any], ...], value: Any, path: str) -> Any:
+    for check in validators:
+        try:
+            value = check(value)
+        except ValueError as exc:
+            raise Decline(path, "value_error") from exc
+    return value
 
-    def parse(text: str, path: str) -> datetime:
-        value = memo.get(text)
-        if value is None:
-            if fullmatch(text) is None:
-                raise Decline(path, "datetime_shape")
-            try:
-                value = fromiso(text)
-            except ValueError as exc:
-                raise Decline(path, "datetime_parsing") from exc
-            if len(memo) >= MEMO_MAX:
-                memo.clear()
-            memo[text] = value
-        for check in validators:
-            try:
-                value = check(value)
-            except ValueError as exc:
-                raise Decline(path, "value_error") from exc
+
+def _split_pure(
+    validators: tuple[Callable[[Any], Any], ...],
+) -> tuple[tuple[Callable[[Any], Any], ...], tuple[Callable[[Any], Any], ...]]:
+    """(the leading pure validators, the rest)."""
+    n = 0
+    while n < len(validators) and validators[n] in PURE_VALIDATORS:
+        n += 1
+    return validators[:n], validators[n:]
+
+
+class _TimeParser:
+    """An aware timestamp parsed as pydantic parses it, then the field's validators. The parse
+    and the leading pure validators are memoised per text (a batch shares its stamps, which then
+    are one object); the others (one reads the clock) run for every event (:meth:`rest`)."""
+
+    __slots__ = ("impure", "memo", "pure")
+
+    def __init__(self, validators: tuple[Callable[[Any], Any], ...]) -> None:
+        self.pure, self.impure = _split_pure(validators)
+        self.memo: dict[str, datetime] = {}
+
+    def __call__(self, text: str, path: str) -> datetime:
+        if _COMMON_TIME.fullmatch(text) is None:
+            raise Decline(path, "datetime_shape")
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise Decline(path, "datetime_parsing") from exc
+        value = cast("datetime", _run(self.pure, value, path))
+        memo = self.memo
+        if len(memo) >= MEMO_MAX:
+            memo.clear()
+        memo[text] = value
         return value
 
-    return parse
+    def rest(self, value: datetime, path: str) -> datetime:
+        return cast("datetime", _run(self.impure, value, path))
 
 
 # -- the decoders ----------------------------------------------------------------------------------

@@ -51,6 +51,11 @@ def _not_far_future(value: datetime) -> datetime:
 EventTime = Annotated[UtcDatetime, AfterValidator(_not_far_future)]
 """When an upstream event happened: a :data:`UtcDatetime` at most a year ahead of this clock."""
 
+PURE_VALIDATORS: frozenset[object] = frozenset({_to_utc, _iso4217, _iso3166})
+"""The validators above whose result depends on their argument alone: the contracts' fast path
+(:mod:`schemas.fast`) remembers their results per value. One that reads the clock or any other
+state (:func:`_not_far_future`) must not be listed: it runs for every event."""
+
 Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")
 ]
