@@ -36,7 +36,7 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Annotated, Any, Generic, Literal, TypeVar, Union, cast, get_args, get_origin
 
@@ -47,7 +47,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from schemas.events import Contract
-from schemas.types import PURE_VALIDATORS
+from schemas.types import CLOCK_BOUNDS, PURE_VALIDATORS
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -198,6 +198,8 @@ class _Gen:
     def __init__(self) -> None:
         self.structs: dict[type[BaseModel], type[msgspec.Struct]] = {}
         self.finishers: dict[type[BaseModel], Callable[[Any], Any]] = {}
+        self.sources: dict[type[BaseModel], str] = {}
+        """The generated ``finish`` functions' source, per model (to read them)."""
         self._n = 0
 
     def build(self, model: type[BaseModel]) -> None:
@@ -253,7 +255,8 @@ class _Gen:
         ns["FS0"] = frozenset(required_names)
         src = ["def finish(s, p):", "    d = {}", "    fs = set(FS0)", *body]
         src.append("    return _new(MODEL, d, fs)")
-        exec(compile("\n".join(src), f"<fast {model.__name__}>", "exec"), ns)  # noqa: S102
+        self.sources[model] = "\n".join(src)
+        exec(compile(self.sources[model], f"<fast {model.__name__}>", "exec"), ns)  # noqa: S102
         struct = msgspec.defstruct(
             f"Fast{model.__name__}",
             [(n, t) if d is msgspec.NODEFAULT else (n, t, d) for n, t, d in fields],
@@ -316,10 +319,18 @@ def _annotated(tp: Any, meta: msgspec.Meta | None) -> Any:
 
 
 def _string(cons: _Constraints, name: str, ns: dict[str, Any]) -> tuple[Any, list[str]]:
-    """Lengths are msgspec's; the pattern and validators run memoised per value."""
+    """Lengths are msgspec's. A pattern alone is one C regex call per value; with validators
+    (function calls: the costly part) the whole check is memoised per value when they are pure.
+    """
     ms = _annotated(str, _ms_meta(cons, str))
     if cons.pattern is None and not cons.validators:
         return ms, []
+    if not cons.validators:
+        ns[f"R_{name}"] = re.compile(cons.pattern or "").search
+        return ms, [
+            f"if R_{name}(v) is None:",
+            f"    raise Decline(p + {name!r}, 'string_pattern_mismatch')",
+        ]
     check = _StringCheck(cons.pattern, cons.validators)
     ns[f"S_{name}"] = check
     ns[f"SM_{name}"] = check.memo
@@ -332,6 +343,8 @@ def _string(cons: _Constraints, name: str, ns: dict[str, Any]) -> tuple[Any, lis
 
 
 def _time(validators: tuple[Callable[[Any], Any], ...], name: str, ns: dict[str, Any]) -> list[str]:
+    """Parsed and pure validators memoised per text; an impure validator with a declared bound
+    (:data:`schemas.types.CLOCK_BOUNDS`) runs only for a value above the bound last read."""
     parser = _TimeParser(validators)
     ns[f"T_{name}"] = parser
     ns[f"TM_{name}"] = parser.memo
@@ -343,7 +356,14 @@ def _time(validators: tuple[Callable[[Any], Any], ...], name: str, ns: dict[str,
     ]
     if parser.impure:
         ns[f"TR_{name}"] = parser.rest
-        code.append(f"v = TR_{name}(v, p + {name!r})")
+        if parser.bound is None:
+            code.append(f"v = TR_{name}(v, p + {name!r})")
+        else:
+            ns[f"TB_{name}"] = parser.bound
+            code += [
+                f"if v > TB_{name}[0]:",
+                f"    v = TR_{name}(v, p + {name!r})",
+            ]
     return code
 
 
@@ -409,13 +429,14 @@ class _StringCheck:
     """A string field's pattern and ``AfterValidator`` chain; memoised per value when every
     validator is pure (:data:`schemas.types.PURE_VALIDATORS`: the ISO code look-ups)."""
 
-    __slots__ = ("memo", "pattern", "validators")
+    __slots__ = ("memo", "pattern", "pure", "validators")
 
     def __init__(self, pattern: str | None, validators: tuple[Callable[[Any], Any], ...]) -> None:
         # pydantic's patterns use Rust regex semantics; the contracts' are plain character
         # classes and anchors, where ``re.search`` agrees (the property test covers them)
         self.pattern = re.compile(pattern) if pattern is not None else None
         self.validators = validators
+        self.pure = all(v in PURE_VALIDATORS for v in validators)
         self.memo: dict[str, str] = {}
         """Stays empty when a validator is impure: the check then runs for every value."""
 
@@ -423,7 +444,7 @@ class _StringCheck:
         if self.pattern is not None and self.pattern.search(value) is None:
             raise Decline(path, "string_pattern_mismatch")
         out: str = _run(self.validators, value, path)
-        if all(v in PURE_VALIDATORS for v in self.validators):
+        if self.pure:
             memo = self.memo
             if len(memo) >= MEMO_MAX:
                 memo.clear()
@@ -453,13 +474,21 @@ def _split_pure(
 class _TimeParser:
     """An aware timestamp parsed as pydantic parses it, then the field's validators. The parse
     and the leading pure validators are memoised per text (a batch shares its stamps, which then
-    are one object); the others (one reads the clock) run for every event (:meth:`rest`)."""
+    are one object); the others (one reads the clock) run for every event (:meth:`rest`), or,
+    when they only refuse values above a clock bound (:data:`schemas.types.CLOCK_BOUNDS`), for
+    the values above the bound last read (the bound never decreases, so an old one is only
+    stricter; :meth:`rest` reads it again)."""
 
-    __slots__ = ("impure", "memo", "pure")
+    __slots__ = ("bound", "bounds", "impure", "memo", "pure")
 
     def __init__(self, validators: tuple[Callable[[Any], Any], ...]) -> None:
         self.pure, self.impure = _split_pure(validators)
         self.memo: dict[str, datetime] = {}
+        self.bounds = [CLOCK_BOUNDS.get(v) for v in self.impure]
+        self.bound: list[datetime] | None = None
+        """``[the smallest bound last read]``, when every impure validator has one."""
+        if self.impure and all(b is not None for b in self.bounds):
+            self.bound = [datetime.min.replace(tzinfo=UTC)]
 
     def __call__(self, text: str, path: str) -> datetime:
         if _COMMON_TIME.fullmatch(text) is None:
@@ -476,6 +505,8 @@ class _TimeParser:
         return value
 
     def rest(self, value: datetime, path: str) -> datetime:
+        if self.bound is not None:  # read the bounds before the validators: never too late
+            self.bound[0] = min(cast("Callable[[], datetime]", b)() for b in self.bounds)
         return cast("datetime", _run(self.impure, value, path))
 
 
