@@ -198,6 +198,8 @@ class _Gen:
     def __init__(self) -> None:
         self.structs: dict[type[BaseModel], type[msgspec.Struct]] = {}
         self.finishers: dict[type[BaseModel], Callable[[Any], Any]] = {}
+        self.memos: list[dict[str, Any]] = []
+        """Every memo of the generated checks (:func:`reset_memos`)."""
         self.sources: dict[type[BaseModel], str] = {}
         """The generated ``finish`` functions' source, per model (to read them)."""
         self._n = 0
@@ -255,6 +257,7 @@ class _Gen:
         ns["FS0"] = frozenset(required_names)
         src = ["def finish(s, p):", "    d = {}", "    fs = set(FS0)", *body]
         src.append("    return _new(MODEL, d, fs)")
+        self.memos += [v for k, v in ns.items() if k.startswith(("SM_", "TM_"))]
         self.sources[model] = "\n".join(src)
         exec(compile(self.sources[model], f"<fast {model.__name__}>", "exec"), ns)  # noqa: S102
         struct = msgspec.defstruct(
@@ -596,6 +599,13 @@ def fast_decoder(model: type[M]) -> FastDecoder[M] | None:
         else:
             _DECODERS[model] = FastDecoder(model, _GEN.structs[model], _GEN.finishers[model])
     return _DECODERS[model]
+
+
+def reset_memos() -> None:
+    """Forget every memoised value check (benchmarks: a pass over the same records must not
+    find them remembered from the previous pass, which a stream of new events never does)."""
+    for ns_memo in _GEN.memos:
+        ns_memo.clear()
 
 
 # -- encoding --------------------------------------------------------------------------------------

@@ -74,6 +74,9 @@ class BatchDecoder:
                         dec,
                         contract in self.keyed,
                     )
+        self._times: dict[bytes, datetime] = {}
+        """``ce_time`` values parsed by :meth:`decode_one` (a few per producer batch; cleared
+        when it grows past a thousand)."""
         self.fast_decoded = 0
         """Records decoded on the fast path (the rest took the reference path)."""
         self.reference_decoded = 0
@@ -103,6 +106,18 @@ class BatchDecoder:
         self.fast_decoded += fast
         self.reference_decoded += len(messages) - fast
         return envelopes, dead, positions
+
+    def decode_one(self, msg: Message) -> Envelope[Any]:
+        """One record (a consumer that handles records one by one): the envelope, or the
+        :class:`~schemas.errors.DecodeError` the reference decoder raises."""
+        if len(self._times) > 1000:
+            self._times.clear()
+        env = self._fast(msg, self._by_type, self._times) if self._by_type else None
+        if env is not None:
+            self.fast_decoded += 1
+            return env
+        self.reference_decoded += 1
+        return decode_message(msg, accept=self.accept, keyed=self.keyed)
 
     @staticmethod
     def _fast(
@@ -142,7 +157,7 @@ def _attributes(
     times: dict[bytes, datetime],
 ) -> _Attributes | None:
     """(contract, id, source, time, trace) from headers the fast path understands, else None."""
-    if h.keys() - _PLAIN_HEADERS or h.get("ce_specversion") != SPEC_VERSION_B:
+    if not _PLAIN_HEADERS.issuperset(h) or h.get("ce_specversion") != SPEC_VERSION_B:
         return None
     if h.get("content-type", CONTENT_TYPE_B) != CONTENT_TYPE_B:
         return None

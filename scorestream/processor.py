@@ -44,7 +44,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from schemas.cloudevents import Envelope, encode, utc_time
+from schemas.cloudevents import Envelope, Outgoing, encode_many, utc_time
 from schemas.events import Contract
 from scorestream import metrics, tracing
 from scorestream.codec import BatchDecoder
@@ -759,21 +759,28 @@ class Processor:
         source = self.config.source
         spans = self._spans
         when = utc_time()  # the batch's events are stamped (ce_time) once
-        out: list[tuple[str, bytes | None, bytes | None, list[Any], int | None, int | None]] = []
-        for emit in result.emits:
-            trace = emit.trace
-            if spans is not None:  # a send span under the message this output derives from
-                key = emit.event.partition_key().encode()
-                trace = spans.sending(emit.topic, trace, key=key, partition=emit.partition)
-            m = encode(
-                emit.event,
-                source=source,
-                time=when,
-                trace=trace,
-                extensions=emit.extensions,
-                value=emit.value,
-            )
-            out.append((emit.topic, m.key, m.value, m.headers, emit.partition, None))
+        emits = result.emits
+        if spans is None:
+            items: list[Outgoing] = [(e.event, e.trace, e.extensions, e.value) for e in emits]
+        else:  # a send span under the message each output derives from
+            items = [
+                (
+                    e.event,
+                    spans.sending(
+                        e.topic,
+                        e.trace,
+                        key=e.event.partition_key().encode(),
+                        partition=e.partition,
+                    ),
+                    e.extensions,
+                    e.value,
+                )
+                for e in emits
+            ]
+        out: list[tuple[str, bytes | None, bytes | None, list[Any], int | None, int | None]] = [
+            (e.topic, m.key, m.value, m.headers, e.partition, None)
+            for e, m in zip(emits, encode_many(items, source=source, time=when), strict=True)
+        ]
         service = self.config.service
         max_bytes = self.config.max_message_bytes
         records = self._divert_oversized(result)
