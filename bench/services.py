@@ -4,7 +4,7 @@ One fresh tenant per arm: simulated transactions and labels are preloaded, the c
 promoted; then the services run **one at a time**, in the flow's order, each on the backlog the
 previous one left (so every input is real: the enricher's output feeds the worker, the worker's
 the decision service, ...): merchant stage (to build the table the enricher reads; reported, not
-in the table) → enricher → worker → decision → notifier → audit (three streams per transaction)
+in the table) → enricher → worker → decision → notifier → audit (enriched transactions, predictions, decisions: three records per transaction)
 → monitor. For each: µs of CPU (user + system of the process, ``/proc/<pid>/stat``) per input
 record, from its ``/readyz`` answering to its consumer group's committed offsets reaching the
 end of its inputs — the start-up (imports, model load, table) is excluded. The monitor keeps no
@@ -54,7 +54,7 @@ SERVICES: dict[str, tuple[str, ...]] = {
     "worker": ("transactions.enriched",),
     "decision": ("predictions",),
     "notifier": ("decisions",),
-    "audit": ("transactions", "predictions", "decisions"),
+    "audit": ("transactions.enriched", "predictions", "decisions"),
     "monitor": ("predictions", "labels"),
 }
 """The services of the table and the streams each consumes (in the flow's order)."""
