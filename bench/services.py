@@ -4,12 +4,13 @@ One fresh tenant per arm: simulated transactions and labels are preloaded, the c
 promoted; then the services run **one at a time**, in the flow's order, each on the backlog the
 previous one left (so every input is real: the enricher's output feeds the worker, the worker's
 the decision service, ...): merchant stage (to build the table the enricher reads; reported, not
-in the table) → enricher → worker → decision → notifier → audit (enriched transactions, predictions, decisions: three records per transaction)
-→ monitor. For each: µs of CPU (user + system of the process, ``/proc/<pid>/stat``) per input
-record, from its ``/readyz`` answering to its consumer group's committed offsets reaching the
-end of its inputs — the start-up (imports, model load, table) is excluded. The monitor keeps no
-committed offsets: it is measured from its ``/livez`` answering to its ``/readyz`` (its window
-rebuilt: every input record read).
+in the table) → enricher → worker → decision → notifier → audit (enriched transactions,
+predictions and decisions: three records per transaction) → monitor (predictions and labels).
+For each: µs of CPU (user + system of the process, ``/proc/<pid>/stat``) per input record, from
+its ``/readyz`` answering to its consumer group's committed offsets reaching the end of its
+inputs — the start-up (imports, model load, table) is excluded. The monitor keeps no committed
+offsets: it is measured from its ``/livez`` answering to its ``/readyz`` (its window rebuilt:
+every input record read).
 
 With ``SCORESTREAM_BENCH_BASELINE_TREE=<dir>`` (a worktree of another commit with its own
 ``.venv``, e.g. ``main`` before the batch codec), that tree's services run the same events on a
