@@ -125,7 +125,9 @@ def make_payloads(n: int) -> tuple[list[Payload], Matrix]:
     payloads = []
     for i, event in enumerate(events):
         trace = {"traceparent": TRACEPARENT.format(span=f"{i:016x}")}
-        msg = encode(event, source="tests/enricher", trace=trace)
+        # as the enricher publishes them: the transaction's own ce_time as an extension
+        ext = {"ingesttime": event.transaction.timestamp.isoformat()}
+        msg = encode(event, source="tests/enricher", trace=trace, extensions=ext)
         payloads.append(Payload(msg.key, msg.value, list(msg.headers)))
     return payloads, X
 

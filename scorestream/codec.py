@@ -7,8 +7,8 @@ one time), the payload goes through the contract's generated fast decoder
 (:mod:`schemas.fast`: msgspec in C plus the model's own validators, the result an instance of the
 pydantic contract), and the envelope and raw record are built without a dataclass ``__init__``.
 
-Anything unusual — a missing, empty or repeated-``None`` header, another spec version or content
-type, an unknown type, no ``ce_time``, extension headers, a payload the fast decoder declines,
+Anything unusual — a missing, empty or ``None`` header, another spec version or content type,
+an unknown type, no ``ce_time``, a payload the fast decoder declines,
 a key that is not the event's — takes the reference path, :func:`scorestream.serde.decode_message`
 (pydantic), which accepts it or raises the very :class:`~schemas.errors.DecodeError` it always
 raised. So a malformed record goes to the DLQ with the same reason and message as before, with its
@@ -49,7 +49,7 @@ _PLAIN_HEADERS = frozenset(
         "tracestate",
     }
 )
-"""Headers the fast path understands; any other name (an extension) takes the reference path."""
+"""The CloudEvents headers the fast path reads; ``ce_<name>`` others are extensions."""
 
 
 class BatchDecoder:
@@ -134,7 +134,7 @@ class BatchDecoder:
         value = msg.value()
         if attrs is None or not value:
             return None
-        (contract, decoder, keyed), ce_id, source, time, trace = attrs
+        (contract, decoder, keyed), ce_id, source, time, trace, extensions = attrs
         try:
             event = decoder.decode(value)
         except Decline:
@@ -143,12 +143,32 @@ class BatchDecoder:
         if keyed and key != event.partition_key().encode():
             return None
         raw = new_raw_record(key, value, headers, msg.topic(), msg.partition(), msg.offset())
-        return new_envelope(event, ce_id, source, time, contract.ce_type, trace, {}, raw)
+        return new_envelope(event, ce_id, source, time, contract.ce_type, trace, extensions, raw)
 
 
 _Attributes = tuple[
-    tuple[type[Contract], FastDecoder[Any], bool], str, str, datetime, dict[str, str]
+    tuple[type[Contract], FastDecoder[Any], bool],
+    str,
+    str,
+    datetime,
+    dict[str, str],
+    dict[str, str],
 ]
+
+
+def _extensions(h: dict[str, bytes | None]) -> dict[str, str] | None:
+    """The CloudEvents extensions as the reference reads them: ``ce_<lower-case alphanumeric>``
+    headers other than the core attributes (plain headers here); other headers are not the
+    event's. ``None`` when one is ``None`` (the reference skips it: an earlier value may stand)."""
+    extensions: dict[str, str] = {}
+    for name, value in h.items():
+        if name.startswith("ce_") and name not in _PLAIN_HEADERS:
+            ext = name[3:]
+            if ext.isalnum() and ext.islower():
+                if value is None:
+                    return None
+                extensions[ext] = value.decode("utf-8", "replace")
+    return extensions
 
 
 def _attributes(
@@ -156,8 +176,12 @@ def _attributes(
     by_type: dict[bytes, tuple[type[Contract], FastDecoder[Any], bool]],
     times: dict[bytes, datetime],
 ) -> _Attributes | None:
-    """(contract, id, source, time, trace) from headers the fast path understands, else None."""
-    if not _PLAIN_HEADERS.issuperset(h) or h.get("ce_specversion") != SPEC_VERSION_B:
+    """(contract, id, source, time, trace, extensions) from headers the fast path understands,
+    else None."""
+    if h.get("ce_specversion") != SPEC_VERSION_B:
+        return None
+    extensions = {} if _PLAIN_HEADERS.issuperset(h) else _extensions(h)
+    if extensions is None:
         return None
     if h.get("content-type", CONTENT_TYPE_B) != CONTENT_TYPE_B:
         return None
@@ -181,7 +205,8 @@ def _attributes(
             if carried is None:  # the reference reader skips None values: let it decide
                 return None
             trace[name] = carried.decode("utf-8", "replace")
-    return found, ce_id.decode("utf-8", "replace"), source.decode("utf-8", "replace"), time, trace
+    source_text = source.decode("utf-8", "replace")
+    return found, ce_id.decode("utf-8", "replace"), source_text, time, trace, extensions
 
 
 def decode_raw_batch(

@@ -138,7 +138,20 @@ def test_a_bad_record_goes_to_the_dlq_and_the_rest_of_the_batch_proceeds() -> No
     assert codec.fast_decoded == 4
 
 
-def test_extensions_empty_trace_headers_and_other_shapes_take_the_reference_path() -> None:
+def test_extensions_and_foreign_headers_stay_on_the_fast_path() -> None:
+    tx = transaction()
+    msg = encode(
+        tx, source="tests/codec", extensions={"replyto": "acme.replies/3", "ingesttime": "t"}
+    )
+    headers = [*msg.headers, ("x-other", None), ("ce_Bad-Name", b"x"), ("dlq.redrive.count", b"1")]
+    raws = [RawRecord(msg.key, msg.value, headers, "in", 0, 0)]
+    codec = _assert_same_as_reference(raws)
+    assert codec.fast_decoded == 1
+    envelopes, _ = decode_raw_batch(raws, BatchDecoder(ACCEPT))
+    assert envelopes[0].extensions == {"replyto": "acme.replies/3", "ingesttime": "t"}
+
+
+def test_empty_trace_headers_none_values_and_other_shapes_take_the_reference_path() -> None:
     tx = transaction()
     msg = encode(tx, source="tests/codec", extensions={"replyto": "acme.replies/3"})
     odd_time = [(k, b"2026-11-24T12:00:00+01:00" if k == "ce_time" else v) for k, v in msg.headers]
@@ -174,6 +187,17 @@ header_values = st.one_of(
     ),
 )
 HEADER_NAMES = ["ce_specversion", "ce_id", "ce_type", "ce_source", "ce_time", "content-type"]
+OTHER_HEADERS = [
+    "traceparent",
+    "tracestate",
+    "ce_replyto",
+    "ce_ingesttime",
+    "ce_Bad-Name",
+    "ce_",
+    "ce_x1",
+    "x-other",
+    "dlq.reason",
+]
 
 
 @st.composite
