@@ -239,6 +239,7 @@ def encode_many(
     time_b = _time_header(utc_time(time))
     prefix, count = _IDS.state()
     templates: dict[str, tuple[tuple[str, bytes], ...]] = {}
+    ext_headers: dict[str, str] = {}  # extension name → its header, checked once per batch
     out: list[KafkaMessage] = []
     for event, trace, extensions, value in items:
         ce_type = event.ce_type
@@ -252,11 +253,14 @@ def encode_many(
         ]
         if extensions:
             for name, text in extensions.items():
-                if not name.isalnum() or not name.islower():
-                    raise ValueError(
-                        f"CloudEvents extension names are lower-case alphanumeric: {name!r}"
-                    )
-                headers.append((f"ce_{name}", text.encode()))
+                header = ext_headers.get(name)
+                if header is None:
+                    if not name.isalnum() or not name.islower():
+                        raise ValueError(
+                            f"CloudEvents extension names are lower-case alphanumeric: {name!r}"
+                        )
+                    header = ext_headers[name] = f"ce_{name}"
+                headers.append((header, text.encode()))
         if trace:
             carried = trace.get("traceparent")
             if carried:

@@ -156,6 +156,10 @@ _Attributes = tuple[
 ]
 
 
+_SOURCES: dict[bytes, str] = {}
+"""``ce_source`` values read (a handful of producers), as text."""
+
+
 def _extensions(h: dict[str, bytes | None]) -> dict[str, str] | None:
     """The CloudEvents extensions as the reference reads them: ``ce_<lower-case alphanumeric>``
     headers other than the core attributes (plain headers here); other headers are not the
@@ -205,7 +209,11 @@ def _attributes(
             if carried is None:  # the reference reader skips None values: let it decide
                 return None
             trace[name] = carried.decode("utf-8", "replace")
-    source_text = source.decode("utf-8", "replace")
+    source_text = _SOURCES.get(source)
+    if source_text is None:
+        if len(_SOURCES) > 1000:
+            _SOURCES.clear()
+        source_text = _SOURCES[source] = source.decode("utf-8", "replace")
     return found, ce_id.decode("utf-8", "replace"), source_text, time, trace, extensions
 
 

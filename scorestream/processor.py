@@ -825,9 +825,18 @@ class Processor:
         service = self.config.service
         max_bytes = self.config.max_message_bytes
         produce = self._produce
+        # the common record (partitioned by key, no timestamp, no delivery callback) goes to
+        # the client directly; a full queue and every other record take ``_produce``
+        direct = self._p().produce if self._on_delivery is None else None
         for i, record in enumerate(out):
             try:
-                produce(*record)
+                if direct is not None and record[4] is None and record[5] is None:
+                    try:
+                        direct(record[0], value=record[2], key=record[1], headers=record[3])
+                    except BufferError:
+                        produce(*record)
+                else:
+                    produce(*record)
             except KafkaException as exc:
                 # a dead letter must never fail its batch: should the producer still find the
                 # copy (or an output with a fallback) too large, write the pointer

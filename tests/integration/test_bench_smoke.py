@@ -72,14 +72,18 @@ def test_services_smoke(kafka_bootstrap: str, tmp_path: Path) -> None:
     r = bench("services", tmp_path, kafka_bootstrap)
     (run,) = r["runs"]
     assert run["arm"] == "after"
-    assert set(run["services"]) == set(r["table"]) == {
-        "enricher",
-        "worker",
-        "decision",
-        "notifier",
-        "audit",
-        "monitor",
-    }
+    assert (
+        set(run["services"])
+        == set(r["table"])
+        == {
+            "enricher",
+            "worker",
+            "decision",
+            "notifier",
+            "audit",
+            "monitor",
+        }
+    )
     for service, figures in run["services"].items():  # CPU ticks of 10 ms: may round to 0
         assert figures["input_records"] > 0, service
         assert figures["cpu_us_per_input_record"] >= 0, service
