@@ -17,9 +17,10 @@ raw bytes; the rest of the batch proceeds.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any, cast
+from operator import itemgetter
+from typing import Any, NamedTuple, cast
 
 from confluent_kafka import Message
 
@@ -129,8 +130,7 @@ class BatchDecoder:
         headers = cast("Headers | None", msg.headers())
         if not headers or not isinstance(headers, list):
             return None
-        h = dict(headers)
-        attrs = _attributes(h, by_type, times)
+        attrs = _attributes(headers, by_type, times)
         value = msg.value()
         if attrs is None or not value:
             return None
@@ -159,42 +159,83 @@ _Attributes = tuple[
 _SOURCES: dict[bytes, str] = {}
 """``ce_source`` values read (a handful of producers), as text."""
 
-
-def _extensions(h: dict[str, bytes | None]) -> dict[str, str] | None:
-    """The CloudEvents extensions as the reference reads them: ``ce_<lower-case alphanumeric>``
-    headers other than the core attributes (plain headers here); other headers are not the
-    event's. ``None`` when one is ``None`` (the reference skips it: an earlier value may stand)."""
-    extensions: dict[str, str] = {}
-    for name, value in h.items():
-        if name.startswith("ce_") and name not in _PLAIN_HEADERS:
-            ext = name[3:]
-            if ext.isalnum() and ext.islower():
-                if value is None:
-                    return None
-                extensions[ext] = value.decode("utf-8", "replace")
-    return extensions
+_REQUIRED = ("ce_specversion", "ce_type", "ce_id", "ce_source", "ce_time")
 
 
-def _attributes(
-    h: dict[str, bytes | None],
+class _Layout(NamedTuple):
+    """How to read the headers of one layout (the sequence of header names a producer writes):
+    the positions of the values the fast path reads, the last occurrence of each name (the
+    reference keeps the last), and which are extensions. Computed once per layout."""
+
+    take: Callable[[Sequence[bytes | None]], tuple[bytes | None, ...]]
+    """Values: the five required attributes, then ``content-type`` when present, then the trace
+    headers present, then the extensions."""
+    content_type: bool
+    trace: tuple[str, ...]
+    extensions: tuple[str, ...]
+
+
+def _layout(names: tuple[str, ...]) -> _Layout | None:
+    if not all(isinstance(n, str) for n in names):
+        return None
+    last = {name: i for i, name in enumerate(names)}
+    if any(name not in last for name in _REQUIRED):
+        return None
+    trace = tuple(n for n in TRACE_HEADERS if n in last)
+    # extensions as the reference reads them: ce_<lower-case alphanumeric> other than the core
+    # attributes (plain headers here); other headers are not the event's
+    extensions = tuple(
+        n
+        for n in last
+        if n.startswith("ce_") and n not in _PLAIN_HEADERS and n[3:].isalnum() and n[3:].islower()
+    )
+    wanted = [*_REQUIRED, *(["content-type"] if "content-type" in last else []), *trace]
+    positions = [last[n] for n in (*wanted, *extensions)]
+    take: Callable[[Sequence[bytes | None]], tuple[bytes | None, ...]]
+    take = itemgetter(*positions)  # at least the five required: a tuple
+    return _Layout(take, "content-type" in last, trace, tuple(n[3:] for n in extensions))
+
+
+_LAYOUTS: dict[tuple[str, ...], _Layout | None] = {}
+_UNSEEN: Any = object()
+
+
+def _learn(names: tuple[str, ...]) -> _Layout | None:
+    if len(_LAYOUTS) > 1000:
+        _LAYOUTS.clear()
+    layout = _LAYOUTS[names] = _layout(names)
+    return layout
+
+
+def _attributes(  # noqa: PLR0912  (inlined: a helper call per record costs more than branches)
+    headers: Headers,
     by_type: dict[bytes, tuple[type[Contract], FastDecoder[Any], bool]],
     times: dict[bytes, datetime],
 ) -> _Attributes | None:
     """(contract, id, source, time, trace, extensions) from headers the fast path understands,
-    else None."""
-    if h.get("ce_specversion") != SPEC_VERSION_B:
+    else None. A ``None`` value among those read sends the record to the reference reader,
+    which skips ``None`` values (an earlier occurrence may stand)."""
+    try:
+        names, values = zip(*headers, strict=True)
+        layout = _LAYOUTS.get(names, _UNSEEN)
+    except (TypeError, ValueError):  # not a list of (name, value) pairs: the reference decides
         return None
-    extensions = {} if _PLAIN_HEADERS.issuperset(h) else _extensions(h)
-    if extensions is None:
+    if layout is _UNSEEN:
+        layout = _learn(names)
+    if layout is None:
         return None
-    if h.get("content-type", CONTENT_TYPE_B) != CONTENT_TYPE_B:
+    got = layout.take(values)
+    spec, ce_type, ce_id, source, ce_time = got[:5]
+    if spec != SPEC_VERSION_B or not ce_id or not source or not ce_time:
         return None
-    found = by_type.get(h.get("ce_type") or b"")
-    ce_id = h.get("ce_id")
-    source = h.get("ce_source")
-    ce_time = h.get("ce_time")
-    if found is None or not ce_id or not source or not ce_time:
+    found = by_type.get(ce_type or b"")
+    if found is None:
         return None
+    i = 5
+    if layout.content_type:
+        if got[5] != CONTENT_TYPE_B:
+            return None
+        i = 6
     time = times.get(ce_time)
     if time is None:
         try:
@@ -203,12 +244,17 @@ def _attributes(
             return None
         times[ce_time] = time
     trace: dict[str, str] = {}
-    for name in TRACE_HEADERS:
-        if name in h:
-            carried = h[name]
-            if carried is None:  # the reference reader skips None values: let it decide
+    extensions: dict[str, str] = {}
+    if layout.trace:
+        for name, value in zip(layout.trace, got[i:], strict=False):
+            if value is None:
                 return None
-            trace[name] = carried.decode("utf-8", "replace")
+            trace[name] = value.decode("utf-8", "replace")
+    if layout.extensions:
+        for name, value in zip(layout.extensions, got[i + len(layout.trace) :], strict=False):
+            if value is None:
+                return None
+            extensions[name] = value.decode("utf-8", "replace")
     source_text = _SOURCES.get(source)
     if source_text is None:
         if len(_SOURCES) > 1000:
