@@ -17,7 +17,7 @@ raw bytes; the rest of the batch proceeds.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from operator import itemgetter
 from typing import Any, NamedTuple, cast
@@ -163,11 +163,11 @@ _REQUIRED = ("ce_specversion", "ce_type", "ce_id", "ce_source", "ce_time")
 
 
 class _Layout(NamedTuple):
-    """How to read the headers of one layout (the sequence of header names a producer writes):
-    the positions of the values the fast path reads, the last occurrence of each name (the
-    reference keeps the last), and which are extensions. Computed once per layout."""
+    """How to read the headers of one layout (the header names a producer writes, in order):
+    which values the fast path reads and which headers are extensions. Computed once per
+    layout."""
 
-    take: Callable[[Sequence[bytes | None]], tuple[bytes | None, ...]]
+    take: Callable[[Mapping[str, bytes | None]], tuple[bytes | None, ...]]
     """Values: the five required attributes, then ``content-type`` when present, then the trace
     headers present, then the extensions."""
     content_type: bool
@@ -176,24 +176,24 @@ class _Layout(NamedTuple):
 
 
 def _layout(names: tuple[str, ...]) -> _Layout | None:
+    """The plan for headers with these (distinct) names, or None: the reference decides."""
     if not all(isinstance(n, str) for n in names):
         return None
-    last = {name: i for i, name in enumerate(names)}
-    if any(name not in last for name in _REQUIRED):
+    if any(name not in names for name in _REQUIRED):
         return None
-    trace = tuple(n for n in TRACE_HEADERS if n in last)
+    trace = tuple(n for n in TRACE_HEADERS if n in names)
     # extensions as the reference reads them: ce_<lower-case alphanumeric> other than the core
     # attributes (plain headers here); other headers are not the event's
     extensions = tuple(
         n
-        for n in last
+        for n in names
         if n.startswith("ce_") and n not in _PLAIN_HEADERS and n[3:].isalnum() and n[3:].islower()
     )
-    wanted = [*_REQUIRED, *(["content-type"] if "content-type" in last else []), *trace]
-    positions = [last[n] for n in (*wanted, *extensions)]
-    take: Callable[[Sequence[bytes | None]], tuple[bytes | None, ...]]
-    take = itemgetter(*positions)  # at least the five required: a tuple
-    return _Layout(take, "content-type" in last, trace, tuple(n[3:] for n in extensions))
+    content_type = "content-type" in names
+    wanted = (*_REQUIRED, *(("content-type",) if content_type else ()), *trace, *extensions)
+    take: Callable[[Mapping[str, bytes | None]], tuple[bytes | None, ...]]
+    take = itemgetter(*wanted)  # at least the five required: a tuple
+    return _Layout(take, content_type, trace, tuple(n[3:] for n in extensions))
 
 
 _LAYOUTS: dict[tuple[str, ...], _Layout | None] = {}
@@ -216,7 +216,8 @@ def _attributes(  # noqa: PLR0912  (inlined: a helper call per record costs more
     else None. A ``None`` value among those read sends the record to the reference reader,
     which skips ``None`` values (an earlier occurrence may stand)."""
     try:
-        names, values = zip(*headers, strict=True)
+        h = dict(headers)  # the last occurrence of a name, as the reference (None aside)
+        names = tuple(h)
         layout = _LAYOUTS.get(names, _UNSEEN)
     except (TypeError, ValueError):  # not a list of (name, value) pairs: the reference decides
         return None
@@ -224,7 +225,7 @@ def _attributes(  # noqa: PLR0912  (inlined: a helper call per record costs more
         layout = _learn(names)
     if layout is None:
         return None
-    got = layout.take(values)
+    got = layout.take(h)
     spec, ce_type, ce_id, source, ce_time = got[:5]
     if spec != SPEC_VERSION_B or not ce_id or not source or not ce_time:
         return None
