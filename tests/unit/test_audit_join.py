@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from consumers.audit import JoinStateCodec
 from consumers.audit_join import (
     INGEST_TIME,
     AddOutcome,
@@ -168,6 +169,9 @@ def test_state_record_round_trip_and_restore() -> None:
         else:
             msg = encode(state, source="scorestream/audit")
             assert msg.key == txid.encode()
+            stored = JoinStateCodec().encode(state)  # the changelog's codec
+            assert json.loads(stored) == json.loads(state.model_dump_json())
+            assert JoinStateCodec().decode(stored) == state
             changelog.append((txid, msg.value))
 
     for arrival in (_arrivals(a)["transaction"], _arrivals(a)["prediction"]):
