@@ -51,8 +51,9 @@ from schemas.types import CLOCK_BOUNDS, PURE_VALIDATORS
 
 M = TypeVar("M", bound=BaseModel)
 
-MEMO_MAX = 65_536
-"""Values remembered per memoised field check; the memo is cleared when it grows past this."""
+MEMO_MAX = 4096
+"""Values remembered per memoised field check; the memo is cleared when it grows past this
+(a few hundred KiB per field: repeated values recur within a batch or two)."""
 
 _COMMON_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{6})?Z")
 """The timestamp shapes every scorestream producer writes; ``datetime.fromisoformat`` reads them
