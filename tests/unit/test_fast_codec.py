@@ -156,6 +156,10 @@ TEXT_DAMAGE = [
     lambda s: s.replace("12.5", "1e999", 1),
     lambda s: s.replace("0.5", "NaN", 1),
     lambda s: s.replace("}", ',"amount_minor":"7"}', 1),
+    # a repeated key: the last one counts, in both
+    lambda s: s[:-1] + ',"transaction_id":"tx-dup"}',
+    lambda s: '{"transaction_id":"tx-dup",' + s[1:],
+    lambda s: s[:-1] + ',"tenant_id":"Not A Tenant"}',
 ]
 
 
