@@ -6,9 +6,10 @@ the JSON Schema). This module *derives* a decoder from each model at import time
 * the structure (types, required fields, defaults, numeric bounds, string lengths, enums,
   literals, nested contracts) becomes a :mod:`msgspec` struct, validated in C;
 * what msgspec cannot say the way pydantic does runs as generated straight-line Python: regular
-  expressions (memoised per value: ids, tenants, currencies repeat), the fields' own
-  ``AfterValidator`` functions (the very functions the model declares), finite floats,
-  timestamps (the two RFC 3339 shapes scorestream writes, parsed as pydantic parses them);
+  expressions, the fields' own ``AfterValidator`` functions (the very functions the model
+  declares; memoised per value when pure, :data:`schemas.types.PURE_VALIDATORS`: currencies
+  and countries repeat), finite floats, timestamps (the two RFC 3339 shapes scorestream writes,
+  parsed as pydantic parses them, memoised: a batch shares its stamps);
 * the result is an instance of the pydantic model itself, built without validating again, with
   the same values and the same ``model_fields_set`` as ``model_validate_json`` gives.
 
@@ -103,6 +104,7 @@ class _Constraints:
     le: float | None = None
     gt: float | None = None
     lt: float | None = None
+    """Bounds as the model states them (an ``int`` stays exact, however large)."""
     finite: bool = False
     validators: tuple[Callable[[Any], Any], ...] = ()
 
@@ -121,7 +123,7 @@ class _Constraints:
         elif type(meta) in _BOUNDS:
             name = _BOUNDS[type(meta)]
             bound = getattr(meta, name)
-            setattr(self, name, bound if name.endswith("length") else float(bound))
+            setattr(self, name, bound)
         else:
             self._absorb_pydantic(meta)
 
