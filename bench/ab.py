@@ -106,7 +106,8 @@ def one_pass() -> dict[str, float]:
         else:
             for s in out.predictions:
                 env = s.envelope
-                encode(s.prediction, source=bd.WORKER_SOURCE, trace=env.trace, extensions=env.extensions)
+                ext = env.extensions
+                encode(s.prediction, source=bd.WORKER_SOURCE, trace=env.trace, extensions=ext)
         t3 = clock()
         ort = out.inference_s["champion"]
         t["decode"] += t1 - t0
