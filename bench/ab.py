@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import statistics
 import subprocess
 import sys
@@ -33,7 +34,7 @@ from pipelines.repository import ModelRepository
 from scorestream.settings import KafkaSettings
 
 PURE_PATH = r"""
-import json, sys, time
+import json, pickle, sys, time
 from typing import Any, cast
 from bench import data as bd
 from inference_worker.handler import score_batch
@@ -76,11 +77,18 @@ class Raw:
         return self._o
 
 
+class Payload:
+    def __init__(self, key: bytes, value: bytes, headers: list) -> None:
+        self.key, self.value, self.headers = key, value, headers
+
+
 repo = ModelRepository(sys.argv[1])
 model = load_serving_model(repo, bd.MODEL_NAME, sys.argv[2], ModelAlias.CHAMPION)
-payloads, _ = bd.make_payloads(4000)
-raws = [Raw(p, i) for i, p in enumerate(payloads)]
 batch = int(sys.argv[3])
+# the same records for both trees: made by the parent (its bench.data), read from a file
+with open(sys.argv[4], "rb") as f:
+    payloads = [Payload(k, v, h) for k, v, h in pickle.load(f)]
+raws = [Raw(p, i) for i, p in enumerate(payloads)]
 accept = (EnrichedTransaction,)
 codec = BatchDecoder(accept, keyed=accept) if BatchDecoder is not None else None
 
@@ -149,9 +157,11 @@ def _remove_worktree(path: Path) -> None:
     )
 
 
-def _pure_path(tree: Path, repo_url: str, version: str, batch: int) -> dict[str, float]:
+def _pure_path(
+    tree: Path, repo_url: str, version: str, batch: int, payloads: Path
+) -> dict[str, float]:
     done = subprocess.run(
-        [sys.executable, "-c", PURE_PATH, repo_url, version, str(batch)],
+        [sys.executable, "-c", PURE_PATH, repo_url, version, str(batch), str(payloads)],
         cwd=tree,
         capture_output=True,
         text=True,
@@ -179,8 +189,12 @@ def run(old: str, new: str, rounds: int, batches: list[int], out: str) -> dict[s
         repo = ModelRepository(str(tmp / "models"))
         version = str(bd.prepare_model(repo, retrain=False)["version"])
         payloads, _ = bd.make_payloads(plan.events)
+        records = tmp / "payloads.pickle"
+        with records.open("wb") as f:
+            pickle.dump([(p.key, p.value, p.headers) for p in payloads[:4000]], f)
         results["pure_path_us_per_event"] = {
-            arm: _pure_path(tree, str(repo.url), version, 500) for arm, tree in trees.items()
+            arm: _pure_path(tree, str(repo.url), version, 500, records)
+            for arm, tree in trees.items()
         }
         print(f"  pure path µs/event: {results['pure_path_us_per_event']}", flush=True)
         runs = []
