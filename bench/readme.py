@@ -185,6 +185,10 @@ def _service_rows(svc: dict[str, Any]) -> list[str]:
         fig = f"{_n(after, 1)} µs CPU/record"
         if before is not None:
             fig = f"{_n(before, 1)} → {fig} (x{_n(row['after_over_before'], 2)})"
+        main = row.get("main_thread_us_per_record") or {}
+        if main.get("after") is not None:
+            was = f"{_n(main['before'], 1)} → " if main.get("before") is not None else ""
+            fig += f"; Python loop (main thread) {was}{_n(main['after'], 1)}"
         target = "≤ ½ of before" if before is not None else ""
         met = _met(row["halved"]) if before is not None else ""
         out.append(
