@@ -5,16 +5,31 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo check lint typecheck test test-unit test-integration format schemas broker-start broker-stop clean promtool kustomize jaeger vegeta docs-metrics
+.PHONY: install demo check lint typecheck test test-unit test-integration format schemas broker-start broker-stop clean promtool kustomize kubeconform podsecurity image-venv jaeger vegeta docs-metrics
 
-## promtool for the alert-rule tests: built once with `go install` (~10 min cold), cached in
-## ~/.cache/scorestream/bin
+## promtool for the alert-rule and dashboard tests: Debian's `prometheus` package (apt-get, seconds;
+## as root), else built once with `go install` (~10 min cold) and cached in ~/.cache/scorestream/bin
 promtool:
 	@.ci/promtool.sh >/dev/null
 
-## kustomize for the k8s/ overlay tests: built once with `go install`, cached the same way
+## kustomize for the k8s/ overlay tests: `kubectl kustomize` where kubectl is installed, else
+## built once with `go install` and cached the same way
 kustomize:
 	@.ci/kustomize.sh >/dev/null
+
+## kubeconform (strict schema validation of the overlays): `go install`, ~15 s cold, cached
+kubeconform:
+	@.ci/kubeconform.sh >/dev/null
+
+## the Pod Security checker (tests/podsecurity, k8s.io/pod-security-admission): `go build`,
+## about a minute cold, cached
+podsecurity:
+	@.ci/podsecurity.sh >/dev/null
+
+## the Dockerfile's build stage replayed into a venv (tests/image_venv.py: the lock, its hashes,
+## no pip) for the Kubeflow launcher tests; about a minute cold (PyPI downloads), cached
+image-venv: $(STAMP)
+	@$(BIN)/python -c "from tests.image_venv import image_venv; image_venv()"
 
 ## Jaeger v2 for the tracing end-to-end test: built once with Go (10-25 min cold), cached the same way
 jaeger:
@@ -52,11 +67,11 @@ typecheck: $(STAMP)
 PYTEST_WORKERS ?= 2
 XDIST := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
 
-test: $(STAMP) promtool kustomize jaeger vegeta
+test: $(STAMP) promtool kustomize kubeconform podsecurity image-venv jaeger vegeta
 	@$(BIN)/pytest $(XDIST) --durations=15 $(PYTEST_ARGS) || { rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; fi; exit $$rc; }
 
-test-unit: $(STAMP) promtool kustomize
+test-unit: $(STAMP) promtool kustomize kubeconform podsecurity image-venv
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 ## known vulnerabilities in the installed dependencies: pip-audit + the dated allow-list

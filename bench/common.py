@@ -29,6 +29,15 @@ VENVS = default_cache_dir() / "bench-venvs"
 run reuses them instead of spending minutes in pip. Never the project's .venv."""
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (all its threads), 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rand(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
 

@@ -213,6 +213,14 @@ def _e2e_rows(e2e: dict[str, Any]) -> list[str]:
             f"{_n(lat['p50'])} / p99 {_n(lat['p99'])} / p99.9 {_n(lat['p99_9'])} ms, errors "
             f"{100 * step['error_rate']:.1f} % | {target} | {met} | {src} |"
         )
+    at_200 = [s for s in e2e["sync"] if s["offered_rate"] == 200 and s.get("cpu_ms_per_request")]
+    for step in at_200:
+        cpu = step["cpu_ms_per_request"]
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]))
+        out.append(
+            f"| CPU per sync `:score` at 200 req/s, by service (ms, all threads) | "
+            f"{sum(cpu.values()):.2f} ms: {parts} | | | {src} |"
+        )
     out.append(
         f"| sync `:score`, highest rate with p99 ≤ 100 ms and no errors | "
         f"{_n(tg['sync_highest_rate_p99_le_100ms'])} req/s | | | {src} |"

@@ -33,6 +33,10 @@ class Stack:
     model: dict[str, object]
     workdir: Path
     kafka: KafkaSettings
+    services: tuple[str, ...] = ()
+    """The services running (``scorestream up``'s names)."""
+    pids: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Each service's process id (for its CPU time)."""
 
     @property
     def base_url(self) -> str:
@@ -111,7 +115,16 @@ def running_stack(
         supervisor.start(specs, progress=print if progress else (lambda _: None))
         ports = {s.name: s.health_port for s in specs if s.health_port}
         wait_ready(ports, ready_timeout_s)
-        yield Stack(tenant, port, ports, model, workdir, kafka)
+        yield Stack(
+            tenant,
+            port,
+            ports,
+            model,
+            workdir,
+            kafka,
+            tuple(s.name for s in specs),
+            supervisor.pids(),
+        )
     finally:
         supervisor.stop()
         keep = workdir / "run"

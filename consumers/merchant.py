@@ -36,20 +36,23 @@ from typing import Any, ClassVar
 
 import orjson
 from confluent_kafka import TopicPartition
+from confluent_kafka.admin import AdminClient
 from prometheus_client import Counter, Gauge
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from consumers.enricher import CLOCK_KEY, require_topics
+from consumers.enricher import CLOCK_KEY
 from schemas.cloudevents import Envelope
 from schemas.events import LabelEvent, MerchantActivity, TransactionEvent, WatermarkSource
 from scorestream import tracing
+from scorestream.admin import require_topics
 from scorestream.dlq import DeadLetter
 from scorestream.errors import ScorestreamError, TopicError
 from scorestream.event_time import REASON as EVENT_TIME
 from scorestream.event_time import EventTimeSettings, out_of_window
 from scorestream.features import ENGINE, Engine, MerchantState, id_hash
 from scorestream.features.engine import StepChangedError
+from scorestream.kafka_config import admin_config
 from scorestream.processor import Emit, OutRecord, Processor, ProcessorConfig, Result
 from scorestream.settings import KafkaSettings, ProcessingSettings
 from scorestream.state import PartitionStore, StateStore
@@ -190,8 +193,7 @@ class MerchantStage:
         self.activity_topic = REGISTRY.topic("merchant-activity", t)
         self.table_topic = REGISTRY.topic("merchant-features", t)
         require_topics(
-            self.kafka,
-            settings.instance_id,
+            AdminClient(admin_config(self.kafka, client_id=settings.instance_id)),
             [
                 self.tx_topic,
                 self.label_topic,
@@ -199,6 +201,7 @@ class MerchantStage:
                 self.table_topic,
                 REGISTRY.topic("merchant.state", t),
             ],
+            tenant=t,
         )
         self.lateness_ms = int(settings.allowed_lateness_s * 1000)
         self.window = EventTimeSettings()

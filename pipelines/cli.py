@@ -70,10 +70,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from pipelines import steps, training  # noqa: PLC0415
 
     if args.compile_kfp:
-        from pipelines.kfp_pipeline import compile_pipeline  # noqa: PLC0415
-
-        console.print(f"compiled {compile_pipeline()}")
-        return 0
+        # the pipeline is compiled per tenant with its Kubernetes settings and secrets, which the
+        # tools layer derives from the services' settings classes
+        console.print(
+            "the Kubeflow pipeline is compiled by `scorestream k8s generate --tenant T` "
+            "(k8s/kubeflow/training-pipeline-<tenant>.yaml)"
+        )
+        return 2
     if args.kfp_local:
         return _train_with_kfp_local(args)
     started = time.perf_counter()
@@ -320,7 +323,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--no-promote", action="store_true", help="do not promote even if no champion exists"
     )
     train.add_argument(
-        "--compile-kfp", action="store_true", help="only compile the Kubeflow pipeline YAML"
+        "--compile-kfp",
+        action="store_true",
+        help="moved: `scorestream k8s generate` compiles the Kubeflow pipeline per tenant",
     )
     train.add_argument(
         "--kfp-local",

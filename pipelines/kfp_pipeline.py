@@ -3,23 +3,69 @@
 (No ``from __future__ import annotations`` here: kfp reads the real annotation objects.)
 
 build_dataset → train → evaluate → export_onnx → publish, each a lightweight component whose body
-calls the same step functions ``scorestream train`` runs locally (:mod:`pipelines.steps`). The
-components run in the scorestream image, which has this package installed. Compiled to
-``k8s/kubeflow/training-pipeline.yaml`` by ``scorestream train --compile-kfp``; a test keeps the
-committed YAML current.
+calls the same step functions ``scorestream train`` runs locally (:mod:`pipelines.steps`).
+
+The components run in the scorestream image, which has this package *and kfp* installed (the
+``kfp`` extra, from the image's lock file), so they are compiled with
+``install_kfp_package=False``: the command KFP runs is ``python3 -m kfp.dsl.executor_main`` with
+the component's source, and nothing is installed at start (no ``pip install`` into the image's
+root-owned venv as UID 10001, no PyPI egress).
+
+What the pods need from Kubernetes (Kafka and model-repository settings, the Kafka password, the
+cluster CA, S3 keys, the label that lets them through the Kafka listener's NetworkPolicy) is a
+:class:`Platform`, applied with ``kfp.kubernetes`` to the steps that talk to Kafka or the model
+repository (``build_dataset`` reads the audit trail, ``publish`` stores and announces the model).
+The tools layer builds it per tenant from the same settings as the services' pods
+(:mod:`scorestream.k8s_kfp`) and ``scorestream k8s generate`` writes
+``k8s/kubeflow/training-pipeline-<tenant>.yaml``; a test keeps the committed YAML current.
 """
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from kfp import compiler, dsl
+from kfp import compiler, dsl, kubernetes
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
 IMAGE = "ghcr.io/scorestream/scorestream:0.1.0"
 PIPELINE_NAME = "scorestream-fraud-training"
-COMPILED = Path(__file__).resolve().parents[1] / "k8s" / "kubeflow" / "training-pipeline.yaml"
 
 
-@dsl.component(base_image=IMAGE)
+@dataclass(frozen=True)
+class SecretEnv:
+    """One environment variable from one key of a Secret."""
+
+    secret: str
+    key: str
+    env: str
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class Platform:
+    """Kubernetes configuration of the pods that talk to Kafka or the model repository."""
+
+    env: Mapping[str, str] = field(default_factory=dict)
+    secret_env: tuple[SecretEnv, ...] = ()
+    secret_volumes: Mapping[str, str] = field(default_factory=dict)
+    """Secret name -> mount path."""
+    pod_labels: Mapping[str, str] = field(default_factory=dict)
+
+
+def _configure(task: dsl.PipelineTask, platform: Platform) -> None:
+    for name, value in platform.env.items():
+        task.set_env_variable(name, value)
+    for item in platform.secret_env:
+        kubernetes.use_secret_as_env(
+            task, item.secret, {item.key: item.env}, optional=item.optional
+        )
+    for secret, path in platform.secret_volumes.items():
+        kubernetes.use_secret_as_volume(task, secret, mount_path=path)
+    for key, value in platform.pod_labels.items():
+        kubernetes.add_pod_label(task, key, value)
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def build_dataset(
     tenant: str,
     seed: int,
@@ -42,7 +88,7 @@ def build_dataset(
     return built.describe()
 
 
-@dsl.component(base_image=IMAGE)
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def train(dataset: Input[Dataset], model: Output[Model], n_estimators: int) -> None:
     from pathlib import Path  # noqa: PLC0415
 
@@ -54,7 +100,7 @@ def train(dataset: Input[Dataset], model: Output[Model], n_estimators: int) -> N
     model.metadata["framework"] = "lightgbm"
 
 
-@dsl.component(base_image=IMAGE)
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def export_onnx(model: Input[Model], dataset: Input[Dataset], onnx_model: Output[Model]) -> float:
     from pathlib import Path  # noqa: PLC0415
 
@@ -68,7 +114,7 @@ def export_onnx(model: Input[Model], dataset: Input[Dataset], onnx_model: Output
     return diff
 
 
-@dsl.component(base_image=IMAGE)
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def evaluate(onnx_model: Input[Model], dataset: Input[Dataset], metrics: Output[Metrics]) -> float:
     from pathlib import Path  # noqa: PLC0415
 
@@ -81,7 +127,7 @@ def evaluate(onnx_model: Input[Model], dataset: Input[Dataset], metrics: Output[
     return values["average_precision"]
 
 
-@dsl.component(base_image=IMAGE)
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def publish(
     onnx_model: Input[Model],
     dataset: Input[Dataset],
@@ -106,31 +152,45 @@ def publish(
     return f"{event.model_name}/{event.model_version}"
 
 
-@dsl.pipeline(
-    name=PIPELINE_NAME, description="Fraud model: features → LightGBM → ONNX → repository"
-)
-def training_pipeline(
-    tenant: str = "demo",
-    seed: int = 42,
-    days: int = 60,
-    source: str = "auto",
-    n_estimators: int = 300,
-    promote_if_first: bool = True,
-) -> None:
-    data = build_dataset(tenant=tenant, seed=seed, days=days, source=source)
-    trained = train(dataset=data.outputs["dataset"], n_estimators=n_estimators)
-    onnx = export_onnx(model=trained.outputs["model"], dataset=data.outputs["dataset"])
-    scored = evaluate(onnx_model=onnx.outputs["onnx_model"], dataset=data.outputs["dataset"])
-    publish(
-        onnx_model=onnx.outputs["onnx_model"],
-        dataset=data.outputs["dataset"],
-        metrics=scored.outputs["metrics"],
-        tenant=tenant,
-        promote_if_first=promote_if_first,
+def make_pipeline(tenant: str = "demo", platform: Platform | None = None) -> Callable[..., None]:
+    """The pipeline for one tenant (its default ``tenant`` parameter); with ``platform``, the
+    Kafka-facing steps get their Kubernetes configuration."""
+
+    @dsl.pipeline(
+        name=PIPELINE_NAME, description="Fraud model: features → LightGBM → ONNX → repository"
     )
+    def training_pipeline(
+        tenant: str = tenant,
+        seed: int = 42,
+        days: int = 60,
+        source: str = "auto",
+        n_estimators: int = 300,
+        promote_if_first: bool = True,
+    ) -> None:
+        data = build_dataset(tenant=tenant, seed=seed, days=days, source=source)
+        trained = train(dataset=data.outputs["dataset"], n_estimators=n_estimators)
+        onnx = export_onnx(model=trained.outputs["model"], dataset=data.outputs["dataset"])
+        scored = evaluate(onnx_model=onnx.outputs["onnx_model"], dataset=data.outputs["dataset"])
+        published = publish(
+            onnx_model=onnx.outputs["onnx_model"],
+            dataset=data.outputs["dataset"],
+            metrics=scored.outputs["metrics"],
+            tenant=tenant,
+            promote_if_first=promote_if_first,
+        )
+        if platform is not None:
+            for task in (data, published):
+                _configure(task, platform)
+
+    result: Callable[..., None] = training_pipeline
+    return result
 
 
-def compile_pipeline(path: Path = COMPILED) -> Path:
+training_pipeline = make_pipeline()
+"""Without Kubernetes configuration: what ``scorestream train --kfp-local`` runs."""
+
+
+def compile_pipeline(path: Path, tenant: str = "demo", platform: Platform | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(training_pipeline, str(path))
+    compiler.Compiler().compile(make_pipeline(tenant, platform), str(path))
     return path

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -19,12 +19,37 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from scorestream.errors import TopicError
+from scorestream.errors import MissingTopicError, ScorestreamError, TopicError
 from scorestream.kafka_config import admin_config
 from scorestream.settings import KafkaSettings, TopicSettings
 from scorestream.topics import REGISTRY, StreamSpec, TopicRegistry
 
 TIMEOUT_S = 30.0
+
+
+def require_topics(
+    client: Consumer | Producer | AdminClient,
+    topics: Sequence[str],
+    *,
+    tenant: str,
+    denied: Callable[[str], ScorestreamError] | None = None,
+) -> None:
+    """Raise :class:`MissingTopicError` (naming the provisioning command) unless every topic
+    exists, or ``denied(topic)`` (default: a :class:`TopicError` naming the ACLs) when the client
+    may not see one. Nothing at runtime creates a topic: a missing one is a deployment error,
+    and subscribing to it would only surface later as an opaque UNKNOWN_TOPIC_OR_PART."""
+    missing = []
+    for topic in topics:
+        meta = client.list_topics(topic, timeout=TIMEOUT_S).topics.get(topic)
+        err = None if meta is None else meta.error
+        if err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+            if denied is not None:
+                raise denied(topic)
+            raise TopicError(f"not authorized to describe {topic}: check the principal's ACLs")
+        if meta is None or err is not None:
+            missing.append(topic)
+    if missing:
+        raise MissingTopicError(missing, tenant)
 
 
 class Action(StrEnum):

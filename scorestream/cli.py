@@ -85,7 +85,11 @@ def _cmd_k8s(args: argparse.Namespace) -> int:
         if args.out:  # only the Strimzi topics and users
             paths = generate(args.out, tenants=tenants, namespace=args.namespace)
         else:
-            paths = generate_all(args.root, tenants=tenants)
+            from scorestream.k8s_edge import INSTALLS  # noqa: PLC0415
+
+            paths = generate_all(
+                args.root, tenants=tenants, istio_ingress=INSTALLS[args.istio_ingress]
+            )
         for path in paths:
             print(path)
         return 0
@@ -155,7 +159,7 @@ def _run_service(name: str, argv: list[str]) -> int:
 def _cmd_gateway_keys(args: argparse.Namespace) -> int:
     from pathlib import Path  # noqa: PLC0415
 
-    from producers.gateway_auth import add_key  # noqa: PLC0415
+    from producers.gateway.auth import add_key  # noqa: PLC0415
 
     key, line = add_key(args.tenant, Path(args.file) if args.file else None)
     print(f"API key (shown once; give it to the client): {key}")
@@ -255,6 +259,14 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915  (a block per su
     k8s.add_argument("--out", help="write only the Strimzi topics and users to this directory")
     k8s.add_argument("--tenant", action="append", help="tenant id, repeatable (default: demo)")
     k8s.add_argument("--namespace", default="kafka", help="namespace of the Strimzi resources")
+    k8s.add_argument(
+        "--istio-ingress",
+        choices=("istioctl", "helm"),
+        default="istioctl",
+        help="the Istio ingress gateway the istio overlay selects and admits: istioctl's default "
+        "profile (istio-system, istio=ingressgateway) or Istio's Helm gateway chart "
+        "(istio-ingress, istio=ingress)",
+    )
     k8s.set_defaults(func=_cmd_k8s)
 
     schemas = sub.add_parser("schemas", help="JSON Schemas of the event contracts")

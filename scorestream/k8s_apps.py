@@ -20,17 +20,27 @@ here talks to Kubernetes.
   state itself lives in the compacted changelog (``<tenant>.<service>.state``), so losing the
   volume (a new pod, an eviction) costs a changelog replay at the next start, nothing else. See
   :data:`STATE_VOLUME_SIZE` for its size.
+* the decision service reads its tenant's policy from the ``scorestream-decision-policy``
+  ConfigMap (:func:`policy_config_map`), mounted as a directory (not ``subPath``) so that an
+  edited ConfigMap reaches the running pods, which reload it between batches.
+* every container requests ephemeral storage for its ``tmp`` and ``state`` emptyDirs (their
+  ``sizeLimit``), so the scheduler places pods where the node has room for them; a pod whose
+  emptyDirs outgrow the limits is evicted by the kubelet (see :data:`STATE_VOLUME_SIZE`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from scorestream import __version__
 from scorestream import k8s_config as cfg
 from scorestream.topics import REGISTRY
+
+ROOT = Path(__file__).resolve().parent.parent
+POLICY_DIR = ROOT / "config" / "policies"
+"""``config/policies/<tenant>.yaml``: a tenant's decision policy, copied into its ConfigMap."""
 
 IMAGE = f"ghcr.io/scorestream/scorestream:{__version__}"
 RUN_AS = 10001
@@ -48,6 +58,13 @@ instance may keep the checkpoints of every partition it has held until it gets t
 writes a checkpoint (on a rebalance or a clean shutdown): that costs a restart and a full
 changelog replay, never data. Raise the limit with the tenant's account count, or accept the
 replay."""
+TMP_VOLUME_SIZE = "256Mi"
+POLICY_CONFIGMAP = "scorestream-decision-policy"
+POLICY_FILE = cfg.POLICY_FILE
+ISTIO_INJECT_LABEL = "sidecar.istio.io/inject"
+"""On the retraining Job's pods: ``"false"``. With a classic Istio sidecar a Job never completes
+(the proxy keeps running after ``scorestream retrain`` exits), and the Job only talks to Kafka
+and object storage, which are not in the mesh."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,13 +76,16 @@ class App:
     """(request, limit)"""
     memory: tuple[str, str]
     replicas: int = 1
-    """Fixed replicas; ignored when ``scale_on`` is set (KEDA owns the count)."""
+    """Fixed replicas; the minimum when ``scale_on`` is set or the service has an HPA (the
+    autoscaler then owns the count)."""
     scale_on: tuple[str, ...] = ()
     """The registry streams whose consumer lag scales the service (one KEDA trigger each; the
     replica count follows the largest)."""
     uses_models: bool = False
     egress_https: bool = False
     """Needs HTTPS beyond the cluster (object storage for models, webhooks)."""
+    cpu_scaled: bool = False
+    """Scaled by a HorizontalPodAutoscaler on CPU (the gateway: it has no lag to scale on)."""
 
     @property
     def port(self) -> int:
@@ -76,13 +96,18 @@ class App:
         return "StatefulSet" if self.service == "gateway" else "Deployment"
 
     @property
+    def autoscaled(self) -> bool:
+        """KEDA or an HPA owns the replica count: the workload leaves ``replicas`` out."""
+        return bool(self.scale_on) or self.cpu_scaled
+
+    @property
     def stateful(self) -> bool:
         """Keeps local state files (a ``state_dir`` setting): gets the ``state`` volume."""
         return self.service in cfg.SERVICE_SETTINGS and cfg.has_state_dir(self.service)
 
 
 APPS: tuple[App, ...] = (
-    App("gateway", ("250m", "1"), ("256Mi", "512Mi"), replicas=2),
+    App("gateway", ("250m", "1"), ("256Mi", "512Mi"), replicas=2, cpu_scaled=True),
     # the merchant stage: re-keys transactions and fraud labels by merchant, then aggregates them
     App(
         "merchant",
@@ -101,8 +126,21 @@ APPS: tuple[App, ...] = (
         egress_https=True,
     ),
     App("decision", ("100m", "500m"), ("256Mi", "512Mi"), scale_on=("predictions",)),
-    App("notifier", ("100m", "500m"), ("256Mi", "512Mi"), egress_https=True),
-    App("audit", ("250m", "1"), ("512Mi", "1Gi"), replicas=2),
+    App(
+        "notifier",
+        ("100m", "500m"),
+        ("256Mi", "512Mi"),
+        scale_on=("decisions",),
+        egress_https=True,
+    ),
+    # the audit join: co-partitioned inputs, state in its changelog, at least two for availability
+    App(
+        "audit",
+        ("250m", "1"),
+        ("512Mi", "1Gi"),
+        replicas=2,
+        scale_on=("transactions.enriched", "predictions", "decisions"),
+    ),
     # one replica: live precision/AP per model version need every partition in one window
     App("monitor", ("100m", "500m"), ("512Mi", "1Gi"), uses_models=True, egress_https=True),
 )
@@ -164,7 +202,34 @@ def config_maps(tenant: str) -> list[dict[str, Any]]:
     return [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(name, tenant), "data": data}
         for name, data in maps
-    ]
+    ] + [policy_config_map(tenant)]
+
+
+def policy_text(tenant: str) -> str:
+    """The tenant's decision policy: ``config/policies/<tenant>.yaml`` when there is one, else a
+    thresholds-only policy equal to the decision service's defaults (version ``<tenant>-default``).
+    """
+    path = POLICY_DIR / f"{tenant}.yaml"
+    if path.is_file():
+        return path.read_text(encoding="utf-8")
+    defaults = cfg.SERVICE_SETTINGS["decision"].load().model_fields
+    review = defaults["review_threshold"].default
+    decline = defaults["decline_threshold"].default
+    return (
+        f"# No config/policies/{tenant}.yaml: the decision service's default thresholds.\n"
+        f'version: "{tenant}-default"\n'
+        f"thresholds:\n  review: {review}\n  decline: {decline}\n"
+    )
+
+
+def policy_config_map(tenant: str) -> dict[str, Any]:
+    """The decision policy, mounted into the decision pods at :data:`POLICY_FILE`."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(POLICY_CONFIGMAP, tenant, "decision"),
+        "data": {"policy.yaml": policy_text(tenant)},
+    }
 
 
 def kafka_user_secret(tenant: str, service: str) -> str:
@@ -259,7 +324,11 @@ def container(app: App, tenant: str, args: list[str] | None = None) -> dict[str,
         "envFrom": _env_from(app),
         "env": _env(app, tenant),
         "resources": {
-            "requests": {"cpu": app.cpu[0], "memory": app.memory[0]},
+            "requests": {
+                "cpu": app.cpu[0],
+                "memory": app.memory[0],
+                "ephemeral-storage": ephemeral_storage(app),
+            },
             "limits": {"cpu": app.cpu[1], "memory": app.memory[1]},
         },
         "securityContext": dict(SECURITY_CONTEXT),
@@ -270,6 +339,14 @@ def container(app: App, tenant: str, args: list[str] | None = None) -> dict[str,
     }
     if app.stateful:
         spec["volumeMounts"].append({"name": "state", "mountPath": cfg.STATE_MOUNT})
+    if app.service == "decision":
+        spec["volumeMounts"].append(
+            {
+                "name": "policy",
+                "mountPath": str(PurePosixPath(POLICY_FILE).parent),
+                "readOnly": True,
+            }
+        )
     if app.service == "gateway":
         spec["volumeMounts"].append(
             {
@@ -299,7 +376,7 @@ def pod_spec(app: App, tenant: str, args: list[str] | None = None) -> dict[str, 
         },
         "containers": [container(app, tenant, args)],
         "volumes": [
-            {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": TMP_VOLUME_SIZE}},
             {
                 "name": "kafka-ca",
                 "secret": {
@@ -312,6 +389,16 @@ def pod_spec(app: App, tenant: str, args: list[str] | None = None) -> dict[str, 
     if app.stateful:
         # checkpoints only (see STATE_VOLUME_SIZE): an emptyDir, losing it costs a replay
         spec["volumes"].append({"name": "state", "emptyDir": {"sizeLimit": STATE_VOLUME_SIZE}})
+    if app.service == "decision":
+        spec["volumes"].append(
+            {
+                "name": "policy",
+                "configMap": {
+                    "name": POLICY_CONFIGMAP,
+                    "items": [{"key": "policy.yaml", "path": PurePosixPath(POLICY_FILE).name}],
+                },
+            }
+        )
     if app.service == "gateway":
         spec["volumes"].append(
             {
@@ -336,6 +423,19 @@ def pod_spec(app: App, tenant: str, args: list[str] | None = None) -> dict[str, 
     return spec
 
 
+def _mebibytes(quantity: str) -> int:
+    number, unit = quantity[:-2], quantity[-2:]
+    return int(number) * {"Mi": 1, "Gi": 1024}[unit]
+
+
+def ephemeral_storage(app: App) -> str:
+    """The container's ephemeral-storage request: the ``sizeLimit`` of its pod's emptyDirs."""
+    total = _mebibytes(TMP_VOLUME_SIZE)
+    if app.stateful:
+        total += _mebibytes(STATE_VOLUME_SIZE)
+    return f"{total}Mi"
+
+
 def grace_seconds(service: str) -> int:
     return cfg.drain_seconds(service) + GRACE_MARGIN_S
 
@@ -343,7 +443,7 @@ def grace_seconds(service: str) -> int:
 def workload(app: App, tenant: str) -> dict[str, Any]:
     """The Deployment (StatefulSet for the gateway) of one service."""
     spec: dict[str, Any] = {}
-    if not app.scale_on:
+    if not app.autoscaled:
         spec["replicas"] = app.replicas
     spec["revisionHistoryLimit"] = 5
     spec["selector"] = {"matchLabels": selector(tenant, app.service)}
@@ -428,7 +528,9 @@ def retrain_cronjob(tenant: str) -> dict[str, Any]:
                     "activeDeadlineSeconds": 4 * 3600,
                     "ttlSecondsAfterFinished": 7 * 24 * 3600,
                     "template": {
-                        "metadata": {"labels": labels(tenant, "retrain")},
+                        "metadata": {
+                            "labels": {**labels(tenant, "retrain"), ISTIO_INJECT_LABEL: "false"}
+                        },
                         "spec": {
                             **pod_spec(RETRAIN, tenant, args),
                             "restartPolicy": "Never",

@@ -1,7 +1,8 @@
 """The Strimzi ``Kafka`` cluster and its ``KafkaNodePool`` (``kafka.strimzi.io/v1``, KRaft).
 
 The base is production-shaped: three dual-role (controller + broker) nodes on persistent
-volumes, a TLS listener with SCRAM-SHA-512 that only the tenant namespaces and KEDA may reach,
+volumes, a TLS listener with SCRAM-SHA-512 that only the tenant namespaces, KEDA and the training
+pipeline's pods in the Kubeflow Pipelines namespace may reach,
 ``simple`` authorization (the generated ``KafkaUser`` ACLs) and replication settings that match the
 generated topics (3 replicas, min ISR 2). The dev overlay patches it down to one node.
 """
@@ -54,6 +55,16 @@ def kafka(*, replication: int = 3, min_isr: int = 2) -> dict[str, Any]:
                                 "namespaceSelector": {
                                     "matchLabels": {"kubernetes.io/metadata.name": KEDA_NAMESPACE}
                                 }
+                            },
+                            # the Kubeflow Pipelines pods of the training pipeline (labelled by
+                            # pipelines/kfp_pipeline.py with kfp.kubernetes), not all of KFP
+                            {
+                                "namespaceSelector": {
+                                    "matchLabels": {
+                                        "kubernetes.io/metadata.name": cfg.KFP_NAMESPACE
+                                    }
+                                },
+                                "podSelector": {"matchLabels": {cfg.KAFKA_CLIENT_LABEL: "true"}},
                             },
                         ],
                     }

@@ -25,6 +25,10 @@ BOOTSTRAP = f"{KAFKA_CLUSTER}-kafka-bootstrap.{KAFKA_NAMESPACE}.svc:{KAFKA_TLS_P
 CLUSTER_CA_SECRET = f"{KAFKA_CLUSTER}-cluster-ca-cert"
 CA_MOUNT = "/etc/scorestream/kafka-ca"
 MODELS_SECRET = "scorestream-models-s3"  # noqa: S105 (a Secret's name)
+KFP_NAMESPACE = "kubeflow"
+"""Where Kubeflow Pipelines runs the pipeline's pods (standalone KFP; with multi-user Kubeflow, the
+profile namespace): admitted by the Kafka listener for pods labelled :data:`KAFKA_CLIENT_LABEL`."""
+KAFKA_CLIENT_LABEL = "scorestream.io/kafka-client"
 OTLP_NAMESPACE = "observability"
 OTLP_ENDPOINT = f"http://otel-collector.{OTLP_NAMESPACE}.svc:4318"
 HEALTH_PORT = 8080
@@ -32,6 +36,8 @@ GATEWAY_PORT = 8000
 STATE_MOUNT = "/var/lib/scorestream/state"
 """Where the stateful services' ``state`` volume is mounted (their ``state_dir``)."""
 LIVENESS_MARGIN_S = 30
+POLICY_FILE = "/etc/scorestream/policy/policy.yaml"
+"""The decision policy, from the tenant's ``scorestream-decision-policy`` ConfigMap."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +57,7 @@ class SettingsRef:
 KAFKA = SettingsRef("scorestream.settings", "KafkaSettings")
 MODELS = SettingsRef("scorestream.settings", "ModelRepoSettings")
 TRACING = SettingsRef("scorestream.tracing", "TracingSettings")
-GATEWAY_AUTH = SettingsRef("producers.gateway_auth", "GatewayAuthSettings")
+GATEWAY_AUTH = SettingsRef("producers.gateway.auth", "GatewayAuthSettings")
 
 SERVICE_SETTINGS: dict[str, SettingsRef] = {
     "gateway": SettingsRef("producers.gateway", "GatewaySettings"),
@@ -118,6 +124,8 @@ def service_env(service: str, tenant: str) -> dict[str, str]:
         values["delivery"] = "exactly_once"
     if service == "worker":
         values["intra_op_threads"] = 1
+    if service == "decision":
+        values["policy_file"] = POLICY_FILE
     if has_state_dir(service):
         values["state_dir"] = STATE_MOUNT
     live = live_after_seconds(service)

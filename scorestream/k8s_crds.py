@@ -257,20 +257,42 @@ def strict(schema: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@cache
-def _validator(api_version: str, kind: str) -> Draft4Validator:
+def validation_schema(api_version: str, kind: str) -> dict[str, Any]:
+    """The strict JSON schema of one custom resource kind (:func:`strict`, plus the fields every
+    object has whether or not the CRD lists them: Istio's do not)."""
     schemas = crd_schemas()
     if (api_version, kind) not in schemas:
         raise ConfigError(f"no pinned CRD serves {kind} in {api_version}")
     root = strict(schemas[(api_version, kind)])
-    # every object has these whether or not the CRD lists them (Istio's do not)
     root["properties"] = {
         "apiVersion": {"type": "string"},
         "kind": {"type": "string"},
         "metadata": {"type": "object"},
         **root.get("properties", {}),
     }
-    return Draft4Validator(root)
+    return root
+
+
+@cache
+def _validator(api_version: str, kind: str) -> Draft4Validator:
+    return Draft4Validator(validation_schema(api_version, kind))
+
+
+KUBECONFORM_LAYOUT = "{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json"
+"""The ``-schema-location`` template of :func:`write_kubeconform_schemas`' directory."""
+
+
+def write_kubeconform_schemas(dest: Path) -> list[Path]:
+    """Every pinned CRD's strict schema as kubeconform reads it: ``<group>/<kind>_<version>.json``
+    under ``dest`` (kind in lower case, as kubeconform's ``ResourceKind``)."""
+    written = []
+    for api_version, kind in sorted(crd_schemas()):
+        group, version = api_version.split("/")
+        path = dest / group / f"{kind.lower()}_{version}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(validation_schema(api_version, kind)), encoding="utf-8")
+        written.append(path)
+    return written
 
 
 def violations(obj: dict[str, Any]) -> list[str]:

@@ -5,6 +5,12 @@ table freshness and clocks, late activity, duplicates, reroutes, state restores)
 live average precision, score drift (PSI) and the SLO error ratio. Every series a query selects is a
 ``scorestream_*`` metric of the catalog (``docs/metrics.md``) or a recording rule of
 ``k8s/monitoring/rules/scorestream-rules.yaml``; a unit test checks this.
+
+Every panel follows the ``$tenant`` variable except the availability SLO (a cluster-wide
+objective, titled "all tenants"). Metrics whose code carries no ``tenant`` label (the kernel's
+per-service metrics: batch time, lag, readiness, restores; the gateway's request counter) get it
+at scrape time: the PodMonitor and ServiceMonitor copy the pod's ``scorestream.io/tenant`` label
+into ``tenant`` (:mod:`scorestream.k8s_monitoring`).
 """
 
 from __future__ import annotations
@@ -73,7 +79,12 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
             ),
             Panel(
                 "Gateway requests by status",
-                (("sum by (status) (rate(scorestream_gateway_requests_total[5m]))", "{{status}}"),),
+                (
+                    (
+                        "sum by (status) (rate(scorestream_gateway_requests_total" + T + "[5m]))",
+                        "{{status}}",
+                    ),
+                ),
                 unit="reqps",
             ),
         ),
@@ -108,7 +119,7 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
                 "Batch time per service, p99",
                 (
                     (
-                        _q(0.99, "scorestream_batch_seconds", "service").replace(T, ""),
+                        _q(0.99, "scorestream_batch_seconds", "service"),
                         "{{service}}",
                     ),
                 ),
@@ -133,7 +144,7 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
                 "Consumer lag per service and topic",
                 (
                     (
-                        "sum by (service, topic) (scorestream_consumer_lag_records)",
+                        "sum by (service, topic) (scorestream_consumer_lag_records" + T + ")",
                         "{{service}} {{topic}}",
                     ),
                 ),
@@ -152,16 +163,22 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
             ),
             Panel(
                 "DLQ ratio (5m)",
-                (("service:scorestream_dlq_ratio:rate5m", "{{service}}"),),
+                (
+                    (
+                        "sum by (service) (rate(scorestream_dlq_total" + T + "[5m])) / "
+                        "sum by (service) (rate(scorestream_events_in_total" + T + "[5m]))",
+                        "{{service}}",
+                    ),
+                ),
                 unit="percentunit",
             ),
             Panel(
                 "Ready pods per service",
-                (("sum by (service) (scorestream_ready)", "{{service}}"),),
+                (("sum by (service) (scorestream_ready" + T + ")", "{{service}}"),),
                 unit="short",
             ),
             Panel(
-                "Availability SLO: error ratio (5m, 1h)",
+                "Availability SLO: error ratio (5m, 1h), all tenants",
                 (
                     ("scorestream:slo_availability:error_ratio_rate5m", "5m"),
                     ("scorestream:slo_availability:error_ratio_rate1h", "1h"),
@@ -259,7 +276,7 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
                 (
                     (
                         "histogram_quantile(0.99, sum by (le, store) "
-                        "(increase(scorestream_state_restore_seconds_bucket[1h])))",
+                        "(increase(scorestream_state_restore_seconds_bucket" + T + "[1h])))",
                         "{{store}}",
                     ),
                 ),

@@ -8,11 +8,15 @@ Writes (relative to the ``k8s`` root; a unit test keeps the committed tree equal
   objects, NetworkPolicies, the retraining CronJob and the scrape targets;
 * ``base/kustomization.yaml``: the cluster, every tenant and ``monitoring``;
 * ``overlays/tenants/<t>/kustomization.yaml``: one tenant on its own, for an existing cluster;
+* ``overlays/istio/`` and ``overlays/ingress/``: ``prod`` plus each tenant's edge objects
+  (:mod:`scorestream.k8s_edge`: Istio Gateway, VirtualService, DestinationRule and NetworkPolicies,
+  or the ingress-nginx Ingresses), in ``tenants/<t>.yaml``;
+* ``kubeflow/training-pipeline-<t>.yaml``: the tenant's Kubeflow training pipeline
+  (:mod:`scorestream.k8s_kfp`);
 * ``monitoring/prometheusrule.yaml`` (from the plain rule file) and
   ``monitoring/grafana/scorestream.json``.
 
-The environment overlays (``dev``, ``prod``, ``istio``, ``ingress``) are short hand-written
-patches over ``base``.
+The environment overlays ``dev`` and ``prod`` are short hand-written patches over ``base``.
 """
 
 from __future__ import annotations
@@ -23,7 +27,16 @@ from typing import Any
 
 import yaml
 
-from scorestream import k8s, k8s_apps, k8s_cluster, k8s_dashboard, k8s_monitoring, k8s_network
+from scorestream import (
+    k8s,
+    k8s_apps,
+    k8s_cluster,
+    k8s_dashboard,
+    k8s_edge,
+    k8s_kfp,
+    k8s_monitoring,
+    k8s_network,
+)
 from scorestream.k8s_scaling import scaling_objects
 from scorestream.topics import validate_tenant
 
@@ -62,12 +75,38 @@ def tenant_bundle(tenant: str) -> dict[str, list[dict[str, Any]]]:
     }
 
 
+def _overlay(comment: str, tenants: Sequence[str], **extra: Any) -> str:
+    text = _kustomization(["../prod", *(f"tenants/{t}.yaml" for t in tenants)], **extra)
+    return text.replace(HEADER, HEADER + comment, 1)
+
+
+ISTIO_COMMENT = """\
+# istio: prod plus, per tenant, an Istio Gateway + VirtualService (35 s timeout, no mesh retries)
+# and a DestinationRule hashing on Idempotency-Key in front of the gateway Service, sidecar
+# injection in the tenant namespace, and the NetworkPolicy flows of the mesh (the ingress gateway
+# in to the gateway, every sidecar out to istiod). Needs Istio with CNI (`istioctl install --set
+# components.cni.enabled=true`): the namespaces enforce Pod Security `restricted`, which refuses
+# the default istio-init container. See scorestream/k8s_edge.py.
+"""
+INGRESS_COMMENT = """\
+# ingress: prod plus, per tenant, ingress-nginx Ingresses in front of the gateway (TLS from the
+# Secret scorestream-gateway-tls): requests with an Idempotency-Key hash on it to one replica
+# (a canary Ingress), the others round-robin. See scorestream/k8s_edge.py.
+"""
+
+
 def _render(objects: list[dict[str, Any]]) -> str:
     return k8s.render_yaml(objects).replace(k8s.HEADER, HEADER, 1)
 
 
-def generate_all(root: Path | str = "k8s", tenants: Sequence[str] = ("demo",)) -> list[Path]:
-    """Write every generated file under ``root``; returns the paths written."""
+def generate_all(
+    root: Path | str = "k8s",
+    tenants: Sequence[str] = ("demo",),
+    *,
+    istio_ingress: k8s_edge.IstioIngress = k8s_edge.ISTIOCTL,
+) -> list[Path]:
+    """Write every generated file under ``root``; returns the paths written. ``istio_ingress``:
+    which standard install's ingress gateway the ``istio`` overlay selects and admits."""
     for t in tenants:
         validate_tenant(t)
     root = Path(root)
@@ -89,6 +128,15 @@ def generate_all(root: Path | str = "k8s", tenants: Sequence[str] = ("demo",)) -
         files[f"overlays/tenants/{t}/kustomization.yaml"] = _kustomization(
             [f"../../../base/tenants/{t}"]
         )
+    for t in tenants:
+        files[f"overlays/istio/tenants/{t}.yaml"] = _render(
+            k8s_edge.istio_objects(t, istio_ingress)
+        )
+        files[f"overlays/ingress/tenants/{t}.yaml"] = _render(k8s_edge.ingress_objects(t))
+    files["overlays/istio/kustomization.yaml"] = _overlay(
+        ISTIO_COMMENT, tenants, patches=[k8s_edge.istio_namespace_patch(t) for t in tenants]
+    )
+    files["overlays/ingress/kustomization.yaml"] = _overlay(INGRESS_COMMENT, tenants)
     files["base/kustomization.yaml"] = _kustomization(
         ["kafka", *(f"tenants/{t}" for t in tenants), "../monitoring"]
     )
@@ -112,6 +160,7 @@ def generate_all(root: Path | str = "k8s", tenants: Sequence[str] = ("demo",)) -
         ],
     )
     written = [kafka_dir / n for n in kafka_files]
+    written += [k8s_kfp.compile_training_pipeline(root, t) for t in tenants]
     for rel, text in files.items():
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,8 @@
 """prometheus-operator objects: scrape targets per tenant and the rule file as a PrometheusRule.
 
+The scrape targets label every series with its pod's tenant (:data:`TENANT_RELABELING`), so the
+dashboard's tenant filter also applies to the metrics that the code labels by service only.
+
 The plain rule file ``k8s/monitoring/rules/scorestream-rules.yaml`` (tested with promtool) stays
 the single source: :func:`prometheus_rule` wraps its groups unchanged, and a unit test keeps the
 committed ``PrometheusRule`` equal to this output.
@@ -23,6 +26,13 @@ RULE_FILE = (
     / "rules"
     / ("scorestream-rules.yaml")
 )
+TENANT_RELABELING: dict[str, Any] = {
+    "sourceLabels": ["__meta_kubernetes_pod_label_scorestream_io_tenant"],
+    "targetLabel": "tenant",
+    "action": "replace",
+}
+"""Every scraped series gets its pod's tenant as ``tenant``; with ``honorLabels`` a series that
+already has one (from the code, the same value) keeps it."""
 PROMETHEUS_LABELS = {"app.kubernetes.io/part-of": "scorestream", "release": "prometheus"}
 """``release: prometheus`` is what kube-prometheus-stack's default selectors match."""
 
@@ -45,7 +55,15 @@ def pod_monitor(tenant: str) -> dict[str, Any]:
                     {"key": "app.kubernetes.io/name", "operator": "In", "values": services}
                 ],
             },
-            "podMetricsEndpoints": [{"port": "http", "path": "/metrics", "interval": "15s"}],
+            "podMetricsEndpoints": [
+                {
+                    "port": "http",
+                    "path": "/metrics",
+                    "interval": "15s",
+                    "honorLabels": True,
+                    "relabelings": [dict(TENANT_RELABELING)],
+                }
+            ],
         },
     }
 
@@ -62,7 +80,15 @@ def service_monitor(tenant: str) -> dict[str, Any]:
         },
         "spec": {
             "selector": {"matchLabels": {**labels(tenant, "gateway"), METRICS_LABEL: "true"}},
-            "endpoints": [{"port": "http", "path": "/metrics", "interval": "15s"}],
+            "endpoints": [
+                {
+                    "port": "http",
+                    "path": "/metrics",
+                    "interval": "15s",
+                    "honorLabels": True,
+                    "relabelings": [dict(TENANT_RELABELING)],
+                }
+            ],
         },
     }
 

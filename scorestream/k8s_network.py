@@ -1,9 +1,11 @@
 """NetworkPolicies: deny everything in the tenant namespace, then open only the design's flows.
 
 Per service: DNS, the Kafka brokers' TLS listener, the OTLP collector; Prometheus in to the
-metrics port; the ingress controllers in to the gateway; HTTPS out to the internet (never to
+metrics port; the ingress-nginx controller in to the gateway (the Istio ingress gateway's policy
+is part of the ``istio`` overlay, :mod:`scorestream.k8s_edge`); HTTPS out to the internet (never to
 private ranges) only for the services that need it (model storage, webhooks). The Kafka side is
-closed by the Strimzi listener's ``networkPolicyPeers`` (tenant namespaces and KEDA only).
+closed by the Strimzi listener's ``networkPolicyPeers`` (tenant namespaces, KEDA and the training
+pipeline's pods in the Kubeflow Pipelines namespace only).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from scorestream.k8s_apps import APPS, RETRAIN, App, labels, namespace, selector
 
 API = "networking.k8s.io/v1"
 MONITORING_NAMESPACE = "monitoring"
-INGRESS_NAMESPACES = ("ingress-nginx", "istio-ingress")
+INGRESS_NAMESPACES = ("ingress-nginx",)
 KEDA_NAMESPACE = "keda"
 PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16")
 
@@ -28,6 +30,11 @@ def _ns(*names: str) -> dict[str, Any]:
             ]
         }
     }
+
+
+def ns_peer(*names: str) -> dict[str, Any]:
+    """A NetworkPolicy peer: the namespaces of these names."""
+    return _ns(*names)
 
 
 def default_deny(tenant: str) -> dict[str, Any]:

@@ -7,7 +7,14 @@ credentials: the ``KafkaUser`` already has Describe on those topics and Read (so
 group, which is all KEDA's lag query needs. ``maxReplicaCount`` is the largest of those topics'
 partition counts from the registry, because a consumer beyond it would sit idle while still
 taking part in every rebalance; the HPA ``behavior`` damps scale-down so that lag spikes do not
-cause rebalance storms.
+cause rebalance storms. ``minReplicaCount`` is the service's ``replicas`` (two for the audit join,
+for availability).
+
+The gateway has no consumer lag to scale on (it produces; its reply consumer reads one partition
+per replica): an ``autoscaling/v2`` HorizontalPodAutoscaler scales its StatefulSet on CPU, between
+its ``replicas`` and the partition count of ``<tenant>.replies``, because each replica owns the
+reply partition of its ordinal and a replica beyond that count would have none. The monitor stays
+at one replica (live metrics per model version need every partition in one process).
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ from scorestream.k8s_apps import APPS, App, kafka_user_secret, labels, namespace
 from scorestream.topics import REGISTRY
 
 KEDA_API = "keda.sh/v1alpha1"
+GATEWAY_CPU_TARGET = 70
+"""Average CPU utilisation (% of the request) the gateway HPA aims at."""
 LAG_THRESHOLD = 1000
 """Target lag per replica: about one second of a worker's throughput at the demo's rates."""
 ACTIVATION_LAG = 10
@@ -98,25 +107,60 @@ def scaled_object(app: App, tenant: str) -> dict[str, Any]:
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": app.kind, "name": app.service},
             "pollingInterval": 15,
             "cooldownPeriod": 300,
-            "minReplicaCount": 1,
+            "minReplicaCount": app.replicas,
             "maxReplicaCount": scaled_partitions(app),
-            "advanced": {
-                "horizontalPodAutoscalerConfig": {
-                    "behavior": {
-                        "scaleUp": {
-                            "stabilizationWindowSeconds": 60,
-                            "selectPolicy": "Max",
-                            "policies": [{"type": "Pods", "value": 2, "periodSeconds": 60}],
-                        },
-                        "scaleDown": {
-                            "stabilizationWindowSeconds": 300,
-                            "selectPolicy": "Min",
-                            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 120}],
-                        },
-                    }
-                }
-            },
+            "advanced": {"horizontalPodAutoscalerConfig": {"behavior": _behavior()}},
             "triggers": [_trigger(app, tenant, stream) for stream in app.scale_on],
+        },
+    }
+
+
+def _behavior() -> dict[str, Any]:
+    return {
+        "scaleUp": {
+            "stabilizationWindowSeconds": 60,
+            "selectPolicy": "Max",
+            "policies": [{"type": "Pods", "value": 2, "periodSeconds": 60}],
+        },
+        "scaleDown": {
+            "stabilizationWindowSeconds": 300,
+            "selectPolicy": "Min",
+            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 120}],
+        },
+    }
+
+
+def gateway_max_replicas() -> int:
+    """One gateway replica per partition of ``<tenant>.replies``."""
+    return REGISTRY.get("replies").partitions
+
+
+def cpu_autoscaler(app: App, tenant: str) -> dict[str, Any]:
+    """The HPA of a CPU-scaled service (the gateway StatefulSet)."""
+    if not app.cpu_scaled:
+        raise ValueError(f"{app.service} is not scaled on CPU")
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {
+            "name": app.service,
+            "namespace": namespace(tenant),
+            "labels": labels(tenant, app.service),
+        },
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": app.kind, "name": app.service},
+            "minReplicas": app.replicas,
+            "maxReplicas": gateway_max_replicas(),
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": GATEWAY_CPU_TARGET},
+                    },
+                }
+            ],
+            "behavior": _behavior(),
         },
     }
 
@@ -125,4 +169,5 @@ def scaling_objects(tenant: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = [users_config_map(tenant)]
     for app in scaled_apps():
         out += [trigger_authentication(app, tenant), scaled_object(app, tenant)]
+    out += [cpu_autoscaler(app, tenant) for app in APPS if app.cpu_scaled]
     return out

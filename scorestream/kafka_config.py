@@ -116,6 +116,24 @@ def consumer_config(
     }
 
 
+def reader_config(
+    settings: KafkaSettings,
+    *,
+    group_id: str,
+    client_id: str | None = None,
+    fetch_wait_ms: int = 50,
+) -> ClientConfig:
+    """A reader that only ``assign()``s partitions and positions itself: no group membership, no
+    commits (``group_id`` is required by librdkafka, never joined), committed data only."""
+    return common_config(settings, client_id=client_id) | {
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "isolation.level": "read_committed",
+        "fetch.wait.max.ms": fetch_wait_ms,
+    }
+
+
 def admin_config(settings: KafkaSettings, *, client_id: str | None = None) -> ClientConfig:
     return common_config(settings, client_id=client_id)
 

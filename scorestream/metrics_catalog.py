@@ -22,14 +22,14 @@ PREFIX = "scorestream_"
 # (tests/unit/test_metrics_catalog.py checks the list against the sources).
 METRIC_MODULES: tuple[str, ...] = (
     "scorestream.metrics",
-    "consumers.audit",
+    "consumers.audit.service",
     "consumers.decision",
-    "consumers.enricher",
+    "consumers.enricher.settings",
     "consumers.merchant",
     "consumers.monitor",
-    "consumers.notifier",
+    "consumers.notifier.settings",
     "consumers.policy",
-    "producers.gateway_http",
+    "producers.gateway.http",
     "producers.publisher",
 )
 

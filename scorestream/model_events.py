@@ -21,12 +21,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import Producer
 
 from schemas.catalog import MODEL_EVENT_TYPES
 from schemas.errors import DecodeError
 from schemas.events import Contract, ModelAlias, ModelPromoted, ModelPublished, ModelRejected
 from scorestream import metrics
+from scorestream.admin import require_topics
 from scorestream.errors import ConfigError, DeliveryError, MissingTopicError, TopicError
 from scorestream.kafka_config import common_config, producer_config
 from scorestream.replay import read_to_end
@@ -36,7 +37,6 @@ from scorestream.topics import REGISTRY, validate_tenant
 
 log = logging.getLogger("scorestream.model_events")
 
-DENIED = KafkaError.TOPIC_AUTHORIZATION_FAILED
 PROMOTIONS = "model-events"
 REJECTIONS = "model-rejections"
 
@@ -91,7 +91,9 @@ def publish_model_event(
         raise ConfigError(f"a model event of tenant {other!r} cannot go to tenant {tenant!r}")
     config = producer_config(kafka or KafkaSettings())
     topic = topic_for(event, tenant)
-    _require(Producer(config), topic, tenant, event)
+    require_topics(
+        Producer(config), [topic], tenant=tenant, denied=lambda t: _not_authorized(event, tenant, t)
+    )
     try:
         with EventProducer(config, source=source) as producer:
             producer.send(topic, event)
@@ -101,22 +103,14 @@ def publish_model_event(
         raise
 
 
-def _require(probe: Producer, topic: str, tenant: str, event: Contract | None) -> None:
-    """Fail fast, not after the delivery timeout, on a missing or forbidden topic."""
-    meta = probe.list_topics(topic, timeout=30).topics.get(topic)
-    if meta is not None and meta.error is not None and meta.error.code() == DENIED:
-        raise _not_authorized(event, tenant, topic)
-    if meta is None or meta.error is not None:
-        raise MissingTopicError(topic, tenant)
-
-
 def require_promotions_topic(tenant: str, kafka: KafkaSettings | None = None) -> None:
     """Check, before any work, that ``tenant``'s promotions can be published (``train`` calls
     this before it spends half a minute training): MissingTopicError names the provisioning
     command."""
     validate_tenant(tenant)
     probe = Producer(producer_config(kafka or KafkaSettings()))
-    _require(probe, promotions_topic(tenant), tenant, None)
+    topic = promotions_topic(tenant)
+    require_topics(probe, [topic], tenant=tenant, denied=lambda t: _not_authorized(None, tenant, t))
 
 
 def _not_authorized(event: Contract | None, tenant: str, topic: str) -> TopicError:

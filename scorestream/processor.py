@@ -47,9 +47,10 @@ from confluent_kafka import (
 from schemas.cloudevents import Envelope, Outgoing, encode_many, utc_time
 from schemas.events import Contract
 from scorestream import metrics, tracing
+from scorestream.admin import require_topics
 from scorestream.codec import BatchDecoder
 from scorestream.dlq import DeadLetter, fits
-from scorestream.errors import KafkaClientError, MissingTopicError, TopicError
+from scorestream.errors import KafkaClientError
 from scorestream.health import HealthServer
 from scorestream.kafka_config import consumer_config, producer_config, transactional_producer_config
 from scorestream.logs import redact
@@ -229,22 +230,6 @@ def log_dead_letters(service: str, dead: Sequence[DeadLetter]) -> None:
             len(dead) - MAX_DLQ_LOG_LINES,
             extra={"service_name": service},
         )
-
-
-def require_topics(client: Consumer, topics: Sequence[str], *, tenant: str) -> None:
-    """Raise :class:`MissingTopicError` (naming the provisioning command) unless every topic
-    exists. Nothing at runtime creates a topic: a missing one is a deployment error, and
-    subscribing to it would only surface later as an opaque UNKNOWN_TOPIC_OR_PART."""
-    missing = []
-    for topic in topics:
-        meta = client.list_topics(topic, timeout=30).topics.get(topic)
-        err = None if meta is None else meta.error
-        if err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
-            raise TopicError(f"not authorized to describe {topic}: check the principal's ACLs")
-        if meta is None or err is not None:
-            missing.append(topic)
-    if missing:
-        raise MissingTopicError(missing, tenant)
 
 
 def freeze_startup_heap() -> None:

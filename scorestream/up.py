@@ -82,7 +82,7 @@ def up(tenant: str, *, gateway_port: int = 8000, progress: Progress = lambda _: 
 def dev_api_key(tenant: str) -> tuple[str, Path]:
     """The development API key of ``tenant``'s gateway under ``up`` (created once, kept in the
     supervisor's directory) and the keys file the gateway reads."""
-    from producers.gateway_auth import dev_key  # noqa: PLC0415
+    from producers.gateway.auth import dev_key  # noqa: PLC0415
 
     return dev_key(Supervisor(tenant).dir, tenant)
 

@@ -126,7 +126,7 @@ def test_sync_scoring_and_the_v2_protocol(
     }
     from scorestream.up import dev_api_key  # noqa: PLC0415
 
-    auth = {"Authorization": f"Bearer {dev_api_key(tenant.name)[0]}"}  # up's key (gateway_auth)
+    auth = {"Authorization": f"Bearer {dev_api_key(tenant.name)[0]}"}  # up's key (gateway.auth)
     r = httpx.post(
         f"http://127.0.0.1:{ports['gateway']}/v1/transactions:score",
         json=body,

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
-from consumers.audit_join import transaction_id_of
+from consumers.audit.join import transaction_id_of
 from inference_worker.model import load_serving_model
 from producers.generator import generate_transactions
 from schemas.events import AuditRecord, AuditStatus, Contract, ModelAlias, latest_revisions

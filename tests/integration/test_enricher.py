@@ -441,10 +441,11 @@ def _account_totals(tenant: str) -> dict[str, int]:
 def test_a_tenant_without_topics_is_refused(kafka_bootstrap: str) -> None:
     from consumers.enricher import Enricher, EnricherSettings  # noqa: PLC0415
     from consumers.merchant import MerchantSettings, MerchantStage  # noqa: PLC0415
-    from scorestream.errors import TopicError  # noqa: PLC0415
+    from scorestream.errors import MissingTopicError  # noqa: PLC0415
 
     tenant = f"t{uuid.uuid4().hex[:10]}"
-    with pytest.raises(TopicError, match="topics missing"):
+    # the kernel's one check, naming the provisioning command
+    with pytest.raises(MissingTopicError, match=f"topics create --tenant {tenant}"):
         Enricher(EnricherSettings(tenant=tenant, health_port=0))
-    with pytest.raises(TopicError, match="topics missing"):
+    with pytest.raises(MissingTopicError, match=f"topics create --tenant {tenant}"):
         MerchantStage(MerchantSettings(tenant=tenant, health_port=0))

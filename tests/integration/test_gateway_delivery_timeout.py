@@ -21,8 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from producers.gateway_http import fingerprint
-from producers.gateway_idempotency import derive_event_id, find_event, possibly_written
+from producers.gateway.http import fingerprint
+from producers.gateway.idempotency import derive_event_id, find_event, possibly_written
 from producers.publisher import Publisher, PublisherError
 from scorestream.admin import ensure_tenant_topics
 from scorestream.broker import BrokerState, LocalBroker

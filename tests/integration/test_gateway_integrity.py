@@ -17,11 +17,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from confluent_kafka import Producer
 
+from producers.gateway.idempotency import Entry, tx_key
 from producers.publisher import Publisher
+from schemas.cloudevents import encode
+from schemas.events import TransactionEvent
 from scorestream.serde import raw_from_message
 from tests.gateway_process import GatewayProcess, gateway_process
-from tests.integration.test_gateway import EchoDecision, body
+from tests.integration.test_gateway import EchoDecision, body, echo_decision, headers_of
 from tests.kafka_helpers import read_messages
 from tests.worker_support import Tenant, new_tenant, wait_until
 
@@ -238,3 +242,96 @@ def test_the_same_request_racing_through_two_replicas_is_published_once(
             assert len(event_ids) == 1
     found = copies_of(kafka_bootstrap, tenant, txids)
     assert {t: len(ids) for t, ids in found.items()} == dict.fromkeys(txids, 1)
+
+
+def _idempotency_states(bootstrap: str, tenant: Tenant, txid: str) -> list[tuple[str, bool]]:
+    """(state, awaiting a decision) of every record of ``tx/<txid>`` in the tenant's idempotency
+    log, in log order."""
+    out = []
+    for m in read_messages(bootstrap, tenant.topic("gateway.idempotency"), 100_000, timeout=2):
+        if m.key() == tx_key(txid).encode():
+            entry = Entry.from_json(m.value() or b"")
+            out.append((entry.state, bool((entry.response or {}).get("awaiting"))))
+    return out
+
+
+def test_a_score_records_its_claim_and_then_its_outcome_once(
+    kafka_bootstrap: str, tenant: Tenant, echo: EchoDecision, replica_a: str, replica_b: str
+) -> None:
+    """A decided ``:score`` writes two records (its claim, then its decision: no intermediate
+    'published, awaiting the decision' record on the request path); one that runs out of time
+    writes its pending answer instead. Either way another replica answers the same."""
+    decided_id = f"tx-records-{uuid.uuid4().hex[:10]}"
+    decided = body(tenant, transaction_id=decided_id, amount_minor=APPROVE, account_id="acc-rec")
+    r = score(replica_a, decided)
+    assert r.status_code == 200, r.text
+    wait_until(
+        lambda: len(_idempotency_states(kafka_bootstrap, tenant, decided_id)) >= 2,
+        15,
+        "the decision recorded",
+    )
+    time.sleep(0.5)  # nothing else follows
+    assert _idempotency_states(kafka_bootstrap, tenant, decided_id) == [
+        ("pending", False),
+        ("done", False),
+    ]
+    elsewhere = score(replica_b, decided)
+    assert elsewhere.status_code == 200, elsewhere.text
+    assert elsewhere.json() == r.json()
+
+    late_id = f"noreply-{uuid.uuid4().hex[:10]}"  # the echo never answers these
+    late = body(tenant, transaction_id=late_id, account_id="acc-rec")
+    pending = score(replica_a, late, Prefer="wait=1.5")  # long enough for Kafka's ack
+    assert pending.status_code == 504, pending.text
+    assert pending.json()["status"] == "pending", pending.text
+    wait_until(
+        lambda: len(_idempotency_states(kafka_bootstrap, tenant, late_id)) >= 2,
+        15,
+        "the pending answer recorded",
+    )
+    assert _idempotency_states(kafka_bootstrap, tenant, late_id) == [
+        ("pending", False),
+        ("done", True),
+    ]
+    replayed = score(replica_b, late, Prefer="wait=0.3")
+    assert replayed.status_code == 504, replayed.text
+    assert replayed.json()["event_id"] == pending.json()["event_id"]
+    assert copies(kafka_bootstrap, tenant, late_id) == [pending.json()["event_id"]]
+
+
+def test_a_retry_on_another_replica_gets_the_late_decision_from_the_decisions_topic(
+    kafka_bootstrap: str, tenant: Tenant, echo: EchoDecision, replica_a: str, replica_b: str
+) -> None:
+    """The decision of a ``:score`` that ran out of time on replica A arrives later (on A's
+    reply partition and in ``decisions``): a retry through replica B answers it, as a retry
+    through A does, instead of replaying A's 504."""
+    late_id = f"noreply-{uuid.uuid4().hex[:10]}"  # the echo never answers these
+    late = body(tenant, transaction_id=late_id, amount_minor=DECLINE, account_id="acc-late-b")
+    pending = score(replica_a, late, Prefer="wait=1.5")  # long enough for Kafka's ack
+    assert pending.status_code == 504, pending.text
+    assert pending.json()["status"] == "pending", pending.text
+    event_id = pending.json()["event_id"]
+    [published] = [
+        m
+        for m in read_messages(kafka_bootstrap, tenant.topic("transactions"), 100_000, timeout=2)
+        if headers_of(m).get("ce_id") == event_id
+    ]
+    tx = TransactionEvent.model_validate_json(published.value() or b"")
+    # the decision service's output, with the request's extensions, in <tenant>.decisions only
+    decided = encode(
+        echo_decision(tx),
+        source="tests/late-decision",
+        extensions={"requestid": headers_of(published)["ce_requestid"]},
+    )
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "partitioner": "murmur2_random"})
+    producer.produce(
+        tenant.topic("decisions"), key=decided.key, value=decided.value, headers=decided.headers
+    )
+    assert producer.flush(10) == 0
+
+    retry = score(replica_b, late, Prefer="wait=5")
+    assert retry.status_code == 200, retry.text
+    assert retry.json()["event_id"] == event_id
+    assert retry.json()["decision"] == "decline"
+    assert retry.headers["idempotent-replayed"] == "true"
+    assert copies(kafka_bootstrap, tenant, late_id) == [event_id]

@@ -26,7 +26,7 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from producers.gateway_auth import new_key
+from producers.gateway.auth import new_key
 from schemas.events import ModelAlias, ModelPromoted
 from scorestream.model_events import publish_model_event
 from tests.gateway_process import gateway_process

@@ -25,7 +25,7 @@ import httpx
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from producers.gateway_auth import new_key
+from producers.gateway.auth import new_key
 from scorestream import security
 from scorestream.admin import ensure_tenant_topics
 from scorestream.kafka_config import admin_config

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from producers.gateway_auth import add_key
+from producers.gateway.auth import add_key
 from scorestream.admin import ensure_tenant_topics
 from tests.factories import transaction_json
 from tests.gateway_process import gateway_process

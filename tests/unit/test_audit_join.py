@@ -8,19 +8,18 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from consumers.audit import JoinStateCodec
-from consumers.audit_join import (
+from consumers.audit.join import (
     INGEST_TIME,
     AddOutcome,
     Arrival,
     Finished,
     JoinState,
-    JoinTable,
     Orphaned,
     part_digest,
-    restore,
     trace_id,
 )
+from consumers.audit.join_table import JoinTable, restore
+from consumers.audit.service import JoinStateCodec
 from producers.generator import generate_transactions
 from schemas.cloudevents import Envelope, decode, encode
 from schemas.errors import RawRecord

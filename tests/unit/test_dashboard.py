@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from scorestream import k8s_dashboard
+from scorestream import k8s_dashboard, k8s_monitoring
 from scorestream.metrics_catalog import collect, series_names
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,3 +113,57 @@ def test_every_query_parses_with_promtool(promtool: str, tmp_path: Path) -> None
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"{len(rules)} rules found" in proc.stdout
+
+
+# -- the tenant filter (issue 18) ---------------------------------------------------------------
+SELECTOR = re.compile(r"((?:tenant:)?scorestream_[a-z0-9_:]+)(\{[^}]*\})?")
+
+
+def _panel_queries() -> list[tuple[str, str]]:
+    return [
+        (panel["title"], target["expr"])
+        for panel in _document()["panels"]
+        for target in panel.get("targets", [])
+        if "expr" in target
+    ]
+
+
+def test_every_panel_follows_the_tenant_filter() -> None:
+    """Each series a panel selects (scorestream_* metric or tenant:* recording rule) is filtered
+    by $tenant; only the cluster-wide SLO panel is not, and says so in its title."""
+    for title, expr in _panel_queries():
+        if "all tenants" in title:
+            assert "$tenant" not in expr
+            continue
+        selected = SELECTOR.findall(expr)
+        assert selected, f"{title}: {expr}"
+        for metric, labels in selected:
+            assert 'tenant=~"$tenant"' in labels, f"{title}: {metric} ignores the tenant filter"
+
+
+def test_metrics_without_a_tenant_label_get_one_at_scrape_time() -> None:
+    """The series that the code labels by service only are labelled by the scrape: both monitors
+    copy the pod's scorestream.io/tenant label into `tenant` and honour the series' own."""
+    untenanted = {series for m in collect() if "tenant" not in m.labels for series in m.series}
+    used = {
+        metric
+        for _, expr in _panel_queries()
+        for metric, _ in SELECTOR.findall(expr)
+        if metric in untenanted
+    }
+    assert used >= {
+        "scorestream_gateway_requests_total",
+        "scorestream_batch_seconds_bucket",
+        "scorestream_consumer_lag_records",
+        "scorestream_ready",
+        "scorestream_state_restore_seconds_bucket",
+    }
+    for monitor in (k8s_monitoring.pod_monitor("demo"), k8s_monitoring.service_monitor("demo")):
+        spec = monitor["spec"]
+        (endpoint,) = spec.get("podMetricsEndpoints") or spec["endpoints"]
+        assert endpoint["honorLabels"] is True
+        assert {
+            "sourceLabels": ["__meta_kubernetes_pod_label_scorestream_io_tenant"],
+            "targetLabel": "tenant",
+            "action": "replace",
+        } in endpoint["relabelings"]

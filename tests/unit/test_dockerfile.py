@@ -1,59 +1,26 @@
 """Lint of the Dockerfile and .dockerignore (no Docker engine here, so the image is not built in
-tests): multi-stage, pinned slim base, non-root final stage without build tools, one
-`scorestream` entrypoint, and a build context that holds what the image installs and no more."""
+tests): multi-stage, pinned slim base, non-root final stage without build tools or pip, one
+`scorestream` entrypoint, dependencies from the hashed lock file, and a build context that holds
+what the image installs and no more. tests/image_venv.py installs a venv the way the build stage
+does (lock, hashes, no build isolation) and the KFP tests run the pipeline's steps in it."""
 
 from __future__ import annotations
 
 import fnmatch
 import re
 import shlex
-from dataclasses import dataclass, field
+import tomllib
 from pathlib import Path
+
+from packaging.requirements import Requirement
+
+from scorestream import lockfile
+from tests.dockerfile import Stage, parse
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 BUILD_TOOLS = ("build-essential", "gcc", "g++", "make", "git", "curl", "wget", "pip install")
-
-
-@dataclass
-class Stage:
-    base: str
-    name: str | None
-    instructions: list[tuple[str, str]] = field(default_factory=list)
-
-
-def _instructions(text: str) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
-    out: list[tuple[str, str]] = []
-    logical = ""
-    for line in text.splitlines():
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        logical += stripped[:-1].rstrip() + " " if stripped.endswith("\\") else stripped
-        if not stripped.endswith("\\"):
-            keyword, _, args = logical.partition(" ")
-            out.append((keyword.upper(), args.strip()))
-            logical = ""
-    return out
-
-
-def parse(text: str) -> tuple[dict[str, str], list[Stage]]:
-    args: dict[str, str] = {}
-    stages: list[Stage] = []
-    for keyword, rest in _instructions(text):
-        if keyword == "ARG" and not stages:
-            name, _, default = rest.partition("=")
-            args[name] = default
-        elif keyword == "FROM":
-            parts = rest.split()
-            base = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], parts[0])
-            name = parts[2] if len(parts) > 2 and parts[1].upper() == "AS" else None
-            stages.append(Stage(base, name))
-        else:
-            stages[-1].instructions.append((keyword, rest))
-    return args, stages
 
 
 def _final() -> Stage:
@@ -133,3 +100,58 @@ def test_parser_reads_continuations_and_stages() -> None:
     assert args == {"B": "python:3.11.1-slim-x"}
     assert [s.name for s in stages] == ["one", None]
     assert stages[0].instructions == [("RUN", "a b")]
+
+
+# -- reproducible, pip-free image (issue 18) ----------------------------------------------------
+def _runs(stage: Stage) -> str:
+    return " ".join(rest for kw, rest in stage.instructions if kw == "RUN")
+
+
+def test_the_build_backend_pin_reads_the_license_expression() -> None:
+    """`license = "Apache-2.0"` (a PEP 639 expression) needs setuptools >= 77: an older one
+    refuses the string form, so a build that picks the lowest allowed version fails."""
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert isinstance(data["project"]["license"], str)
+    (setuptools,) = [
+        Requirement(r) for r in data["build-system"]["requires"] if r.startswith("setuptools")
+    ]
+    assert not setuptools.specifier.contains("76.1.0")
+    assert setuptools.specifier.contains("77.0.0")
+    pin = lockfile.parse(lockfile.LOCK.read_text())["setuptools"]
+    assert setuptools.specifier.contains(pin.version)
+
+
+def test_the_lock_covers_the_project_and_the_image_installs_from_it() -> None:
+    pins = lockfile.parse(lockfile.LOCK.read_text())
+    assert lockfile.problems(pins, lockfile.project_requirements()) == []
+    assert {"kfp", "onnxruntime", "confluent-kafka", "setuptools", "wheel"} <= set(pins)
+    assert all(len(p.sha256) == 64 for p in pins.values())
+    build = parse(DOCKERFILE.read_text())[1][0]
+    copies = " ".join(rest for kw, rest in build.instructions if kw == "COPY")
+    assert "requirements.lock" in copies
+    runs = _runs(build)
+    assert "--require-hashes" in runs
+    backend = runs.index("--no-deps -r /tmp/backend.lock")
+    assert backend < runs.index("--no-build-isolation -r requirements.lock")
+    assert "-r requirements.lock" in runs
+    assert "--no-deps --no-build-isolation --no-index '.[kfp]'" in runs
+    assert "pip uninstall --yes pip setuptools wheel" in runs
+
+
+def test_the_checks_catch_a_stale_lock() -> None:
+    pins = lockfile.parse(lockfile.LOCK.read_text())
+    stale = {**pins, "kfp": lockfile.Pin("kfp", "1.8.22", "0" * 64)}
+    assert lockfile.problems(stale, lockfile.project_requirements()) == [
+        "kfp==1.8.22 does not satisfy kfp<3,>=2.9"
+    ]
+    del stale["kfp"]
+    assert lockfile.problems(stale, lockfile.project_requirements()) == ["kfp is not in the lock"]
+
+
+def test_no_pip_at_run_time() -> None:
+    final = _final()
+    runs = _runs(final)
+    assert "python -m pip uninstall --yes pip setuptools wheel" in runs
+    assert "rm -f /usr/local/bin/pip" in runs
+    # the Kubeflow launcher's local artifact paths belong to the image's user
+    assert "chown 10001:10001 /gcs /minio /s3" in runs

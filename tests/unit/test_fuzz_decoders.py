@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from producers.gateway import RequestInvalid, parse_transaction
-from producers.gateway_http import parse_deadline
-from producers.gateway_v2 import InferRequest, V2RequestError, parse_infer_request
+from producers.gateway.http import parse_deadline
+from producers.gateway.v2 import InferRequest, V2RequestError, parse_infer_request
 from schemas.catalog import BY_CE_TYPE
 from schemas.cloudevents import Envelope, decode, encode
 from schemas.errors import DecodeError, RawRecord

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from producers.gateway import GatewaySettings, create_app
-from producers.gateway_auth import (
+from producers.gateway.auth import (
     ApiKeyMiddleware,
     GatewayAuthSettings,
     KeyStore,

@@ -14,14 +14,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from producers.gateway import RequestInvalid, parse_transaction, redacted_errors
-from producers.gateway_auth import ApiKeyMiddleware, KeyStore, new_key, parse_keys
-from producers.gateway_http import (
+from producers.gateway.auth import ApiKeyMiddleware, KeyStore, new_key, parse_keys
+from producers.gateway.http import (
     ContentTypeMiddleware,
     MethodFilterMiddleware,
     method_label,
 )
-from producers.gateway_json import JsonBodyError, loads
-from producers.gateway_v2 import V2RequestError, parse_infer_request
+from producers.gateway.strict_json import JsonBodyError, loads
+from producers.gateway.v2 import V2RequestError, parse_infer_request
 from scorestream.event_time import EventTimeSettings, out_of_window
 from tests.factories import transaction_json
 

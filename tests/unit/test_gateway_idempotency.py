@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from producers.gateway_idempotency import (
+from producers.gateway.idempotency import (
     ALIAS,
     DONE,
     PENDING,

@@ -12,10 +12,10 @@ import pytest
 import tritonclient.http as triton
 
 from producers.gateway import GatewaySettings, RequestInvalid, parse_transaction
-from producers.gateway_http import (
+from producers.gateway.http import (
     parse_deadline,
 )
-from producers.gateway_v2 import (
+from producers.gateway.v2 import (
     HEADER_LENGTH,
     RequestedOutput,
     V2RequestError,

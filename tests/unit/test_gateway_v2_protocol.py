@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from producers.gateway import Gateway, GatewaySettings, create_app
-from producers.gateway_auth import GatewayAuthSettings
-from producers.gateway_http import error_body, is_v2
-from producers.gateway_v2 import OPTIONAL_INPUTS, OUTPUTS, REQUIRED_INPUTS, serving_version
+from producers.gateway import Gateway, GatewaySettings, create_app, inference
+from producers.gateway.auth import GatewayAuthSettings
+from producers.gateway.http import error_body, is_v2
+from producers.gateway.v2 import OPTIONAL_INPUTS, OUTPUTS, REQUIRED_INPUTS, serving_version
 from schemas.events import ModelAlias, ModelPromoted, ModelRejected
 from scorestream.model_events import ModelState
 
@@ -157,7 +157,7 @@ def test_an_unexpected_failure_is_a_json_500(path: str, monkeypatch: pytest.Monk
     async def scenario() -> httpx.Response:
         client, gateway = _client(raise_app_exceptions=False)
         gateway.router.models.apply(promoted("7", T0))
-        monkeypatch.setattr(gateway, "infer", boom)  # a bug in a handler
+        monkeypatch.setattr(inference, "infer", boom)  # a bug in a handler
         monkeypatch.setattr(gateway, "submit", boom)
         async with client:
             return await client.post(path, json={})

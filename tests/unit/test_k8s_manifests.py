@@ -2,16 +2,16 @@
 against the real schemas (Kubernetes OpenAPI via kubernetes-validate; the pinned Strimzi, KEDA,
 Istio and prometheus-operator CRDs via scorestream.k8s_crds), and the deployment policies hold.
 
-kustomize comes from `.ci/kustomize.sh` (built once with `go install`, cached under
-~/.cache/scorestream/bin; KUSTOMIZE overrides it) and the CRDs are downloaded once into
-~/.cache/scorestream/crds. If either cannot be provided these tests fail; they are never skipped.
+kustomize comes from `.ci/kustomize.sh` (`kubectl kustomize` where kubectl is installed, else built
+once with `go install` and cached under ~/.cache/scorestream/bin; KUSTOMIZE overrides it) and the
+CRDs are downloaded once into ~/.cache/scorestream/crds. If either cannot be provided these tests
+fail; they are never skipped.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,12 +20,22 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from scorestream import cli, k8s_apps, k8s_config, k8s_crds, k8s_manifests
+from scorestream import (
+    cli,
+    k8s_apps,
+    k8s_cluster,
+    k8s_config,
+    k8s_crds,
+    k8s_edge,
+    k8s_manifests,
+    k8s_scaling,
+)
 from scorestream.topics import REGISTRY
+from tests import k8s_support
 
-ROOT = Path(__file__).resolve().parents[2]
-K8S = ROOT / "k8s"
-OVERLAYS = ("dev", "prod", "istio", "ingress", "tenants/demo")
+ROOT = k8s_support.ROOT
+K8S = k8s_support.K8S
+OVERLAYS = k8s_support.OVERLAYS
 KUBE_VERSION = "1.33.0"
 WORKLOAD_KINDS = {"Deployment", "StatefulSet"}
 TOPICS = {s.topic("demo"): s for s in REGISTRY.streams}
@@ -33,32 +43,13 @@ TOPICS = {s.topic("demo"): s for s in REGISTRY.streams}
 
 @pytest.fixture(scope="session")
 def kustomize() -> str:
-    proc = subprocess.run(
-        [str(ROOT / ".ci" / "kustomize.sh")],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=1800,
-    )
-    assert proc.returncode == 0, f"kustomize could not be provided:\n{proc.stderr[-3000:]}"
-    return proc.stdout.strip()
+    return k8s_support.kustomize()
 
 
 @pytest.fixture(scope="session")
 def built(kustomize: str) -> dict[str, list[dict[str, Any]]]:
     """``kustomize build`` of every overlay."""
-    out = {}
-    for overlay in OVERLAYS:
-        proc = subprocess.run(
-            [kustomize, "build", str(K8S / "overlays" / overlay)],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=300,
-        )
-        assert proc.returncode == 0, f"kustomize build {overlay} failed:\n{proc.stderr}"
-        out[overlay] = [d for d in yaml.safe_load_all(proc.stdout) if d]
-    return out
+    return k8s_support.build(kustomize, OVERLAYS)
 
 
 def _all(built: dict[str, list[dict[str, Any]]]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -138,8 +129,12 @@ def test_every_overlay_builds(built: dict[str, list[dict[str, Any]]]) -> None:
             assert {"PrometheusRule", "ConfigMap"} <= kinds, overlay
     assert _of(built["istio"], "Gateway")
     assert _of(built["istio"], "VirtualService")
-    assert _of(built["ingress"], "Ingress")
+    assert _of(built["istio"], "DestinationRule")
+    assert len(_of(built["ingress"], "Ingress")) == 2
     assert not _of(built["ingress"], "VirtualService")
+    for overlay in ("dev", "prod", "tenants/demo"):
+        assert not _of(built[overlay], "Ingress")
+        assert not _of(built[overlay], "Gateway")
 
 
 def test_core_objects_match_the_kubernetes_openapi_schemas(
@@ -166,6 +161,7 @@ def test_core_objects_match_the_kubernetes_openapi_schemas(
         "NetworkPolicy",
         "CronJob",
         "Ingress",
+        "HorizontalPodAutoscaler",
     }
 
 
@@ -193,6 +189,7 @@ def test_custom_resources_match_the_pinned_crds(built: dict[str, list[dict[str, 
         "PrometheusRule",
         "Gateway",
         "VirtualService",
+        "DestinationRule",
     }
 
 
@@ -324,7 +321,14 @@ def test_keda_scales_on_lag_within_the_partitions(
 ) -> None:
     objects = built[overlay]
     scaled = _of(objects, "ScaledObject")
-    assert {s["metadata"]["name"] for s in scaled} == {"merchant", "worker", "enricher", "decision"}
+    assert {s["metadata"]["name"] for s in scaled} == {
+        "merchant",
+        "worker",
+        "enricher",
+        "decision",
+        "notifier",
+        "audit",
+    }
     auths = {a["metadata"]["name"]: a for a in _of(objects, "TriggerAuthentication")}
     for so in scaled:
         spec = so["spec"]
@@ -335,6 +339,8 @@ def test_keda_scales_on_lag_within_the_partitions(
         ]
         partitions = max(TOPICS[t].partitions for t in topics)
         assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"] <= partitions
+        if overlay != "dev":
+            assert spec["minReplicaCount"] >= k8s_apps.APP_BY_SERVICE[name].replicas
         behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
         assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 300
         for trigger in spec["triggers"]:
@@ -354,6 +360,11 @@ def test_keda_scales_on_lag_within_the_partitions(
         assert workload
         assert workload[0]["kind"] == target["kind"] == "Deployment"
         assert "replicas" not in workload[0]["spec"], "KEDA owns the replica count"
+    # every service either scales or is the one-replica monitor
+    fixed = {o["metadata"]["name"] for o in objects if "replicas" in o.get("spec", {})} & set(
+        k8s_apps.APP_BY_SERVICE
+    )
+    assert fixed == {"monitor"}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -374,6 +385,9 @@ def test_stateful_services_checkpoint_to_a_volume_of_their_own(
         stateful.add(name)
         assert volumes["state"]["emptyDir"] == {"sizeLimit": k8s_apps.STATE_VOLUME_SIZE}
         assert mounts["state"] == k8s_config.STATE_MOUNT
+        # the scheduler reserves the emptyDirs' room on the node (tmp 256Mi + state 1Gi)
+        requests = spec["containers"][0]["resources"]["requests"]
+        assert requests["ephemeral-storage"] == "1280Mi", _name(obj)
         env = _pod_env(built[overlay], name)
         assert env[f"SCORESTREAM_{name.upper()}_STATE_DIR"] == k8s_config.STATE_MOUNT
     assert stateful == {"enricher", "merchant"}
@@ -386,7 +400,18 @@ def test_gateway_replicas_fit_the_reply_partitions(
     (gateway,) = [
         o for o in _of(built[overlay], "StatefulSet") if o["metadata"]["name"] == "gateway"
     ]
-    assert gateway["spec"]["replicas"] <= REGISTRY.get("replies").partitions
+    assert "replicas" not in gateway["spec"], "the HPA owns the replica count"
+    (hpa,) = _of(built[overlay], "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "name": "gateway",
+    }
+    assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+    assert hpa["spec"]["maxReplicas"] <= REGISTRY.get("replies").partitions
+    assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+    if overlay in {"prod", "istio", "ingress"}:
+        assert hpa["spec"]["minReplicas"] == 3
     env = {e["name"]: e for e in gateway["spec"]["template"]["spec"]["containers"][0]["env"]}
     ref = env["SCORESTREAM_GATEWAY_REPLY_PARTITION"]["valueFrom"]["fieldRef"]["fieldPath"]
     assert ref == "metadata.labels['apps.kubernetes.io/pod-index']"
@@ -504,3 +529,170 @@ def test_settings_load_from_the_pod_environment(
         assert settings.port == k8s_config.GATEWAY_PORT
     else:
         assert settings.health_port == k8s_config.HEALTH_PORT
+
+
+# -- the edges: Istio and ingress-nginx (issue 18) ----------------------------------------------
+def _pods_admitted_by(
+    policies: list[dict[str, Any]], ns: str, pod_labels: dict[str, str]
+) -> list[tuple[str, dict[str, Any]]]:
+    """(policy name, ``from`` peer) of every ingress peer that admits the gateway pods."""
+    out = []
+    for p in policies:
+        if p["metadata"]["namespace"] != ns or not _matches(p["spec"]["podSelector"], pod_labels):
+            continue
+        for rule in p["spec"].get("ingress", []):
+            out += [(p["metadata"]["name"], peer) for peer in rule.get("from", [])]
+    return out
+
+
+def _peer_admits(peer: dict[str, Any], namespace: str, labels: dict[str, str]) -> bool:
+    ns_labels = {"kubernetes.io/metadata.name": namespace}
+    if "namespaceSelector" in peer and not _matches(peer["namespaceSelector"], ns_labels):
+        return False
+    return "podSelector" not in peer or _matches(peer["podSelector"], labels)
+
+
+def test_the_istio_ingress_gateway_may_reach_the_gateway_pods(
+    built: dict[str, list[dict[str, Any]]],
+) -> None:
+    """The Gateway's selector names the pods of a standard install (istioctl: istio-system,
+    istio=ingressgateway), and a NetworkPolicy admits exactly those pods to the gateway."""
+    objects = built["istio"]
+    (gateway,) = _of(objects, "Gateway")
+    selector = gateway["spec"]["selector"]
+    assert selector == {"istio": "ingressgateway"}
+    ingress_pod = {**selector, "app": "istio-ingressgateway"}
+    gateway_pod = k8s_apps.labels("demo", "gateway")
+    peers = _pods_admitted_by(_of(objects, "NetworkPolicy"), "scorestream-demo", gateway_pod)
+    assert any(_peer_admits(p, "istio-system", ingress_pod) for _, p in peers)
+    # not from every pod of istio-system, and not in the overlays without Istio
+    assert not any(_peer_admits(p, "istio-system", {"app": "istiod"}) for _, p in peers)
+    assert not any(
+        _peer_admits(p, "istio-system", ingress_pod)
+        for _, p in _pods_admitted_by(
+            _of(built["ingress"], "NetworkPolicy"), "scorestream-demo", gateway_pod
+        )
+    )
+    # the ingress-nginx controller reaches the gateway in the ingress overlay
+    nginx_pod = {"app.kubernetes.io/name": "ingress-nginx"}
+    assert any(
+        _peer_admits(p, "ingress-nginx", nginx_pod)
+        for _, p in _pods_admitted_by(
+            _of(built["ingress"], "NetworkPolicy"), "scorestream-demo", gateway_pod
+        )
+    )
+
+
+def test_retries_with_one_idempotency_key_reach_one_replica(
+    built: dict[str, list[dict[str, Any]]],
+) -> None:
+    (rule,) = _of(built["istio"], "DestinationRule")
+    (vs,) = _of(built["istio"], "VirtualService")
+    host = vs["spec"]["http"][0]["route"][0]["destination"]["host"]
+    assert rule["spec"]["host"] == host == "gateway.scorestream-demo.svc.cluster.local"
+    hashing = rule["spec"]["trafficPolicy"]["loadBalancer"]["consistentHash"]
+    assert hashing == {"httpHeaderName": "Idempotency-Key"}
+    main, keyed = sorted(_of(built["ingress"], "Ingress"), key=lambda i: i["metadata"]["name"])
+    annotations = keyed["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/canary"] == "true"
+    assert annotations["nginx.ingress.kubernetes.io/canary-by-header"] == "Idempotency-Key"
+    assert annotations["nginx.ingress.kubernetes.io/canary-by-header-pattern"] == ".+"
+    assert annotations["nginx.ingress.kubernetes.io/upstream-hash-by"] == "$http_idempotency_key"
+    # requests without the key are not hashed (an absent header would hash as "": one replica)
+    assert "nginx.ingress.kubernetes.io/upstream-hash-by" not in main["metadata"]["annotations"]
+    assert main["spec"]["rules"][0]["host"] == keyed["spec"]["rules"][0]["host"]
+    services = {s["metadata"]["name"]: s for s in _of(built["ingress"], "Service")}
+    backend = keyed["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"]
+    assert backend != "gateway"
+    assert services[backend]["spec"]["selector"] == services["gateway"]["spec"]["selector"]
+
+
+def test_sidecars_only_where_istio_is_and_never_in_the_retrain_job(
+    built: dict[str, list[dict[str, Any]]],
+) -> None:
+    for overlay, objects in built.items():
+        (ns,) = [o for o in _of(objects, "Namespace") if o["metadata"]["name"] != "kafka"]
+        injected = ns["metadata"]["labels"].get("istio-injection")
+        assert injected == ("enabled" if overlay == "istio" else None), overlay
+        assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+        (cron,) = _of(objects, "CronJob")
+        pod_labels = cron["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+        assert pod_labels["sidecar.istio.io/inject"] == "false"
+    istio_nets = {p["metadata"]["name"] for p in _of(built["istio"], "NetworkPolicy")}
+    assert {"istio-sidecars", "gateway-from-istio-ingress"} <= istio_nets
+
+
+def test_edges_are_generated_per_tenant(tmp_path: Path) -> None:
+    k8s_manifests.generate_all(tmp_path, tenants=("demo", "acme"))
+    istio = yaml.safe_load((tmp_path / "overlays" / "istio" / "kustomization.yaml").read_text())
+    assert istio["resources"] == ["../prod", "tenants/demo.yaml", "tenants/acme.yaml"]
+    assert [p["target"]["name"] for p in istio["patches"]] == [
+        "scorestream-demo",
+        "scorestream-acme",
+    ]
+    for overlay in ("istio", "ingress"):
+        text = (tmp_path / "overlays" / overlay / "tenants" / "acme.yaml").read_text()
+        objects = [d for d in yaml.safe_load_all(text) if d]
+        assert {o["metadata"]["namespace"] for o in objects} == {"scorestream-acme"}
+        assert "demo" not in text
+    assert k8s_edge.istio_tls_secret("acme") != k8s_edge.istio_tls_secret("demo")
+
+
+# -- the decision policy and the training pipeline's access to Kafka ---------------------------
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_decision_policy_is_mounted_from_a_config_map(
+    built: dict[str, list[dict[str, Any]]], overlay: str
+) -> None:
+    from consumers.policy import parse_policy  # noqa: PLC0415
+
+    objects = built[overlay]
+    maps = {m["metadata"]["name"]: m["data"] for m in _of(objects, "ConfigMap")}
+    policy = parse_policy(maps["scorestream-decision-policy"]["policy.yaml"], tenant="demo")
+    committed = (ROOT / "config" / "policies" / "demo.yaml").read_text()
+    assert policy == parse_policy(committed, tenant="demo")
+    (decision,) = [o for o in _of(objects, "Deployment") if o["metadata"]["name"] == "decision"]
+    spec = decision["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounts = {m["name"]: m for m in spec["containers"][0]["volumeMounts"]}
+    assert volumes["policy"]["configMap"]["name"] == "scorestream-decision-policy"
+    assert "subPath" not in mounts["policy"], "a subPath mount never sees ConfigMap updates"
+    (item,) = volumes["policy"]["configMap"]["items"]
+    path = f"{mounts['policy']['mountPath']}/{item['path']}"
+    assert _pod_env(objects, "decision")["SCORESTREAM_DECISION_POLICY_FILE"] == path
+
+
+def test_a_tenant_without_a_policy_file_gets_the_default_thresholds() -> None:
+    from consumers.policy import parse_policy  # noqa: PLC0415
+
+    policy = parse_policy(k8s_apps.policy_text("acme"), tenant="acme")
+    defaults: Any = k8s_config.SERVICE_SETTINGS["decision"].load()(tenant="acme")
+    assert policy.version == "acme-default"
+    assert policy.thresholds.review == defaults.review_threshold
+    assert policy.thresholds.decline == defaults.decline_threshold
+
+
+def test_the_kafka_listener_admits_tenants_keda_and_the_pipeline_pods_only() -> None:
+    (listener,) = k8s_cluster.kafka()["spec"]["kafka"]["listeners"]
+    peers = listener["networkPolicyPeers"]
+    kfp_pod = {"scorestream.io/kafka-client": "true"}
+    assert any(_peer_admits(p, k8s_config.KFP_NAMESPACE, kfp_pod) for p in peers)
+    assert not any(_peer_admits(p, k8s_config.KFP_NAMESPACE, {"app": "ml-pipeline"}) for p in peers)
+    assert k8s_scaling.gateway_max_replicas() == REGISTRY.get("replies").partitions
+
+
+@pytest.mark.parametrize("install", ["istioctl", "helm"])
+def test_the_gateway_selector_and_its_network_policy_agree_for_each_standard_install(
+    tmp_path: Path, install: str
+) -> None:
+    assert cli.main(["k8s", "generate", "--root", str(tmp_path), "--istio-ingress", install]) == 0
+    text = (tmp_path / "overlays" / "istio" / "tenants" / "demo.yaml").read_text()
+    objects = [d for d in yaml.safe_load_all(text) if d]
+    (gateway,) = _of(objects, "Gateway")
+    ingress = k8s_edge.INSTALLS[install]
+    assert gateway["spec"]["selector"] == ingress.labels
+    gateway_pod = k8s_apps.labels("demo", "gateway")
+    peers = _pods_admitted_by(_of(objects, "NetworkPolicy"), "scorestream-demo", gateway_pod)
+    pod = {**gateway["spec"]["selector"], "app": "istio-ingressgateway"}
+    assert [p for _, p in peers if _peer_admits(p, ingress.namespace, pod)]
+    other = k8s_edge.HELM if install == "istioctl" else k8s_edge.ISTIOCTL
+    assert not [p for _, p in peers if _peer_admits(p, other.namespace, other.labels)]

@@ -28,16 +28,17 @@ import threading
 import time
 from collections import OrderedDict
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_END, Consumer, KafkaException, Message, TopicPartition
 
-from producers.gateway_http import REPLIES
+from producers.gateway.http import REPLIES
 from schemas.catalog import MODEL_EVENT_TYPES
 from schemas.errors import DecodeError
 from schemas.events import DecisionEvent, ModelAlias
 from scorestream.errors import ConfigError, KafkaClientError
-from scorestream.kafka_config import common_config
+from scorestream.kafka_config import reader_config
 from scorestream.model_events import ModelState, promotions_topic
-from scorestream.replay import watermarks
+from scorestream.partitioning import partition_for
+from scorestream.replay import offsets_for_times, watermarks
 from scorestream.serde import decode_message
 from scorestream.settings import KafkaSettings
 from scorestream.topics import REGISTRY
@@ -72,14 +73,9 @@ class ReplyRouter:
         self.partition = partition
         self.model_name = model_name
         self.replyto = f"{self.topic}/{partition}"
-        self._conf = common_config(kafka, client_id=client_id) | {
-            "group.id": f"{tenant}.gateway.replies",  # required by librdkafka; never joined
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "isolation.level": "read_committed",
-            "auto.offset.reset": "latest",
-            "fetch.wait.max.ms": 50,
-        }
+        self._conf = reader_config(
+            kafka, group_id=f"{tenant}.gateway.replies", client_id=client_id
+        ) | {"auto.offset.reset": "latest"}
         self._waiters: dict[str, list[asyncio.Future[DecisionEvent]]] = {}
         self._recent: OrderedDict[str, tuple[float, DecisionEvent]] = OrderedDict()
         self.recent_max = recent_max
@@ -250,3 +246,59 @@ class ReplyRouter:
     @property
     def waiting(self) -> int:
         return sum(len(w) for w in self._waiters.values())
+
+
+def find_decision(
+    kafka: KafkaSettings,
+    tenant: str,
+    account_id: str,
+    request_id: str,
+    *,
+    since_ms: int,
+    until: float,
+    stop: threading.Event,
+    client_id: str,
+) -> DecisionEvent | None:
+    """The decision of request ``request_id`` from ``<tenant>.decisions``, for a retry that
+    reaches a replica other than the one that published it (the reply went to that replica's
+    partition). Reads the account's partition (``read_committed``) from ``since_ms`` and follows
+    it until the decision appears, ``until`` (``time.monotonic``) or ``stop``; None otherwise.
+    The decision carries the request's extensions, so it is matched by ``ce_requestid`` alone."""
+    topic = REGISTRY.topic("decisions", tenant)
+    consumer = Consumer(
+        reader_config(
+            kafka,
+            group_id=f"{tenant}.gateway.decision-lookup",
+            client_id=f"{client_id}.decision-lookup",
+        )
+    )
+    wanted = request_id.encode()
+    try:
+        timeout = max(0.5, until - time.monotonic())
+        meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        if meta is None or meta.error is not None or not meta.partitions:
+            return None
+        partition = partition_for(account_id.encode(), len(meta.partitions))
+        [start] = offsets_for_times(
+            consumer, [TopicPartition(topic, partition, max(0, since_ms))], timeout=timeout
+        )
+        offset = start.offset if start.offset >= 0 else OFFSET_END
+        consumer.assign([TopicPartition(topic, partition, offset)])
+        while not stop.is_set() and time.monotonic() < until:
+            for msg in consumer.consume(500, timeout=min(0.2, max(0.0, until - time.monotonic()))):
+                if msg.error() is not None:
+                    continue
+                if dict(msg.headers() or []).get(f"ce_{REQUEST_ID}") != wanted:
+                    continue
+                try:
+                    decision = decode_message(msg, accept=[DecisionEvent]).event
+                except DecodeError:
+                    continue
+                if decision.tenant_id == tenant:
+                    return decision
+        return None
+    except KafkaException as exc:
+        log.warning("looking up the decision of request %s: %s", request_id, exc)
+        return None
+    finally:
+        consumer.close()

@@ -4,7 +4,7 @@ The middlewares are plain ASGI (no request objects, no per-request tasks) and or
 method filter (outermost: an unknown method costs nothing, not even a metric series) → tracing →
 metrics (so every 413/503 is counted) → in-flight bound → API key (and its per-key bound) →
 content type → body limit → the app. Header and body *read timeouts* live one level lower, in
-the HTTP protocol (:mod:`producers.gateway_server`): a request whose headers never complete
+the HTTP protocol (:mod:`producers.gateway.server`): a request whose headers never complete
 never reaches ASGI.
 
 Every metric label here has a bounded set of values: methods are the standard ones or
@@ -185,17 +185,31 @@ class MetricsMiddleware:
     """Counts every response by route *template* (never the raw path) and by method label
     (:func:`method_label`): every label has a bounded set of values."""
 
+    CACHE_SIZE = 1024
+    """Paths whose route template is remembered (a dict, cleared when full: bounded)."""
+
     def __init__(self, app: ASGIApp, routes: Callable[[], list[Any]]) -> None:
         self.app = app
         self.routes = routes
+        self._templates: dict[tuple[str, str], str] = {}
 
     def route_of(self, scope: Scope) -> str:
-        for route in self.routes():
-            if isinstance(route, Route):
-                match, _ = route.matches(scope)
-                if match is Match.FULL:
-                    return route.path
-        return "unmatched"
+        """The template of the route ``scope`` matches (matched once per method and path: the
+        routes' regular expressions cost more than the rest of this middleware)."""
+        key = (scope["method"], scope["path"])
+        template = self._templates.get(key)
+        if template is None:
+            template = "unmatched"
+            for route in self.routes():
+                if isinstance(route, Route):
+                    match, _ = route.matches(scope)
+                    if match is Match.FULL:
+                        template = route.path
+                        break
+            if len(self._templates) >= self.CACHE_SIZE:
+                self._templates.clear()
+            self._templates[key] = template
+        return template
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -40,7 +40,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from producers.gateway_http import REJECTED, ASGIApp, Receive, Scope, Send, send_error
+from producers.gateway.http import REJECTED, ASGIApp, Receive, Scope, Send, send_error
 from scorestream.errors import ConfigError
 
 log = logging.getLogger("scorestream.gateway.auth")

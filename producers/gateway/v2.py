@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from producers import gateway_json
+from producers.gateway import strict_json
 from schemas.events import DecisionEvent, ModelAlias
 from scorestream.errors import ScorestreamError
 from scorestream.model_events import ModelState
@@ -281,8 +281,8 @@ def parse_infer_request(
     head = body[:header_length] if header_length is not None else body
     binary = body[header_length:] if header_length is not None else b""
     try:
-        request = gateway_json.loads(head)
-    except gateway_json.JsonBodyError as exc:
+        request = strict_json.loads(head)
+    except strict_json.JsonBodyError as exc:
         raise V2RequestError(f"request is not valid JSON: {exc}") from exc
     if not isinstance(request, dict) or not isinstance(request.get("inputs"), list):
         raise V2RequestError("request must be a JSON object with an 'inputs' list")

@@ -44,7 +44,7 @@ from producers.publisher import (
     PublishTimeoutError,
 )
 from scorestream.errors import KafkaClientError, ScorestreamError
-from scorestream.kafka_config import common_config, producer_config
+from scorestream.kafka_config import producer_config, reader_config
 from scorestream.partitioning import partition_for
 from scorestream.replay import offsets_for_times, watermarks
 from scorestream.settings import KafkaSettings
@@ -261,13 +261,12 @@ class IdempotencyStore:
         self.table = IdempotencyTable(horizon_s=horizon_s, max_entries=max_entries)
         self._kafka = kafka
         self._client_id = client_id
-        self._consumer_conf = common_config(kafka, client_id=f"{client_id}.idempotency") | {
-            "group.id": f"{tenant}.gateway.idempotency",  # required by librdkafka; never joined
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "fetch.wait.max.ms": 10,
-        }
+        self._consumer_conf = reader_config(
+            kafka,
+            group_id=f"{tenant}.gateway.idempotency",
+            client_id=f"{client_id}.idempotency",
+            fetch_wait_ms=10,
+        ) | {"auto.offset.reset": "earliest"}
         self._producer: Producer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = threading.Event()
@@ -469,13 +468,8 @@ def find_event(
     to its end, does not hold it. Raises KafkaException while Kafka does not answer."""
     topic = REGISTRY.topic("transactions", tenant)
     consumer = Consumer(
-        common_config(kafka, client_id=f"{client_id}.resolve")
-        | {
-            "group.id": f"{tenant}.gateway.resolve",  # required by librdkafka; never joined
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "enable.partition.eof": True,
-        }
+        reader_config(kafka, group_id=f"{tenant}.gateway.resolve", client_id=f"{client_id}.resolve")
+        | {"enable.partition.eof": True}
     )
     try:
         meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)

@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, Literal
 
 import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from producers.gateway_http import REJECTED, error_body
+from producers.gateway.http import REJECTED, error_body
 
 _RESPONSE = "HTTP/1.1 408 Request Timeout\r\n"
 
@@ -151,6 +151,7 @@ def server_config(
     header_timeout_s: float,
     body_timeout_s: float,
     graceful_shutdown_s: int,
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop",
 ) -> uvicorn.Config:
     """The uvicorn configuration of the gateway: the timed h11 protocol, no access log (the
     metrics count requests), no ``server`` header."""
@@ -166,4 +167,5 @@ def server_config(
         lifespan="on",
         server_header=False,
         timeout_graceful_shutdown=graceful_shutdown_s,
+        loop=event_loop,
     )

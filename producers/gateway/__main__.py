@@ -1,0 +1,7 @@
+"""``python -m producers.gateway`` (the CLI runs it as ``scorestream gateway``)."""
+
+import sys
+
+from producers.gateway.app import main
+
+sys.exit(main())
