@@ -6,7 +6,8 @@ Both commits are checked out as temporary git worktrees. The real worker process
 (``python -m scorestream worker`` started in its tree) scores the same preloaded enriched events
 on the same broker, exactly-once, at each batch size; the arms alternate round by round (old
 first, then new first) so that drift in the machine's load hits both. The pure Python path
-(decode → score_batch → encode, no Kafka) of each tree is timed in a subprocess of its own.
+(decode → score_batch → encode, no Kafka; the tree's batch codec and batch encoder where it has
+them, else a decode and an encode per event) of each tree is timed in a subprocess of its own.
 
 Writes ``bench/results/<out>.json`` and ``.png``: medians per arm and batch size and the ratio
 new / old. This is how an optimisation's before/after figure in the README is measured.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import statistics
 import subprocess
 import sys
@@ -32,11 +34,9 @@ from pipelines.repository import ModelRepository
 from scorestream.settings import KafkaSettings
 
 PURE_PATH = r"""
-import json, sys, time, tempfile
-from pathlib import Path
+import json, pickle, sys, time
 from typing import Any, cast
 from bench import data as bd
-from bench.limits import _Raw
 from inference_worker.handler import score_batch
 from inference_worker.model import load_serving_model
 from pipelines.repository import ModelRepository
@@ -44,12 +44,53 @@ from schemas.cloudevents import encode
 from schemas.events import EnrichedTransaction, ModelAlias
 from scorestream.serde import decode_message
 
+try:  # the tree's own path: the batch codec and batch encoder where the tree has them
+    from schemas.cloudevents import encode_many
+    from scorestream.codec import BatchDecoder
+except ImportError:
+    BatchDecoder = encode_many = None
+
+
+class Raw:
+    "The accessors of a consumed message over preloaded bytes."
+
+    def __init__(self, p: Any, offset: int) -> None:
+        self._k, self._v, self._o = p.key, p.value, offset
+        self._h = [(k, v.encode() if isinstance(v, str) else v) for k, v in p.headers]
+
+    def key(self) -> bytes:
+        return self._k
+
+    def value(self) -> bytes:
+        return self._v
+
+    def headers(self) -> list:
+        return self._h
+
+    def topic(self) -> str:
+        return "bench"
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._o
+
+
+class Payload:
+    def __init__(self, key: bytes, value: bytes, headers: list) -> None:
+        self.key, self.value, self.headers = key, value, headers
+
+
 repo = ModelRepository(sys.argv[1])
 model = load_serving_model(repo, bd.MODEL_NAME, sys.argv[2], ModelAlias.CHAMPION)
-payloads, _ = bd.make_payloads(4000)
-raws = [_Raw(p) for p in payloads]
 batch = int(sys.argv[3])
+# the same records for both trees: made by the parent (its bench.data), read from a file
+with open(sys.argv[4], "rb") as f:
+    payloads = [Payload(k, v, h) for k, v, h in pickle.load(f)]
+raws = [Raw(p, i) for i, p in enumerate(payloads)]
 accept = (EnrichedTransaction,)
+codec = BatchDecoder(accept, keyed=accept) if BatchDecoder is not None else None
 
 def one_pass() -> dict[str, float]:
     t = {"decode": 0.0, "handler": 0.0, "onnxruntime": 0.0, "encode": 0.0}
@@ -57,12 +98,24 @@ def one_pass() -> dict[str, float]:
     for i in range(0, len(raws), batch):
         chunk = raws[i : i + batch]
         t0 = clock()
-        dec = [decode_message(cast(Any, m), accept=accept) for m in chunk]
+        if codec is not None:
+            dec = codec.decode(cast(Any, chunk))[0]
+        else:
+            dec = [decode_message(cast(Any, m), accept=accept, keyed=accept) for m in chunk]
         t1 = clock()
         out = score_batch(dec, tenant=bd.PLACEHOLDER, champion=model)
         t2 = clock()
-        for s in out.predictions:
-            encode(s.prediction, source=bd.WORKER_SOURCE, trace=s.envelope.trace)
+        if encode_many is not None:
+            items = (
+                (s.prediction, s.envelope.trace, s.envelope.extensions, None)
+                for s in out.predictions
+            )
+            encode_many(items, source=bd.WORKER_SOURCE)
+        else:
+            for s in out.predictions:
+                env = s.envelope
+                ext = env.extensions
+                encode(s.prediction, source=bd.WORKER_SOURCE, trace=env.trace, extensions=ext)
         t3 = clock()
         ort = out.inference_s["champion"]
         t["decode"] += t1 - t0
@@ -104,9 +157,11 @@ def _remove_worktree(path: Path) -> None:
     )
 
 
-def _pure_path(tree: Path, repo_url: str, version: str, batch: int) -> dict[str, float]:
+def _pure_path(
+    tree: Path, repo_url: str, version: str, batch: int, payloads: Path
+) -> dict[str, float]:
     done = subprocess.run(
-        [sys.executable, "-c", PURE_PATH, repo_url, version, str(batch)],
+        [sys.executable, "-c", PURE_PATH, repo_url, version, str(batch), str(payloads)],
         cwd=tree,
         capture_output=True,
         text=True,
@@ -134,8 +189,12 @@ def run(old: str, new: str, rounds: int, batches: list[int], out: str) -> dict[s
         repo = ModelRepository(str(tmp / "models"))
         version = str(bd.prepare_model(repo, retrain=False)["version"])
         payloads, _ = bd.make_payloads(plan.events)
+        records = tmp / "payloads.pickle"
+        with records.open("wb") as f:
+            pickle.dump([(p.key, p.value, p.headers) for p in payloads[:4000]], f)
         results["pure_path_us_per_event"] = {
-            arm: _pure_path(tree, str(repo.url), version, 500) for arm, tree in trees.items()
+            arm: _pure_path(tree, str(repo.url), version, 500, records)
+            for arm, tree in trees.items()
         }
         print(f"  pure path µs/event: {results['pure_path_us_per_event']}", flush=True)
         runs = []

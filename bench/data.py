@@ -26,7 +26,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from bench import common
 from pipelines import training
 from pipelines.repository import ModelRepository
-from schemas.cloudevents import encode
+from schemas.cloudevents import encode, utc_time
 from scorestream.features import FEATURE_SPEC
 from scorestream.kafka_config import (
     admin_config,
@@ -116,6 +116,10 @@ class Payload:
     headers: list[tuple[str, str | bytes | None]]
 
 
+ENRICHER_BATCH = 500
+"""Records the payloads share a ``ce_time`` with, as an enricher batch's outputs do."""
+
+
 def make_payloads(n: int) -> tuple[list[Payload], Matrix]:
     """Real EnrichedTransaction CloudEvents (the tests' generator) and their feature rows."""
     events = list(enriched_events(PLACEHOLDER, n))
@@ -123,9 +127,14 @@ def make_payloads(n: int) -> tuple[list[Payload], Matrix]:
         [[e.features[name] for name in FEATURE_SPEC.names] for e in events], dtype=np.float32
     )
     payloads = []
+    when = utc_time()
     for i, event in enumerate(events):
+        if i % ENRICHER_BATCH == 0:  # the enricher stamps its outputs once per batch
+            when = utc_time()
         trace = {"traceparent": TRACEPARENT.format(span=f"{i:016x}")}
-        msg = encode(event, source="tests/enricher", trace=trace)
+        # as the enricher publishes them: the transaction's own ce_time as an extension
+        ext = {"ingesttime": event.transaction.timestamp.isoformat()}
+        msg = encode(event, source="tests/enricher", trace=trace, extensions=ext, time=when)
         payloads.append(Payload(msg.key, msg.value, list(msg.headers)))
     return payloads, X
 

@@ -3,8 +3,9 @@
 * ONNX Runtime on prebuilt float32 batches of the production model (1 intra-op thread);
 * Kafka consume → produce → commit with the worker's own client settings, no decoding or scoring
   (exactly-once: a transaction per batch; at-least-once: flush + synchronous commit);
-* the event contracts' JSON alone: decode an ``EnrichedTransaction`` CloudEvent, encode a
-  ``PredictionEvent`` CloudEvent (what the worker must do per event whatever the model).
+* the event contracts' codec alone: decode an ``EnrichedTransaction`` CloudEvent, encode a
+  ``PredictionEvent`` CloudEvent (what the worker must do per event whatever the model), with
+  pydantic and with the fast path side by side, and the candidates (:mod:`bench.codec`).
 
 The worker benchmark (:mod:`bench.worker_bench`) divides its events/s by the smaller of the first
 two at the same batch size.
@@ -16,76 +17,17 @@ import dataclasses
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
+from bench import codec as bench_codec
 from bench import common
 from bench import data as bd
 from bench import housekeeping as hk
 from bench import worker_bench as wb
-from inference_worker.handler import score_batch
 from inference_worker.model import load_serving_model
 from pipelines.repository import ModelRepository
-from schemas.cloudevents import encode
-from schemas.events import EnrichedTransaction, ModelAlias
-from scorestream.serde import decode_message
+from schemas.events import ModelAlias
 from scorestream.settings import KafkaSettings
-
-
-class _Raw:
-    """The three accessors ``decode_message`` uses, over preloaded bytes (no broker needed)."""
-
-    __slots__ = ("_h", "_k", "_v")
-
-    def __init__(self, p: bd.Payload) -> None:
-        self._k, self._v, self._h = p.key, p.value, p.headers
-
-    def key(self) -> bytes:
-        return self._k
-
-    def value(self) -> bytes:
-        return self._v
-
-    def headers(self) -> list[tuple[str, str | bytes | None]]:
-        return self._h
-
-    def topic(self) -> str:
-        return "bench"
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return 0
-
-    def timestamp(self) -> tuple[int, int]:
-        return (0, 0)
-
-
-def codec(payloads: list[bd.Payload], model: Any, seconds: float) -> dict[str, Any]:
-    """µs/event for decoding the input and encoding the output contract, best of 3 passes."""
-    raws = [_Raw(p) for p in payloads]
-    decoded = [decode_message(cast("Any", r), accept=[EnrichedTransaction]) for r in raws[:500]]
-    preds = score_batch(decoded, tenant=bd.PLACEHOLDER, champion=model).predictions
-    best_dec = best_enc = float("inf")
-    for _ in range(3):
-        t0, n = time.perf_counter(), 0
-        while time.perf_counter() - t0 < seconds / 6:
-            for r in raws:
-                decode_message(cast("Any", r), accept=[EnrichedTransaction])
-            n += len(raws)
-        best_dec = min(best_dec, (time.perf_counter() - t0) / n * 1e6)
-        t0, n = time.perf_counter(), 0
-        while time.perf_counter() - t0 < seconds / 6:
-            for s in preds:
-                encode(s.prediction, source=bd.WORKER_SOURCE, trace=s.envelope.trace)
-            n += len(preds)
-        best_enc = min(best_enc, (time.perf_counter() - t0) / n * 1e6)
-    total = best_dec + best_enc
-    return {
-        "decode_us_per_event": round(best_dec, 2),
-        "encode_us_per_event": round(best_enc, 2),
-        "codec_events_per_s_one_core": round(1e6 / total, 1),
-    }
 
 
 def run(
@@ -109,8 +51,8 @@ def run(
         ctx.payloads, X = bd.make_payloads(plan.events)
         print("  ONNX Runtime only", flush=True)
         results["ort_only"] = {str(b): r for b, r in wb.bench_ort(model, X, plan).items()}
-        print("  contracts' JSON alone", flush=True)
-        results["codec"] = codec(ctx.payloads[:2000], model, 1.0 if smoke_s else 6.0)
+        print("  contracts' codec alone (pydantic vs the fast path, candidates)", flush=True)
+        results["codec"] = bench_codec.run(ctx.payloads[:2000], seconds=1.0 if smoke_s else 6.0)
         print("  Kafka passthrough (the worker's client settings)", flush=True)
         results["passthrough"] = wb.run_passthrough(ctx)
     finally:
@@ -124,7 +66,10 @@ def run(
             )
             for m in plan.modes
         },
-        "codec_events_per_s_one_core": results["codec"]["codec_events_per_s_one_core"],
+        "codec_events_per_s_one_core": results["codec"]["paths"]["fast"]["events_per_s_one_core"],
+        "codec_pydantic_events_per_s_one_core": results["codec"]["paths"]["pydantic"][
+            "events_per_s_one_core"
+        ],
     }
     results["elapsed_s"] = round(time.perf_counter() - t0, 1)
     common.finish(results, results_dir, name)
@@ -152,8 +97,10 @@ def plot(results: dict[str, Any], path: Path) -> None:
                 "-x",
                 label=f"Kafka passthrough {bd.SHORT[mode]} (records/s)",
             )
-    c = results["codec"]["codec_events_per_s_one_core"]
-    ax.axhline(c, color="gray", linestyle="-.", label=f"JSON decode+encode alone: {c:,.0f} ev/s")
+    paths = results["codec"]["paths"]
+    c, ref = paths["fast"]["events_per_s_one_core"], paths["pydantic"]["events_per_s_one_core"]
+    ax.axhline(c, color="gray", linestyle="-.", label=f"codec alone, fast path: {c:,.0f} ev/s")
+    ax.axhline(ref, color="silver", linestyle=":", label=f"codec alone, pydantic: {ref:,.0f} ev/s")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("batch size")

@@ -71,10 +71,17 @@ def _peers(smoke: float | None, out: Path, name: str, cmd: str) -> Any:
     return peers.run(smoke, out, name=name, command=cmd)
 
 
+def _services(smoke: float | None, out: Path, name: str, cmd: str) -> Any:
+    from bench import services  # noqa: PLC0415
+
+    return services.run(smoke, out, name=name, command=cmd)
+
+
 BENCHMARKS: dict[str, Callable[[float | None, Path, str, str], Any]] = {
     "limits": _limits,
     "worker": _worker,
     "enricher": _enricher,
+    "services": _services,
     "e2e": _e2e,
     "latency": _latency,
     "peers": _peers,

@@ -838,11 +838,15 @@ def run(
 
 
 def worker_targets(results: dict[str, Any]) -> dict[str, Any]:
-    """Issue 8's worker targets against this run's figures (exactly-once)."""
+    """The worker targets against this run's figures (exactly-once): issue 8's (ratio to
+    min(ORT, passthrough), 50k/s) and issue 16's (≥ 0.75 x the EOS passthrough at the best
+    batch size, measured in the same run, and ≥ 25k events/s per process)."""
     eos = [r for r in results["summary"] if r.get("worker_eos")]
     best = max(eos, key=lambda r: float(r["worker_eos"]), default=None)
     rate = best["worker_eos"] if best else None
     ratio = best["ratio_eos"] if best else None
+    passthrough = best.get("passthrough_eos") if best else None
+    of_passthrough = rate / passthrough if rate and passthrough else None
     return {
         "best_eos": {"batch": best["batch"] if best else None, "events_per_s": rate},
         "ratio_ge_0_6_of_min_ort_passthrough": {
@@ -852,6 +856,15 @@ def worker_targets(results: dict[str, Any]) -> dict[str, Any]:
         "eos_ge_50k_events_per_s_per_process": {
             "measured": rate,
             "met": bool(rate is not None and rate >= 50_000),
+        },
+        "ratio_ge_0_75_of_eos_passthrough_same_batch": {
+            "passthrough_eos": passthrough,
+            "measured": round(of_passthrough, 3) if of_passthrough is not None else None,
+            "met": bool(of_passthrough is not None and of_passthrough >= 0.75),
+        },
+        "eos_ge_25k_events_per_s_per_process": {
+            "measured": rate,
+            "met": bool(rate is not None and rate >= 25_000),
         },
     }
 

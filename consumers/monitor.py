@@ -38,6 +38,7 @@ How it consumes, and why:
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import signal
 import threading
@@ -73,12 +74,13 @@ from pipelines.repository import ModelRepository
 from schemas.errors import DecodeError
 from schemas.events import Contract, LabelEvent, PredictionEvent
 from scorestream import metrics
+from scorestream.codec import BatchDecoder
 from scorestream.dlq import DeadLetter, DlqRecord
 from scorestream.errors import KafkaClientError, ModelError, TopicError
 from scorestream.health import HealthServer
 from scorestream.kafka_config import consumer_config, transactional_producer_config
 from scorestream.reader import offsets_for_times
-from scorestream.serde import decode_message, raw_from_message
+from scorestream.serde import raw_from_message
 from scorestream.settings import KafkaSettings
 from scorestream.topics import MAX_MESSAGE_BYTES, REGISTRY
 
@@ -288,9 +290,14 @@ def record_time(msg: Message) -> float:
     return ms / 1000 if kind != TIMESTAMP_NOT_AVAILABLE and ms >= 0 else time.time()
 
 
+@functools.lru_cache(maxsize=8)
+def _decoder(contract: type[Contract]) -> BatchDecoder:
+    return BatchDecoder([contract])
+
+
 def to_domain(msg: Message, contract: type[Contract], tenant: str) -> Prediction | Label:
     """Decode one record; raises :class:`~schemas.errors.DecodeError` (with the raw record)."""
-    envelope = decode_message(msg, accept=[contract])
+    envelope = _decoder(contract).decode_one(msg)
     event = envelope.event
     at = record_time(msg)
     if isinstance(event, PredictionEvent):

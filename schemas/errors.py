@@ -22,6 +22,34 @@ class RawRecord:
     offset: int | None = None
 
 
+_new_object = object.__new__
+_SET_RAW = tuple(
+    RawRecord.__dict__[f].__set__
+    for f in ("key", "value", "headers", "topic", "partition", "offset")
+)
+
+
+def new_raw_record(
+    key: bytes | None,
+    value: bytes | None,
+    headers: Headers,
+    topic: str | None,
+    partition: int | None,
+    offset: int | None,
+) -> RawRecord:
+    """``RawRecord(key, value, ...)`` without the frozen dataclass's ``__init__`` (the batch
+    codec builds one per consumed record). Equal to the constructor's."""
+    raw: RawRecord = _new_object(RawRecord)
+    s_key, s_value, s_headers, s_topic, s_partition, s_offset = _SET_RAW
+    s_key(raw, key)
+    s_value(raw, value)
+    s_headers(raw, headers)
+    s_topic(raw, topic)
+    s_partition(raw, partition)
+    s_offset(raw, offset)
+    return raw
+
+
 @dataclass(frozen=True, slots=True)
 class FieldError:
     """One validation failure: the dotted field path, a machine code and a message."""

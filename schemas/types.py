@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -40,7 +41,7 @@ check must not depend on clock skew between services."""
 
 
 def _not_far_future(value: datetime) -> datetime:
-    limit = datetime.now(UTC) + MAX_EVENT_TIME_AHEAD
+    limit = _event_time_limit()
     if value > limit:
         raise ValueError(
             f"event time {value.isoformat()} is more than {MAX_EVENT_TIME_AHEAD} in the future"
@@ -50,6 +51,21 @@ def _not_far_future(value: datetime) -> datetime:
 
 EventTime = Annotated[UtcDatetime, AfterValidator(_not_far_future)]
 """When an upstream event happened: a :data:`UtcDatetime` at most a year ahead of this clock."""
+
+PURE_VALIDATORS: frozenset[object] = frozenset({_to_utc, _iso4217, _iso3166})
+"""The validators above whose result depends on their argument alone: the contracts' fast path
+(:mod:`schemas.fast`) remembers their results per value. One that reads the clock or any other
+state (:func:`_not_far_future`) must not be listed: it runs for every event."""
+
+
+def _event_time_limit() -> datetime:
+    return datetime.now(UTC) + MAX_EVENT_TIME_AHEAD
+
+
+CLOCK_BOUNDS: dict[object, Callable[[], datetime]] = {_not_far_future: _event_time_limit}
+"""Impure validators that refuse exactly the values above a bound that never decreases (it moves
+with the clock), and that bound: the fast path runs the validator only for a value above the
+bound it read last (:mod:`schemas.fast`)."""
 
 Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")

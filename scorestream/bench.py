@@ -15,7 +15,7 @@ from typing import Any
 from scorestream.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
-NAMES = ("limits", "worker", "enricher", "e2e", "latency", "peers", "all")
+NAMES = ("limits", "worker", "enricher", "services", "e2e", "latency", "peers", "all")
 
 
 def _cmd(args: argparse.Namespace) -> int:
@@ -32,7 +32,8 @@ def register(sub: Any) -> None:
     """Add the ``bench`` subcommand to the CLI's subparsers."""
     p = sub.add_parser(
         "bench",
-        help="benchmarks: limits, worker, enricher, e2e (sync + async), latency (A/B), peers, all",
+        help="benchmarks: limits, worker, enricher, services (CPU per event), e2e (sync + async), "
+        "latency (A/B), peers, all",
         description="Writes bench/results/<name>.json (machine, load, versions, settings, raw "
         "figures) and <name>.png. Needs a broker: KAFKA_BOOTSTRAP_SERVERS, else the local one "
         "(started if needed). 'all' runs every benchmark in one run.",

@@ -44,17 +44,16 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from schemas.cloudevents import Envelope, encode, utc_time
-from schemas.errors import DecodeError
+from schemas.cloudevents import Envelope, Outgoing, encode_many, utc_time
 from schemas.events import Contract
 from scorestream import metrics, tracing
 from scorestream.admin import require_topics
+from scorestream.codec import BatchDecoder
 from scorestream.dlq import DeadLetter, fits
 from scorestream.errors import KafkaClientError
 from scorestream.health import HealthServer
 from scorestream.kafka_config import consumer_config, producer_config, transactional_producer_config
 from scorestream.logs import redact
-from scorestream.serde import decode_message
 from scorestream.settings import KafkaSettings
 from scorestream.stall_guard import StallGuard
 from scorestream.state import StateStore
@@ -317,6 +316,8 @@ class Processor:
             for name in ("wait", "decode", "handle", "produce", "send_offsets", "commit")
         }
         """Where a batch's time goes (the per-hop latency budget of the README)."""
+        self.decoder = BatchDecoder(config.accept, keyed=config.keyed)
+        """The batch codec: envelopes and dead letters from a consumed batch."""
         self.stopping = threading.Event()
         self.stall_guard = StallGuard()
         """Ends the process when a transactional call outlives its timeout by 30 s (librdkafka
@@ -676,24 +677,23 @@ class Processor:
 
     def _decode(self, messages: Sequence[Message], spans: tracing.BatchTrace | None) -> _Batch:
         batch = _Batch()
+        first, last = batch.first, batch.last
         for msg in messages:
             err = msg.error()
             if err is not None:
                 raise KafkaException(err)
             tp = (msg.topic() or "", msg.partition() or 0)
-            batch.first.setdefault(tp, msg.offset() or 0)
-            batch.last[tp] = msg.offset() or 0
-            try:
-                env = decode_message(msg, accept=self.config.accept, keyed=self.config.keyed)
-            except DecodeError as exc:
-                batch.dead.append(DeadLetter.from_decode_error(exc))
-                continue
-            batch.decoded.append(env)
-            if spans is not None:
+            if tp not in first:
+                first[tp] = msg.offset() or 0
+            last[tp] = msg.offset() or 0
+        batch.decoded, batch.dead, positions = self.decoder.decode(messages)
+        if spans is not None:
+            for env, i in zip(batch.decoded, positions, strict=True):
+                msg = messages[i]
                 spans.consumed(
                     env.trace,
-                    topic=tp[0],
-                    partition=tp[1],
+                    topic=msg.topic(),
+                    partition=msg.partition(),
                     offset=msg.offset(),
                     key=msg.key(),
                     message_id=env.id,
@@ -744,21 +744,28 @@ class Processor:
         source = self.config.source
         spans = self._spans
         when = utc_time()  # the batch's events are stamped (ce_time) once
-        out: list[tuple[str, bytes | None, bytes | None, list[Any], int | None, int | None]] = []
-        for emit in result.emits:
-            trace = emit.trace
-            if spans is not None:  # a send span under the message this output derives from
-                key = emit.event.partition_key().encode()
-                trace = spans.sending(emit.topic, trace, key=key, partition=emit.partition)
-            m = encode(
-                emit.event,
-                source=source,
-                time=when,
-                trace=trace,
-                extensions=emit.extensions,
-                value=emit.value,
-            )
-            out.append((emit.topic, m.key, m.value, m.headers, emit.partition, None))
+        emits = result.emits
+        if spans is None:
+            items: list[Outgoing] = [(e.event, e.trace, e.extensions, e.value) for e in emits]
+        else:  # a send span under the message each output derives from
+            items = [
+                (
+                    e.event,
+                    spans.sending(
+                        e.topic,
+                        e.trace,
+                        key=e.event.partition_key().encode(),
+                        partition=e.partition,
+                    ),
+                    e.extensions,
+                    e.value,
+                )
+                for e in emits
+            ]
+        out: list[tuple[str, bytes | None, bytes | None, list[Any], int | None, int | None]] = [
+            (e.topic, m.key, m.value, m.headers, e.partition, None)
+            for e, m in zip(emits, encode_many(items, source=source, time=when), strict=True)
+        ]
         service = self.config.service
         max_bytes = self.config.max_message_bytes
         records = self._divert_oversized(result)
@@ -803,9 +810,18 @@ class Processor:
         service = self.config.service
         max_bytes = self.config.max_message_bytes
         produce = self._produce
+        # the common record (partitioned by key, no timestamp, no delivery callback) goes to
+        # the client directly; a full queue and every other record take ``_produce``
+        direct = self._p().produce if self._on_delivery is None else None
         for i, record in enumerate(out):
             try:
-                produce(*record)
+                if direct is not None and record[4] is None and record[5] is None:
+                    try:
+                        direct(record[0], value=record[2], key=record[1], headers=record[3])
+                    except BufferError:
+                        produce(*record)
+                else:
+                    produce(*record)
             except KafkaException as exc:
                 # a dead letter must never fail its batch: should the producer still find the
                 # copy (or an output with a fallback) too large, write the pointer

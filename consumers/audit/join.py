@@ -137,7 +137,8 @@ class JoinState(Contract):
 
     @property
     def missing(self) -> tuple[PartName, ...]:
-        return tuple(p for p in PARTS if p not in self.present)
+        present = self.present  # once: a property, not a field
+        return tuple(p for p in PARTS if p not in present)
 
 
 def part_digest(event: PartEvent) -> str:
@@ -275,6 +276,9 @@ def _ms(later: datetime, earlier: datetime) -> float:
     return max(0.0, (later - earlier).total_seconds() * 1000)
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
 def trace_id(traceparent: str | None) -> str | None:
     """The 32-hex trace id of a W3C ``traceparent`` (``00-<trace-id>-<span-id>-<flags>``)."""
     if not traceparent:
@@ -283,7 +287,7 @@ def trace_id(traceparent: str | None) -> str | None:
     if len(fields) < 4 or len(fields[1]) != 32:
         return None
     tid = fields[1].lower()
-    if any(c not in "0123456789abcdef" for c in tid) or tid == "0" * 32:
+    if not _HEX.issuperset(tid) or tid == "0" * 32:
         return None
     return tid
 

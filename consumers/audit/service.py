@@ -35,6 +35,7 @@ from schemas.events import (
     EnrichedTransaction,
     PredictionEvent,
 )
+from schemas.fast import dump_json
 from scorestream import metrics
 from scorestream.dlq import DeadLetter
 from scorestream.errors import ScorestreamError
@@ -102,7 +103,7 @@ class JoinStateCodec:
     """Join states on the ``<tenant>.audit.state`` changelog: the contract's JSON."""
 
     def encode(self, value: JoinState) -> bytes:
-        return value.model_dump_json().encode()
+        return dump_json(value)  # model_dump_json's fields and values, written by msgspec
 
     def decode(self, data: bytes) -> JoinState:
         try:

@@ -48,7 +48,11 @@ def test_limits_smoke(kafka_bootstrap: str, tmp_path: Path) -> None:
     r = bench("limits", tmp_path, kafka_bootstrap)
     assert set(r["ort_only"]) == {"1", "100"}
     assert all(v["rows_per_s"] > 0 for v in r["ort_only"].values())
-    assert r["codec"]["decode_us_per_event"] > 0
+    for path in ("pydantic", "fast"):  # the contracts' codec, both paths side by side
+        assert r["codec"]["paths"][path]["decode_us_per_event"] > 0
+        assert r["codec"]["paths"][path]["encode_us_per_event"] > 0
+    assert all(v > 0 for v in r["codec"]["candidates"]["decode_us_per_event"].values())
+    assert r["peaks"]["codec_events_per_s_one_core"] > 0
     assert r["passthrough"][0]["records"] > 0
 
 
@@ -60,6 +64,30 @@ def test_worker_smoke(kafka_bootstrap: str, tmp_path: Path) -> None:
     assert run["predictions"] > 0
     assert run["duplicates"] == 0
     assert r["targets"]["best_eos"]["events_per_s"] == run["events_per_s"]
+    assert r["targets"]["ratio_ge_0_75_of_eos_passthrough_same_batch"]["measured"] is not None
+
+
+@pytest.mark.timeout(900)
+def test_services_smoke(kafka_bootstrap: str, tmp_path: Path) -> None:
+    r = bench("services", tmp_path, kafka_bootstrap)
+    (run,) = r["runs"]
+    assert run["arm"] == "after"
+    assert (
+        set(run["services"])
+        == set(r["table"])
+        == {
+            "enricher",
+            "worker",
+            "decision",
+            "notifier",
+            "audit",
+            "monitor",
+        }
+    )
+    for service, figures in run["services"].items():  # CPU ticks of 10 ms: may round to 0
+        assert figures["input_records"] > 0, service
+        assert figures["cpu_us_per_input_record"] >= 0, service
+        assert r["table"][service]["after_us_per_record"] is not None, service
 
 
 @pytest.mark.timeout(900)

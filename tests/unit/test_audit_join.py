@@ -19,6 +19,7 @@ from consumers.audit.join import (
     trace_id,
 )
 from consumers.audit.join_table import JoinTable, restore
+from consumers.audit.service import JoinStateCodec
 from producers.generator import generate_transactions
 from schemas.cloudevents import Envelope, decode, encode
 from schemas.errors import RawRecord
@@ -167,6 +168,9 @@ def test_state_record_round_trip_and_restore() -> None:
         else:
             msg = encode(state, source="scorestream/audit")
             assert msg.key == txid.encode()
+            stored = JoinStateCodec().encode(state)  # the changelog's codec
+            assert json.loads(stored) == json.loads(state.model_dump_json())
+            assert JoinStateCodec().decode(stored) == state
             changelog.append((txid, msg.value))
 
     for arrival in (_arrivals(a)["transaction"], _arrivals(a)["prediction"]):

@@ -19,8 +19,8 @@ from schemas import (
     decode,
     encode,
 )
-from schemas.cloudevents import _parse_time, new_event_id, utc_time
-from tests.factories import transaction
+from schemas.cloudevents import _parse_time, encode_many, new_event_id, utc_time
+from tests.factories import every_contract, transaction
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -192,3 +192,32 @@ def test_malformed_extension_headers_are_not_carried_on() -> None:
     env = decode(_raw(headers, msg.value))
     assert env.extensions == {"replyto": "acme.replies/2"}
     encode(env.event, source="s2", extensions=env.extensions)  # re-encoding never fails
+
+
+def test_encode_many_writes_what_encode_writes() -> None:
+    """The batch encoder the processor uses: same key, value and headers as ``encode`` of each
+    event (ids aside: unique per record, well-formed and in sequence)."""
+    when = datetime(2026, 11, 24, 12, 0, 0, 123456, tzinfo=UTC)
+    trace = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    items = [
+        (e, trace if i % 2 else None, {"replyto": "acme.replies/1"} if i % 3 == 0 else None, None)
+        for i, e in enumerate(every_contract())
+    ]
+    items.append((items[0][0], None, None, b'{"as":"given"}'))
+    many = encode_many(items, source="tests/many", time=when)
+    assert len(many) == len(items)
+    ids = []
+    for (event, tr, ext, value), got in zip(items, many, strict=True):
+        want = encode(event, source="tests/many", time=when, trace=tr, extensions=ext, value=value)
+        assert got.key == want.key
+        assert got.value == want.value
+        strip = [(k, v) for k, v in got.headers if k != "ce_id"]
+        assert strip == [(k, v) for k, v in want.headers if k != "ce_id"]
+        (ce_id,) = [v for k, v in got.headers if k == "ce_id"]
+        assert uuid.UUID(ce_id.decode()).version == 4
+        ids.append(ce_id)
+    assert len(set(ids)) == len(ids)
+    with pytest.raises(ValueError, match="lower-case"):
+        encode_many([(items[0][0], None, {"Bad-Name": "x"}, None)], source="tests/many")
+    with pytest.raises(ValueError, match="source"):
+        encode_many([], source="")

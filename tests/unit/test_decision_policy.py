@@ -22,7 +22,7 @@ from consumers.policy import (
 )
 from schemas.cloudevents import Envelope
 from schemas.errors import RawRecord
-from schemas.events import ModelAlias, Outcome, PredictionEvent, PredictionTimings
+from schemas.events import DecisionEvent, ModelAlias, Outcome, PredictionEvent, PredictionTimings
 from scorestream.errors import ConfigError, ScorestreamError
 
 T0 = datetime(2026, 11, 24, 12, 30, tzinfo=UTC)  # a Tuesday, 12:30 UTC
@@ -329,6 +329,9 @@ def test_decide_batch_stamps_version_reasons_and_routes_replies(policy: Policy) 
     assert b.decided_at == now
     assert (b.score, b.model_name, b.model_version, b.event_time) == (0.95, "fraud-gbt", "2", T0)
     assert [d.reply for d in out.decided] == [None, ("acme.replies", 3), None, None]
+    for d in out.decided:  # built trusted: what validating the same values gives
+        assert d.decision == DecisionEvent.model_validate(dict(d.decision))
+        assert DecisionEvent.model_validate_json(d.decision.model_dump_json()) == d.decision
     assert len(out.invalid_replies) == 2
     assert "partition 9 >= 6" in out.invalid_replies[0]
     assert "'other.replies' is not one of" in out.invalid_replies[1]
