@@ -68,4 +68,7 @@ def test_config_drift_is_repaired(tenant: str, admin: AdminClient) -> None:
     assert results[topic].action is Action.UPDATED
     assert "retention.ms" in results[topic].detail
     expected = REGISTRY.get("transactions").topic_config()["retention.ms"]
-    assert describe_topic_config(admin, topic)["retention.ms"] == expected
+    deadline = time.monotonic() + 15  # the repair reaches the metadata asynchronously too
+    while describe_topic_config(admin, topic)["retention.ms"] != expected:
+        assert time.monotonic() < deadline, "the repair never became visible"
+        time.sleep(0.1)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from scorestream.admin import ensure_tenant_topics
-from scorestream.dev.up import SERVICE_ORDER
+from scorestream.services import NAMES as SERVICE_ORDER
 from tests.worker_support import Tenant, free_port, http_get
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
