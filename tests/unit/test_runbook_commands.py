@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from scorestream.cli import SERVICES, build_parser, main
+from scorestream.cli import build_parser, main
+from scorestream.services import NAMES as SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNBOOKS = (ROOT / "docs" / "slo.md",)
