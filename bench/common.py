@@ -29,10 +29,12 @@ VENVS = default_cache_dir() / "bench-venvs"
 run reuses them instead of spending minutes in pip. Never the project's .venv."""
 
 
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (all its threads), 0 once it is gone."""
+def process_cpu_s(pid: int, *, main_thread: bool = False) -> float:
+    """User + system CPU seconds of process ``pid`` so far (all its threads, or only its main
+    thread: the Python loop, librdkafka's threads being the others), 0 once it is gone."""
+    stat = f"/proc/{pid}/task/{pid}/stat" if main_thread else f"/proc/{pid}/stat"
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = Path(stat).read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

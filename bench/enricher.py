@@ -25,15 +25,13 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
-from bench.common import RESULTS, ROOT, fmt, header, rand
+from bench.common import RESULTS, ROOT, fmt, header, process_cpu_s, rand
 from schemas.events import LabelEvent, TransactionEvent
 from scorestream.admin import ensure_tenant_topics
 from scorestream.kafka_config import common_config, producer_config
 from scorestream.serde import EventProducer
 from scorestream.settings import KafkaSettings
 from scorestream.topics import REGISTRY
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def _events(n: int) -> list[tuple[str, Any]]:
@@ -57,11 +55,6 @@ def _preload(tenant: str, items: list[tuple[str, Any]], kafka: KafkaSettings) ->
         for stream, event in items:
             p.send(REGISTRY.topic(stream, tenant), event.model_copy(update={"tenant_id": tenant}))
     return sum(1 for s, _ in items if s == "transactions")
-
-
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def _ready(port: int) -> bool:
@@ -214,12 +207,12 @@ def one_run(
         proc = _start(python, cwd, "merchant", tenant, port, workdir)
         try:
             _until(lambda: _ready(port), 120, "merchant ready")
-            t0, cpu0 = time.monotonic(), _cpu_s(proc.pid)
+            t0, cpu0 = time.monotonic(), process_cpu_s(proc.pid)
             group = f"{tenant}.merchant"
             _until(lambda: _committed(kafka, group, inputs) >= total, 300, "merchant re-keyed")
             activity = [REGISTRY.topic("merchant-activity", tenant)]
             _until_stable(lambda: _committed(kafka, group, activity), 2.0, 300, "aggregated")
-            seconds, cpu = time.monotonic() - t0, _cpu_s(proc.pid) - cpu0
+            seconds, cpu = time.monotonic() - t0, process_cpu_s(proc.pid) - cpu0
         finally:
             _stop(proc)
         out["merchant_stage"] = {
@@ -232,11 +225,11 @@ def one_run(
     proc = _start(python, cwd, "enricher", tenant, port, workdir)
     try:
         _until(lambda: _ready(port), 180, "enricher ready")
-        t_ready_ms, cpu0 = time.time() * 1000, _cpu_s(proc.pid)
+        t_ready_ms, cpu0 = time.time() * 1000, process_cpu_s(proc.pid)
         group = f"{tenant}.enricher"
         tx_topic = [REGISTRY.topic("transactions", tenant)]
         _until(lambda: _committed(kafka, group, tx_topic) >= n, 600, "enriched")
-        cpu = _cpu_s(proc.pid) - cpu0
+        cpu = process_cpu_s(proc.pid) - cpu0
     finally:
         _stop(proc)
     read, last_ms = _last_append_ms(kafka, REGISTRY.topic("transactions.enriched", tenant), n)

@@ -33,12 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from bench import data as bd
-from bench.common import RESULTS, ROOT, finish, fmt, header, rand
+from bench.common import RESULTS, ROOT, finish, fmt, header, process_cpu_s, rand
 from bench.enricher import (
-    CLK_TCK,
     _cleanup,
     _committed,
-    _cpu_s,
     _ends,
     _events,
     _free_port,
@@ -66,13 +64,6 @@ SERVICES: dict[str, tuple[str, ...]] = {
 
 TARGET = 0.5
 """Each service's CPU per event after, as a fraction of before (issue 16)."""
-
-
-def _main_thread_cpu_s(pid: int) -> float:
-    """User + system seconds of the process's main thread (the Python loop; librdkafka's
-    threads are the others)."""
-    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def _live(port: int) -> bool:
@@ -103,12 +94,12 @@ def _merchant(
     proc = _start(python, cwd, "merchant", tenant, port, workdir, env)
     try:
         _until(lambda: _ready(port), 180, "merchant ready")
-        t0, cpu0 = time.monotonic(), _cpu_s(proc.pid)
+        t0, cpu0 = time.monotonic(), process_cpu_s(proc.pid)
         group = f"{tenant}.merchant"
         _until(lambda: _committed(kafka, group, inputs) >= total, 600, "merchant re-keyed")
         activity = [REGISTRY.topic("merchant-activity", tenant)]
         _until_stable(lambda: _committed(kafka, group, activity), 2.0, 600, "aggregated")
-        seconds, cpu = time.monotonic() - t0, _cpu_s(proc.pid) - cpu0
+        seconds, cpu = time.monotonic() - t0, process_cpu_s(proc.pid) - cpu0
     finally:
         _stop(proc)
     return {"input_records": total, "seconds": round(seconds, 2), "cpu_s": round(cpu, 2)}
@@ -130,12 +121,20 @@ def _one_service(
     try:
         if service == "monitor":
             _poll(lambda: _live(port), 180, "monitor live")
-            t0, cpu0, main0 = time.monotonic(), _cpu_s(proc.pid), _main_thread_cpu_s(proc.pid)
+            t0, cpu0, main0 = (
+                time.monotonic(),
+                process_cpu_s(proc.pid),
+                process_cpu_s(proc.pid, main_thread=True),
+            )
             _until(lambda: _ready(port), 600, "monitor window rebuilt")
             share = 1.0
         else:
             _poll(lambda: _ready(port), 180, f"{service} ready")
-            t0, cpu0, main0 = time.monotonic(), _cpu_s(proc.pid), _main_thread_cpu_s(proc.pid)
+            t0, cpu0, main0 = (
+                time.monotonic(),
+                process_cpu_s(proc.pid),
+                process_cpu_s(proc.pid, main_thread=True),
+            )
             group = f"{tenant}.{service}"
             before = _committed(kafka, group, inputs)
             # a transactional input ends with a commit marker per partition, which no consumer
@@ -146,8 +145,8 @@ def _one_service(
             end = _committed(kafka, group, inputs)
             # records committed before /readyz was seen (a batch or so) are not in the CPU span
             share = (end - before) / end if end else 1.0
-        seconds, cpu = time.monotonic() - t0, _cpu_s(proc.pid) - cpu0
-        main = _main_thread_cpu_s(proc.pid) - main0
+        seconds, cpu = time.monotonic() - t0, process_cpu_s(proc.pid) - cpu0
+        main = process_cpu_s(proc.pid, main_thread=True) - main0
     finally:
         _stop(proc)
     return {

@@ -613,6 +613,8 @@ def reset_memos() -> None:
 
 # -- encoding --------------------------------------------------------------------------------------
 def _enc_hook(obj: Any) -> Any:
+    """msgspec's ``enc_hook``: a nested model as its fields; anything else unsupported, which
+    msgspec's protocol asks the hook to signal with ``NotImplementedError`` (not a stub)."""
     if isinstance(obj, BaseModel):
         return obj.__dict__
     raise NotImplementedError(f"cannot encode {type(obj).__name__}")
