@@ -43,6 +43,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar, Union, cast, get_a
 
 import annotated_types as at
 import msgspec
+import pydantic_core
 from pydantic import AfterValidator, AwareDatetime, BaseModel, StringConstraints
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
@@ -581,6 +582,13 @@ class FastDecoder(Generic[M]):
         try:
             s = self._decode(value)
         except msgspec.ValidationError as exc:
+            # msgspec validates while it parses: ``{}\x00`` fails on the missing field before
+            # the trailing byte; pydantic parses first and reports the JSON: ask its parser
+            # (error path only)
+            try:
+                pydantic_core.from_json(value)
+            except ValueError:
+                raise Decline("<root>", "json_invalid") from None
             raise Decline(_ms_path(str(exc), value, self._decode), "schema") from None
         except msgspec.DecodeError:
             raise Decline("<root>", "json_invalid") from None
