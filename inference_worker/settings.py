@@ -11,7 +11,9 @@ from scorestream.settings import ProcessingSettings
 
 
 class WorkerSettings(ProcessingSettings):
-    model_config = SettingsConfigDict(env_prefix="SCORESTREAM_WORKER_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        use_attribute_docstrings=True, env_prefix="SCORESTREAM_WORKER_", frozen=True, extra="ignore"
+    )
 
     service: ClassVar[str] = "worker"
 

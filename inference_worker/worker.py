@@ -23,6 +23,7 @@ from pipelines.repository import ModelRepository
 from schemas.cloudevents import Envelope
 from schemas.events import EnrichedTransaction, ModelAlias
 from scorestream import metrics
+from scorestream.entrypoint import run_service
 from scorestream.errors import KafkaClientError
 from scorestream.processor import Emit, Processor, ProcessorConfig, Result
 from scorestream.settings import KafkaSettings
@@ -168,28 +169,11 @@ class Worker:
 
 
 def main(argv: list[str] | None = None, *, on_ready: Callable[[Worker], None] | None = None) -> int:
-    """Entry point of ``scorestream worker`` and of the container."""
-    import argparse  # noqa: PLC0415
+    """Entry point of ``scorestream worker`` and of the container: every setting of
+    :class:`WorkerSettings` from ``SCORESTREAM_WORKER_*`` or as a flag; the model repository
+    from ``SCORESTREAM_MODELS_*``."""
+    return run_service(SERVICE, WorkerSettings, _build, argv, on_ready=on_ready)
 
-    from scorestream import tracing  # noqa: PLC0415
-    from scorestream.logs import configure_logging  # noqa: PLC0415
-    from scorestream.settings import ModelRepoSettings  # noqa: PLC0415
 
-    parser = argparse.ArgumentParser(prog="scorestream worker")
-    parser.add_argument("--tenant")
-    parser.add_argument("--instance-id")
-    parser.add_argument("--delivery", choices=("exactly_once", "at_least_once"))
-    parser.add_argument("--max-batch", type=int)
-    parser.add_argument("--max-wait-ms", type=int)
-    parser.add_argument("--health-port", type=int)
-    args = parser.parse_args(argv)
-    overrides = {k: v for k, v in vars(args).items() if v is not None}
-    settings = WorkerSettings(**overrides)
-    configure_logging(SERVICE, settings.tenant)
-    tracing.setup(SERVICE, settings.tenant)
-    repo_settings = ModelRepoSettings()
-    repo = ModelRepository(repo_settings.url, repo_settings.storage_options())
-    worker = Worker(settings, repo=repo)
-    if on_ready is not None:
-        on_ready(worker)
-    return worker.run()
+def _build(settings: WorkerSettings) -> Worker:
+    return Worker(settings, repo=ModelRepository.from_settings())

@@ -27,8 +27,7 @@ Progress = Callable[[str], None]
 
 
 def open_repository(settings: ModelRepoSettings | None = None) -> ModelRepository:
-    s = settings or ModelRepoSettings()
-    return ModelRepository(s.url, s.storage_options())
+    return ModelRepository.from_settings(settings)
 
 
 def publish(

@@ -79,6 +79,12 @@ class ModelRepository:
         self.fs: fsspec.AbstractFileSystem = fs
         self.root: str = root
 
+    @classmethod
+    def from_settings(cls, settings: ModelRepoSettings | None = None) -> ModelRepository:
+        """The repository ``SCORESTREAM_MODELS_*`` names (S3 credentials included)."""
+        s = settings or ModelRepoSettings()
+        return cls(s.url, s.storage_options())
+
     def _path(self, *parts: str) -> str:
         return "/".join([self.root, *parts])
 

@@ -34,7 +34,11 @@ class EventTimeSettings(BaseSettings):
     """Env: ``SCORESTREAM_MAX_EVENT_AGE``, ``SCORESTREAM_MAX_EVENT_SKEW``."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SCORESTREAM_", frozen=True, extra="ignore", hide_input_in_errors=True
+        use_attribute_docstrings=True,
+        env_prefix="SCORESTREAM_",
+        frozen=True,
+        extra="ignore",
+        hide_input_in_errors=True,
     )
 
     max_event_age: timedelta = Field(default=timedelta(days=3650), gt=timedelta(0))

@@ -54,7 +54,11 @@ class HomeSettings(BaseSettings):
     broker, unless ``SCORESTREAM_BROKER_HOME`` says otherwise)."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SCORESTREAM_", frozen=True, extra="ignore", hide_input_in_errors=True
+        use_attribute_docstrings=True,
+        env_prefix="SCORESTREAM_",
+        frozen=True,
+        extra="ignore",
+        hide_input_in_errors=True,
     )
 
     home: Path = Field(default_factory=default_data_dir, description="local state of every command")
@@ -83,7 +87,11 @@ class KafkaSettings(BaseSettings):
     """How to reach Kafka. Env: ``SCORESTREAM_KAFKA_*`` (and ``KAFKA_BOOTSTRAP_SERVERS``)."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SCORESTREAM_KAFKA_", frozen=True, extra="ignore", hide_input_in_errors=True
+        use_attribute_docstrings=True,
+        env_prefix="SCORESTREAM_KAFKA_",
+        frozen=True,
+        extra="ignore",
+        hide_input_in_errors=True,
     )
 
     bootstrap_servers: str | None = Field(
@@ -120,7 +128,11 @@ class BrokerSettings(BaseSettings):
     """The local development broker. Env: ``SCORESTREAM_BROKER_*``."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SCORESTREAM_BROKER_", frozen=True, extra="ignore", hide_input_in_errors=True
+        use_attribute_docstrings=True,
+        env_prefix="SCORESTREAM_BROKER_",
+        frozen=True,
+        extra="ignore",
+        hide_input_in_errors=True,
     )
 
     home: Path = Field(
@@ -154,7 +166,11 @@ class TopicSettings(BaseSettings):
     """Topic layout. Env: ``SCORESTREAM_TOPICS_*``."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SCORESTREAM_TOPICS_", frozen=True, extra="ignore", hide_input_in_errors=True
+        use_attribute_docstrings=True,
+        env_prefix="SCORESTREAM_TOPICS_",
+        frozen=True,
+        extra="ignore",
+        hide_input_in_errors=True,
     )
 
     replication_factor: int = Field(default=1, ge=1)
@@ -173,7 +189,11 @@ class ModelRepoSettings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(
-        env_prefix="SCORESTREAM_MODELS_", frozen=True, extra="ignore", hide_input_in_errors=True
+        use_attribute_docstrings=True,
+        env_prefix="SCORESTREAM_MODELS_",
+        frozen=True,
+        extra="ignore",
+        hide_input_in_errors=True,
     )
 
     url: str = Field(default_factory=lambda: str(scorestream_home() / "models"))
@@ -210,7 +230,9 @@ class ProcessingSettings(BaseSettings):
     (``SCORESTREAM_<SERVICE>_*``) and add their own fields.
     :meth:`scorestream.processor.ProcessorConfig.for_service` reads these by name."""
 
-    model_config = SettingsConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True)
+    model_config = SettingsConfigDict(
+        use_attribute_docstrings=True, frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
     service: ClassVar[str] = "service"
 

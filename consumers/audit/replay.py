@@ -36,7 +36,7 @@ from scorestream.errors import ConfigError, KafkaClientError, ScorestreamError
 from scorestream.kafka_config import consumer_config
 from scorestream.reader import offsets_for_times, watermarks
 from scorestream.serde import decode_message
-from scorestream.settings import KafkaSettings, ModelRepoSettings
+from scorestream.settings import KafkaSettings
 from scorestream.topics import REGISTRY
 
 
@@ -283,8 +283,7 @@ def main(argv: list[str] | None = None) -> int:
                 records.append(decode_message(msg, accept=[AuditRecord]).event)
             except DecodeError:
                 undecodable += 1
-        repo_settings = ModelRepoSettings()
-        repo = ModelRepository(repo_settings.url, repo_settings.storage_options())
+        repo = ModelRepository.from_settings()
         report = replay(
             records,
             repo,

@@ -61,7 +61,10 @@ class EnricherSettings(ProcessingSettings):
     """Env: ``SCORESTREAM_ENRICHER_*`` (plus ``SCORESTREAM_KAFKA_*``)."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SCORESTREAM_ENRICHER_", frozen=True, extra="ignore"
+        use_attribute_docstrings=True,
+        env_prefix="SCORESTREAM_ENRICHER_",
+        frozen=True,
+        extra="ignore",
     )
 
     service: ClassVar[str] = "enricher"

@@ -73,7 +73,11 @@ class NotifierSettings(ProcessingSettings):
     """Env: ``SCORESTREAM_NOTIFIER_*`` (plus ``SCORESTREAM_KAFKA_*``)."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SCORESTREAM_NOTIFIER_", frozen=True, extra="ignore", hide_input_in_errors=True
+        use_attribute_docstrings=True,
+        env_prefix="SCORESTREAM_NOTIFIER_",
+        frozen=True,
+        extra="ignore",
+        hide_input_in_errors=True,
     )
 
     service: ClassVar[str] = "notifier"

@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from types import FrameType
 from typing import Annotated, Any
 
@@ -55,6 +56,7 @@ from producers.publisher import (
     PublisherError,
 )
 from scorestream import tracing
+from scorestream.entrypoint import run_service
 from scorestream.settings import KafkaSettings
 
 log = logging.getLogger("scorestream.gateway")
@@ -445,26 +447,8 @@ def _server(config: Any) -> Any:
     return DrainingServer(config)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``scorestream gateway`` and of the container."""
-    import argparse  # noqa: PLC0415
-
-    from scorestream.logs import configure_logging  # noqa: PLC0415
-
-    parser = argparse.ArgumentParser(prog="scorestream gateway")
-    parser.add_argument("--tenant")
-    parser.add_argument("--host")
-    parser.add_argument("--port", type=int)
-    parser.add_argument("--reply-partition", type=int)
-    parser.add_argument("--deadline-s", type=float)
-    parser.add_argument("--max-in-flight", type=int)
-    parser.add_argument("--max-body-bytes", type=int)
-    parser.add_argument("--instance-id")
-    args = parser.parse_args(argv)
-    overrides = {k: v for k, v in vars(args).items() if v is not None}
-    settings = GatewaySettings(**overrides)
-    configure_logging(SERVICE, settings.tenant)
-    tracing.setup(SERVICE, settings.tenant)
+def serve(settings: GatewaySettings) -> int:
+    """Run the gateway's HTTP server until SIGTERM/SIGINT (drains in-flight requests)."""
     logging.getLogger("uvicorn.error").addFilter(_DropColorMessage())
     app = create_app(settings)
     config = server_config(
@@ -479,6 +463,20 @@ def main(argv: list[str] | None = None) -> int:
     server = _server(config)
     server.run()
     return 0 if server.started else 1
+
+
+@dataclass(frozen=True, slots=True)
+class _Server:
+    settings: GatewaySettings
+
+    def run(self) -> int:
+        return serve(self.settings)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``scorestream gateway`` and of the container: every setting of
+    :class:`GatewaySettings` from ``SCORESTREAM_GATEWAY_*`` or as a flag."""
+    return run_service(SERVICE, GatewaySettings, _Server, argv)
 
 
 if __name__ == "__main__":

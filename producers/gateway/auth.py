@@ -55,7 +55,11 @@ class GatewayAuthSettings(BaseSettings):
     ``..._RATE_LIMIT_PER_S``, ``..._RATE_LIMIT_BURST``, ``..._MAX_IN_FLIGHT_PER_KEY``."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SCORESTREAM_GATEWAY_", frozen=True, extra="ignore", hide_input_in_errors=True
+        use_attribute_docstrings=True,
+        env_prefix="SCORESTREAM_GATEWAY_",
+        frozen=True,
+        extra="ignore",
+        hide_input_in_errors=True,
     )
 
     auth_mode: Literal["api_key", "disabled"] = "api_key"

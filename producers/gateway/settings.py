@@ -18,7 +18,11 @@ class GatewaySettings(BaseSettings):
     """Env: ``SCORESTREAM_GATEWAY_*`` (Kafka: ``SCORESTREAM_KAFKA_*``)."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SCORESTREAM_GATEWAY_", frozen=True, extra="ignore", hide_input_in_errors=True
+        use_attribute_docstrings=True,
+        env_prefix="SCORESTREAM_GATEWAY_",
+        frozen=True,
+        extra="ignore",
+        hide_input_in_errors=True,
     )
 
     tenant: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")

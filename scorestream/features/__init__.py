@@ -32,7 +32,11 @@ class FeatureSettings(BaseSettings):
     """Env: ``SCORESTREAM_FEATURES_*``."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SCORESTREAM_FEATURES_", frozen=True, extra="ignore", hide_input_in_errors=True
+        use_attribute_docstrings=True,
+        env_prefix="SCORESTREAM_FEATURES_",
+        frozen=True,
+        extra="ignore",
+        hide_input_in_errors=True,
     )
 
     spec: Path | None = Field(
