@@ -77,6 +77,11 @@ class Raw:
         return self._o
 
 
+    def timestamp(self) -> tuple[int, int]:
+
+        return (1, 1_764_000_000_000)  # TIMESTAMP_CREATE_TIME, a fixed time
+
+
 class Payload:
     def __init__(self, key: bytes, value: bytes, headers: list) -> None:
         self.key, self.value, self.headers = key, value, headers

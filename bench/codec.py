@@ -67,6 +67,10 @@ class RawMessage:
     def offset(self) -> int:
         return self._o
 
+    def timestamp(self) -> tuple[int, int]:
+
+        return (1, 1_764_000_000_000)  # TIMESTAMP_CREATE_TIME, a fixed time
+
     def error(self) -> None:
         return None
 

@@ -37,6 +37,7 @@ from schemas.cloudevents import Envelope
 from schemas.events import DecisionEvent, ModelAlias, Outcome, PredictionEvent
 from scorestream import metrics
 from scorestream.dlq import DeadLetter
+from scorestream.entrypoint import run_service
 from scorestream.kafka_config import admin_config
 from scorestream.processor import Emit, Processor, ProcessorConfig, Result
 from scorestream.settings import KafkaSettings, ProcessingSettings
@@ -66,7 +67,10 @@ class DecisionSettings(ProcessingSettings):
     """Env: ``SCORESTREAM_DECISION_*`` (plus ``SCORESTREAM_KAFKA_*``)."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SCORESTREAM_DECISION_", frozen=True, extra="ignore"
+        use_attribute_docstrings=True,
+        env_prefix="SCORESTREAM_DECISION_",
+        frozen=True,
+        extra="ignore",
     )
 
     service: ClassVar[str] = "decision"
@@ -135,15 +139,8 @@ def decide_batch(
     out = DecisionOutput()
     for env in batch:
         p = env.event
-        if p.tenant_id != tenant:
-            out.dead_letters.append(
-                DeadLetter.for_envelope(
-                    env,
-                    "unknown_tenant",
-                    "TenantMismatch",
-                    f"tenant {p.tenant_id!r} on a topic of tenant {tenant!r}",
-                )
-            )
+        if (dead := DeadLetter.other_tenant(env, p.tenant_id, tenant)) is not None:
+            out.dead_letters.append(dead)
             continue
         if p.alias is not ModelAlias.CHAMPION:
             out.dead_letters.append(
@@ -333,38 +330,9 @@ class Decision:
 def main(
     argv: list[str] | None = None, *, on_ready: Callable[[Decision], None] | None = None
 ) -> int:
-    """Entry point of ``scorestream decision`` and of the container."""
-    import argparse  # noqa: PLC0415
-
-    from scorestream import tracing  # noqa: PLC0415
-    from scorestream.errors import ScorestreamError  # noqa: PLC0415
-    from scorestream.logs import configure_logging  # noqa: PLC0415
-
-    parser = argparse.ArgumentParser(
-        prog="scorestream decision",
-        description="Decide approve / review / decline for a tenant's champion predictions. "
-        "Settings come from SCORESTREAM_DECISION_* / SCORESTREAM_KAFKA_* env; flags override.",
-    )
-    parser.add_argument("--tenant")
-    parser.add_argument("--instance-id")
-    parser.add_argument("--policy-file", type=Path, help="YAML policy, reloaded when it changes")
-    parser.add_argument("--delivery", choices=("exactly_once", "at_least_once"))
-    parser.add_argument("--max-batch", type=int)
-    parser.add_argument("--max-wait-ms", type=int)
-    parser.add_argument("--health-port", type=int)
-    args = parser.parse_args(argv)
-    overrides = {k: v for k, v in vars(args).items() if v is not None}
-    settings = DecisionSettings(**overrides)
-    configure_logging(SERVICE, settings.tenant)
-    tracing.setup(SERVICE, settings.tenant)
-    try:
-        service = Decision(settings)
-    except ScorestreamError as exc:  # e.g. an invalid policy file at startup: fail fast
-        log.error("cannot start: %s", exc)
-        return 2
-    if on_ready is not None:
-        on_ready(service)
-    return service.run()
+    """Entry point of ``scorestream decision`` and of the container: every setting of
+    :class:`DecisionSettings` from ``SCORESTREAM_DECISION_*`` or as a flag."""
+    return run_service(SERVICE, DecisionSettings, Decision, argv, on_ready=on_ready)
 
 
 if __name__ == "__main__":

@@ -25,10 +25,10 @@ in between did not include it.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,10 +44,10 @@ from pydantic_settings import SettingsConfigDict
 from consumers.enricher import CLOCK_KEY
 from schemas.cloudevents import Envelope
 from schemas.events import LabelEvent, MerchantActivity, TransactionEvent, WatermarkSource
-from scorestream import tracing
 from scorestream.admin import require_topics
 from scorestream.dlq import DeadLetter
-from scorestream.errors import ScorestreamError, TopicError
+from scorestream.entrypoint import run_service
+from scorestream.errors import TopicError
 from scorestream.event_time import REASON as EVENT_TIME
 from scorestream.event_time import EventTimeSettings, out_of_window
 from scorestream.features import ENGINE, Engine, MerchantState, id_hash
@@ -84,7 +84,10 @@ class MerchantSettings(ProcessingSettings):
     """Env: ``SCORESTREAM_MERCHANT_*`` (plus ``SCORESTREAM_KAFKA_*``)."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SCORESTREAM_MERCHANT_", frozen=True, extra="ignore"
+        use_attribute_docstrings=True,
+        env_prefix="SCORESTREAM_MERCHANT_",
+        frozen=True,
+        extra="ignore",
     )
 
     service: ClassVar[str] = "merchant"
@@ -306,15 +309,8 @@ class MerchantStage:
         raw = env.raw
         src = f"{raw.topic}/{raw.partition}" if raw is not None else "?"
         event = env.event
-        if event.tenant_id != self.tenant:
-            result.dead_letters.append(
-                DeadLetter.for_envelope(
-                    env,
-                    "unknown_tenant",
-                    "TenantMismatch",
-                    f"tenant {event.tenant_id!r} on a topic of tenant {self.tenant!r}",
-                )
-            )
+        if (dead := DeadLetter.other_tenant(env, event.tenant_id, self.tenant)) is not None:
+            result.dead_letters.append(dead)
             return
         if isinstance(event, TransactionEvent):
             if raw is not None and raw.key != event.account_id.encode():
@@ -550,37 +546,12 @@ def _activity(
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    from scorestream.logs import configure_logging  # noqa: PLC0415
-
-    parser = argparse.ArgumentParser(
-        prog="scorestream merchant",
-        description="The merchant stage: transactions + fraud labels → the merchant table "
-        "(<tenant>.merchant-features). Settings come from SCORESTREAM_MERCHANT_* / "
-        "SCORESTREAM_KAFKA_* env; flags override.",
-    )
-    parser.add_argument("--tenant", help="the tenant whose topics to read and write")
-    parser.add_argument("--instance-id", help="stable per instance (transactional.id suffix)")
-    parser.add_argument("--max-batch", type=int, help="most input records per transaction")
-    parser.add_argument(
-        "--max-wait-ms", type=int, help="longest wait for the first record of a batch"
-    )
-    parser.add_argument("--health-port", type=int, help="/livez, /readyz, /metrics (0: off)")
-    parser.add_argument(
-        "--allowed-lateness-s", type=float, help="event-time slack before a partition's clock"
-    )
-    parser.add_argument("--state-dir", type=Path, help="where clean shutdowns checkpoint state")
-    args = parser.parse_args(argv)
-    settings = MerchantSettings(**{k: v for k, v in vars(args).items() if v is not None})
-    configure_logging(SERVICE, settings.tenant)
-    tracing.setup(SERVICE, settings.tenant)
-    try:
-        return MerchantStage(settings).run()
-    except ScorestreamError as exc:
-        log.error("cannot run: %s", exc)
-        return 2
-    finally:
-        tracing.shutdown()
+def main(
+    argv: list[str] | None = None, *, on_ready: Callable[[MerchantStage], None] | None = None
+) -> int:
+    """Entry point of ``scorestream merchant`` and of the container: every setting of
+    :class:`MerchantSettings` from ``SCORESTREAM_MERCHANT_*`` or as a flag."""
+    return run_service(SERVICE, MerchantSettings, MerchantStage, argv, on_ready=on_ready)
 
 
 if __name__ == "__main__":

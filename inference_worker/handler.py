@@ -62,18 +62,8 @@ def _rows(
     refused: list[tuple[int, DeadLetter]] = []  # (position in the batch, why)
     for i, env in enumerate(batch):
         event = env.event
-        if event.transaction.tenant_id != tenant:
-            refused.append(
-                (
-                    i,
-                    DeadLetter.for_envelope(
-                        env,
-                        "unknown_tenant",
-                        "TenantMismatch",
-                        f"tenant {event.transaction.tenant_id!r} on a topic of tenant {tenant!r}",
-                    ),
-                )
-            )
+        if (dead := DeadLetter.other_tenant(env, event.transaction.tenant_id, tenant)) is not None:
+            refused.append((i, dead))
             continue
         if event.feature_spec_hash != spec:
             refused.append(

@@ -20,12 +20,14 @@ class RawRecord:
     topic: str | None = None
     partition: int | None = None
     offset: int | None = None
+    timestamp_ms: int | None = None
+    """The record's Kafka timestamp (ms since the epoch), when it has one."""
 
 
 _new_object = object.__new__
 _SET_RAW = tuple(
     RawRecord.__dict__[f].__set__
-    for f in ("key", "value", "headers", "topic", "partition", "offset")
+    for f in ("key", "value", "headers", "topic", "partition", "offset", "timestamp_ms")
 )
 
 
@@ -36,17 +38,19 @@ def new_raw_record(
     topic: str | None,
     partition: int | None,
     offset: int | None,
+    timestamp_ms: int | None = None,
 ) -> RawRecord:
     """``RawRecord(key, value, ...)`` without the frozen dataclass's ``__init__`` (the batch
     codec builds one per consumed record). Equal to the constructor's."""
     raw: RawRecord = _new_object(RawRecord)
-    s_key, s_value, s_headers, s_topic, s_partition, s_offset = _SET_RAW
+    s_key, s_value, s_headers, s_topic, s_partition, s_offset, s_timestamp = _SET_RAW
     s_key(raw, key)
     s_value(raw, value)
     s_headers(raw, headers)
     s_topic(raw, topic)
     s_partition(raw, partition)
     s_offset(raw, offset)
+    s_timestamp(raw, timestamp_ms)
     return raw
 
 

@@ -22,7 +22,7 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any, NamedTuple, cast
 
-from confluent_kafka import Message
+from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_NOT_AVAILABLE, Message
 
 from schemas.cloudevents import (
     CONTENT_TYPE_B,
@@ -36,7 +36,7 @@ from schemas.errors import DecodeError, Headers, RawRecord, new_raw_record
 from schemas.events import Contract
 from schemas.fast import Decline, FastDecoder, fast_decoder
 from scorestream.dlq import DeadLetter
-from scorestream.serde import decode_message
+from scorestream.serde import decode_message, timestamp_ms
 
 _PLAIN_HEADERS = frozenset(
     {
@@ -142,7 +142,9 @@ class BatchDecoder:
         key = msg.key()
         if keyed and key != event.partition_key().encode():
             return None
-        raw = new_raw_record(key, value, headers, msg.topic(), msg.partition(), msg.offset())
+        raw = new_raw_record(
+            key, value, headers, msg.topic(), msg.partition(), msg.offset(), timestamp_ms(msg)
+        )
         return new_envelope(event, ce_id, source, time, contract.ce_type, trace, extensions, raw)
 
 
@@ -297,6 +299,10 @@ class _RawMessage:
 
     def offset(self) -> int | None:
         return self._r.offset
+
+    def timestamp(self) -> tuple[int, int]:
+        ms = self._r.timestamp_ms
+        return (TIMESTAMP_NOT_AVAILABLE, -1) if ms is None else (TIMESTAMP_CREATE_TIME, ms)
 
 
 __all__ = ["BatchDecoder", "decode_raw_batch"]

@@ -57,6 +57,18 @@ POINTER_HEADER_BYTES = 64 * 1024
 
 Headers = Sequence[tuple[str, str | bytes | None]]
 
+UNKNOWN_TENANT = "unknown_tenant"
+"""The reason of an event of another tenant on a tenant's topic."""
+
+
+def raw_of(env: Envelope[Any]) -> RawRecord:
+    """The record an envelope was decoded from; for one built in-process (unit tests, events a
+    service makes itself), its key and JSON value."""
+    if env.raw is not None:
+        return env.raw
+    event = env.event
+    return RawRecord(key=event.partition_key().encode(), value=event.model_dump_json().encode())
+
 
 def _len(value: str | bytes | None) -> int:
     if value is None:
@@ -104,13 +116,21 @@ class DeadLetter:
     def for_envelope(cls, env: Envelope[Any], reason: str, error: str, message: str) -> DeadLetter:
         """A decoded event a handler refuses. Without the raw record (built in-process, as in
         unit tests) the payload is the event itself."""
-        raw = env.raw
-        if raw is None:
-            event = env.event
-            raw = RawRecord(
-                key=event.partition_key().encode(), value=event.model_dump_json().encode()
-            )
-        return cls(raw, reason, error, message)
+        return cls(raw_of(env), reason, error, message)
+
+    @classmethod
+    def other_tenant(cls, env: Envelope[Any], found: str, tenant: str) -> DeadLetter | None:
+        """The rule every service applies to each event it reads: an event of tenant ``found``
+        on a topic of ``tenant`` is dead-lettered (``unknown_tenant``), never processed; None
+        when it is the tenant's own."""
+        if found == tenant:
+            return None
+        return cls(
+            raw_of(env),
+            UNKNOWN_TENANT,
+            "TenantMismatch",
+            f"tenant {found!r} on a topic of tenant {tenant!r}",
+        )
 
     def headers(self, service: str) -> list[tuple[str, str | bytes | None]]:
         out: list[tuple[str, str | bytes | None]] = list(self.raw.headers)

@@ -18,21 +18,26 @@ and commits the current batch, leaves the group and returns.
 Services extend it through public hooks only (no subclass overrides a private method):
 ``stores`` (keyed state stores restored on assignment, whose changes join each transaction),
 ``on_assigned`` / ``on_revoked`` / ``on_lost``, ``before_batch``, ``tick`` (a transaction of its
-own between batches, e.g. timeouts while no input arrives) and :class:`OutRecord` outputs (raw
-bytes with an explicit partition, timestamp or a tombstone).
+own between batches, e.g. timeouts while no input arrives), ``on_eof`` (an input partition read
+to its end), ``assignment`` (every partition of the inputs, positioned by time, instead of the
+group's share: :mod:`scorestream.partitions`), :meth:`Processor.pause_until` (a partition not
+fetched until a time) and :class:`OutRecord` outputs (raw bytes with an explicit partition,
+timestamp or a tombstone).
+
+The loop is here; what it hands around is in :mod:`scorestream.processing` (configuration,
+:class:`Result`, :class:`Emit`), the consuming side in :mod:`scorestream.intake` and the writing
+of a batch's outputs in :mod:`scorestream.output`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -44,227 +49,57 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from schemas.cloudevents import Envelope, Outgoing, encode_many, utc_time
-from schemas.events import Contract
 from scorestream import metrics, tracing
 from scorestream.admin import require_topics
 from scorestream.codec import BatchDecoder
-from scorestream.dlq import DeadLetter, fits
-from scorestream.errors import KafkaClientError
+from scorestream.errors import KafkaClientError, TopicError
 from scorestream.health import HealthServer
+from scorestream.intake import Intake, update_lag
 from scorestream.kafka_config import consumer_config, producer_config, transactional_producer_config
 from scorestream.logs import redact
+from scorestream.output import OutputWriter
+from scorestream.partitions import ExplicitAssignment, Marks, Paused, assign_new
+from scorestream.processing import (
+    BACKGROUND_FETCH_MIN_BYTES,
+    MAX_DLQ_LOG_LINES,
+    Check,
+    Delivery,
+    Emit,
+    Handler,
+    OutRecord,
+    PartitionsHook,
+    ProcessorConfig,
+    Result,
+    count_batch,
+    fetch_settings,
+    freeze_startup_heap,
+    log_dead_letters,
+)
 from scorestream.settings import KafkaSettings
 from scorestream.stall_guard import StallGuard
 from scorestream.state import StateStore
-from scorestream.topics import MAX_MESSAGE_BYTES, REGISTRY
+
+__all__ = [
+    "BACKGROUND_FETCH_MIN_BYTES",
+    "MAX_DLQ_LOG_LINES",
+    "Check",
+    "Delivery",
+    "Emit",
+    "ExplicitAssignment",
+    "Handler",
+    "OutRecord",
+    "PartitionsHook",
+    "Processor",
+    "ProcessorConfig",
+    "Result",
+    "count_batch",
+    "fetch_settings",
+    "freeze_startup_heap",
+    "log_dead_letters",
+]
+from scorestream.topics import REGISTRY
 
 log = logging.getLogger("scorestream.processor")
-
-Delivery = Literal["exactly_once", "at_least_once"]
-Check = Callable[[], tuple[bool, str]]
-
-
-@dataclass(frozen=True, slots=True)
-class Emit:
-    """One event to produce; ``trace`` carries the W3C context of the event it derives from.
-
-    With tracing on, the processor starts a ``send`` span under that input's ``process`` span
-    and puts the send span's context on the record instead, so the next hop is its child."""
-
-    topic: str
-    event: Contract
-    trace: Mapping[str, str] | None = None
-    extensions: Mapping[str, str] | None = None
-    """CloudEvents extensions (``ce_<name>`` headers), e.g. ``replyto`` for request-reply."""
-    partition: int | None = None
-    """Explicit partition (request-reply); ``None`` partitions by the event's key."""
-    value: bytes | None = None
-    """The event's JSON when the service built it already (must decode to ``event``)."""
-
-
-@dataclass(frozen=True, slots=True)
-class OutRecord:
-    """A record produced as is: bytes decided by the service, an explicit partition and record
-    timestamp when set, ``value=None`` for a tombstone."""
-
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    headers: Sequence[tuple[str, bytes | None]] = ()
-    partition: int | None = None
-    timestamp_ms: int | None = None
-    fallback: DeadLetter | None = None
-    """Written instead when the record cannot be produced because it is too large (e.g. a
-    copy of an input record with a header added: the input's own limit let it in), so that it
-    never fails its batch."""
-
-
-@dataclass(slots=True)
-class Result:
-    emits: list[Emit] = field(default_factory=list)
-    dead_letters: list[DeadLetter] = field(default_factory=list)
-    records: list[OutRecord] = field(default_factory=list)
-    """Raw outputs (written after ``emits``, in order)."""
-    on_commit: Callable[[], None] | None = None
-    """Called once the batch's transaction committed (count metrics here, not before)."""
-    on_abort: Callable[[], None] | None = None
-    """Called when the batch's transaction aborted (roll back in-memory state here)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ProcessorConfig:
-    service: str
-    tenant: str
-    group_id: str
-    instance_id: str
-    inputs: tuple[str, ...]
-    accept: tuple[type[Contract], ...]
-    dlq_topics: Mapping[str, str]
-    """Input topic → its dead-letter topic."""
-    delivery: Delivery = "exactly_once"
-    max_batch: int = 500
-    max_wait_ms: int = 20
-    adaptive_batching: bool = True
-    """Wait up to ``max_wait_ms`` for the first record only, then take what is fetched;
-    False: wait for a full ``max_batch`` or ``max_wait_ms`` (the old behaviour, for A/B)."""
-    transaction_timeout_s: float = 30.0
-    session_timeout_ms: int = 10_000
-    max_poll_interval_ms: int = 120_000
-    health_port: int = 0
-    live_after_s: float = 60.0
-    consumer_overrides: Mapping[str, Any] = field(default_factory=dict)
-    """Extra consumer settings, e.g. ``partition.assignment.strategy=range`` for co-partitioned
-    joins."""
-    keyed: tuple[type[Contract], ...] = ()
-    """Contracts whose record key must equal the event's key (``partition_key()``, e.g. the
-    account id): a record keyed otherwise goes to its input's DLQ as ``key_mismatch`` in the
-    decode step, before the handler (``scorestream.serde.check_key``)."""
-    max_message_bytes: int = MAX_MESSAGE_BYTES
-    """The DLQ topics' ``max.message.bytes``: a dead letter whose copy would not fit is written
-    as a pointer to the original (``scorestream.dlq``)."""
-
-    @classmethod
-    def for_service(
-        cls,
-        settings: object,
-        *,
-        service: str,
-        inputs: tuple[str, ...],
-        accept: tuple[type[Contract], ...],
-        dlq_topics: Mapping[str, str],
-        **overrides: Any,
-    ) -> ProcessorConfig:
-        """Build the config from a service's settings object: the tuning fields every service
-        settings class shares (tenant, instance_id, group_id, delivery, max_batch, max_wait_ms,
-        transaction/session/poll timeouts, health_port, live_after_s) are read by name; absent
-        ones keep the defaults."""
-        fields = (
-            "delivery",
-            "max_batch",
-            "max_wait_ms",
-            "adaptive_batching",
-            "transaction_timeout_s",
-            "session_timeout_ms",
-            "max_poll_interval_ms",
-            "health_port",
-            "live_after_s",
-        )
-        tenant: str = getattr(settings, "tenant")  # noqa: B009  (settings is duck-typed)
-        values: dict[str, Any] = {f: getattr(settings, f) for f in fields if hasattr(settings, f)}
-        values |= overrides
-        return cls(
-            service=service,
-            tenant=tenant,
-            group_id=getattr(settings, "group_id", f"{tenant}.{service}"),
-            instance_id=getattr(settings, "instance_id", f"{service}-0"),
-            inputs=inputs,
-            accept=accept,
-            dlq_topics=dlq_topics,
-            **values,
-        )
-
-    @property
-    def transactional_id(self) -> str:
-        return f"{self.tenant}.{self.service}.{self.instance_id}"
-
-    @property
-    def source(self) -> str:
-        return f"scorestream/{self.service}"
-
-
-Handler = Callable[[list[Envelope[Any]]], Result]
-PartitionsHook = Callable[[list[TopicPartition]], None]
-
-
-MAX_DLQ_LOG_LINES = 20
-"""Dead letters logged one by one per batch; the rest are counted in one line (and metrics)."""
-
-
-def log_dead_letters(service: str, dead: Sequence[DeadLetter]) -> None:
-    """One warning per dead letter with where it came from, its event and trace ids and the
-    reason — never its payload (the key is logged through the redaction layer)."""
-    for dl in dead[:MAX_DLQ_LOG_LINES]:
-        raw = dl.raw
-        trace_id, span_id = tracing.trace_ids(raw.headers)
-        event_id = tracing.GETTER.get(raw.headers, "ce_id")
-        log.warning(
-            "dead-lettered %s[%s]@%s: %s",
-            raw.topic,
-            raw.partition,
-            raw.offset,
-            dl.reason,
-            extra={
-                "event_id": event_id[0] if event_id else None,
-                "trace_id": trace_id,
-                "span_id": span_id,
-                "reason": dl.reason,
-                "error": dl.error,
-                "detail": dl.message[:500],
-                "key": raw.key,
-            },
-        )
-    if len(dead) > MAX_DLQ_LOG_LINES:
-        log.warning(
-            "%d more dead letters in this batch",
-            len(dead) - MAX_DLQ_LOG_LINES,
-            extra={"service_name": service},
-        )
-
-
-def freeze_startup_heap() -> None:
-    """Move every object alive now (modules, contract schemas, the model, the clients) out of
-    the garbage collector's reach. Each batch allocates thousands of short-lived containers, so
-    full collections run often, and each walked this whole start-up heap although none of it is
-    garbage; after ``gc.freeze()`` (documented for pre-fork servers) they walk only what was
-    created since. Measured in bench/: see the README's Performance section."""
-    gc.collect()
-    gc.freeze()
-
-
-BACKGROUND_FETCH_MIN_BYTES = 1 << 20
-
-
-def fetch_settings(c: ProcessorConfig) -> dict[str, int]:
-    """How the broker answers this consumer's fetches. Adaptive batching (a service a request
-    waits for): at once, with whatever arrived. Fixed batches (a service off the request's
-    path): when 1 MiB is there or ``max_wait_ms`` passed, so the broker sends one response per
-    batch interval instead of one per transaction committed upstream (measured: broker CPU and
-    every hop's commit time drop; README, Performance)."""
-    if c.adaptive_batching:
-        return {"fetch.wait.max.ms": min(100, c.max_wait_ms * 2)}
-    return {"fetch.wait.max.ms": c.max_wait_ms, "fetch.min.bytes": BACKGROUND_FETCH_MIN_BYTES}
-
-
-@dataclass(slots=True)
-class _Batch:
-    """A consumed batch: the decoded events, the undecodable ones, and each input partition's
-    first and last offset in it."""
-
-    decoded: list[Envelope[Any]] = field(default_factory=list)
-    dead: list[DeadLetter] = field(default_factory=list)
-    first: dict[tuple[str, int], int] = field(default_factory=dict)
-    last: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
 class Processor:
@@ -284,6 +119,7 @@ class Processor:
         on_lost: PartitionsHook | None = None,
         tick: Callable[[], Result | None] | None = None,
         on_eof: Callable[[str, int], None] | None = None,
+        assignment: ExplicitAssignment | None = None,
     ) -> None:
         self.config = config
         self.kafka = kafka or KafkaSettings()
@@ -304,6 +140,11 @@ class Processor:
         self.on_eof = on_eof
         """Called with (topic, partition) when an input partition has been read to its end
         (needs ``enable.partition.eof`` in ``consumer_overrides``)."""
+        self.assignment = assignment
+        """Read every partition of the inputs, positioned by time, instead of the consumer
+        group's share (:mod:`scorestream.partitions`)."""
+        self.marks = Marks()
+        """With ``assignment``: the committed offsets below which dead letters were written."""
         self.tick = tick
         """Called between batches; a returned :class:`Result` is committed in a transaction of
         its own (no input offsets), e.g. timeouts that fire while no input arrives."""
@@ -318,6 +159,7 @@ class Processor:
         """Where a batch's time goes (the per-hop latency budget of the README)."""
         self.decoder = BatchDecoder(config.accept, keyed=config.keyed)
         """The batch codec: envelopes and dead letters from a consumed batch."""
+        self.intake = Intake(config, self.decoder, on_eof)
         self.stopping = threading.Event()
         self.stall_guard = StallGuard()
         """Ends the process when a transactional call outlives its timeout by 30 s (librdkafka
@@ -330,17 +172,13 @@ class Processor:
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
         self.batches = 0
-        self._delivery_errors: list[str] = []
         self._spans: tracing.BatchTrace | None = None
         """The spans of the batch being produced (None when tracing is off)."""
-        self._revoked_during_consume: set[tuple[str, int]] = set()
-        """Partitions revoked or lost by rebalance callbacks while the current batch is fetched."""
-        self._on_delivery: Callable[[KafkaError | None, Message], None] | None = (
-            None if config.delivery == "exactly_once" else self._dr
+        self.paused = Paused()
+        """Partitions paused by :meth:`pause_until`."""
+        self.output = OutputWriter(
+            config, self.stores, delivery_reports=config.delivery != "exactly_once"
         )
-        """Per-record delivery reports are needed at least once only: in a transaction, a record
-        the broker refuses fails ``commit_transaction`` (and the batch is replayed), so a Python
-        callback per record would only cost time."""
 
     # -- health ----------------------------------------------------------------------------------
     def live(self) -> tuple[bool, str]:
@@ -374,6 +212,16 @@ class Processor:
 
     def stop(self, *_: Any) -> None:
         self.stopping.set()
+
+    # -- flow control ------------------------------------------------------------------------------
+    def pause_until(self, topic: str, until: Mapping[int, float]) -> None:
+        """Stop fetching these partitions of ``topic`` until the wall-clock times (epoch s)
+        given per partition; each is resumed before the first batch after its time. Safe from a
+        handler: should the batch abort, its input partitions are rewound and their records come
+        back once resumed. A partition revoked or lost meanwhile is forgotten (it comes back
+        unpaused)."""
+        if self.consumer is not None:
+            self.paused.pause(self.consumer, topic, until)
 
     # -- clients ---------------------------------------------------------------------------------
     def _p(self) -> Producer:
@@ -437,23 +285,40 @@ class Processor:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Called from consume(): the previous batch is already committed; nothing is in flight.
         self.assigned -= {(p.topic, p.partition) for p in partitions}
-        self._revoked_during_consume |= {(p.topic, p.partition) for p in partitions}
+        self.intake.revoked |= {(p.topic, p.partition) for p in partitions}
         for p in partitions:
             with contextlib.suppress(KeyError):
                 metrics.CONSUMER_LAG.remove(self.config.service, p.topic, str(p.partition))
         self._release(partitions, checkpoint=True)
+        self.paused.forget(partitions)
         if self.on_revoked is not None:
             self.on_revoked(partitions)
         log.info("revoked %s", sorted(f"{p.topic}[{p.partition}]" for p in partitions))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.assigned -= {(p.topic, p.partition) for p in partitions}
-        self._revoked_during_consume |= {(p.topic, p.partition) for p in partitions}
+        self.intake.revoked |= {(p.topic, p.partition) for p in partitions}
         self.joined = False
         self._release(partitions, checkpoint=False)
+        self.paused.forget(partitions)
         if self.on_lost is not None:
             self.on_lost(partitions)
         log.warning("lost %s (session expired): an open transaction will be fenced", partitions)
+
+    def _assign_explicit(self, *, initial: bool) -> None:
+        if self.assignment is None:
+            return
+        consumer = self._c()
+        new = assign_new(
+            consumer,
+            self.config.inputs,
+            self.assigned,
+            self.assignment,
+            self.marks,
+            initial=initial,
+        )
+        if new or initial:
+            self._on_assign(consumer, new)
 
     def _release(self, partitions: list[TopicPartition], *, checkpoint: bool) -> None:
         for store in self.stores:
@@ -475,15 +340,7 @@ class Processor:
         try:
             if not self._prepare():
                 return 0
-            self.producer = self._make_producer()
-            self.consumer = self._make_consumer()
-            require_topics(self.consumer, self.required_topics(), tenant=self.config.tenant)
-            self.consumer.subscribe(
-                list(self.config.inputs),
-                on_assign=self._on_assign,
-                on_revoke=self._on_revoke,
-                on_lost=self._on_lost,
-            )
+            self._start()
             freeze_startup_heap()
             self._loop()
             clean = True
@@ -505,6 +362,21 @@ class Processor:
                 health.stop()
             tracing.flush(5)
             self.stall_guard.close()
+
+    def _start(self) -> None:
+        """The clients, the topics checked, and the inputs subscribed (or assigned)."""
+        self.producer = self._make_producer()
+        self.consumer = self._make_consumer()
+        require_topics(self.consumer, self.required_topics(), tenant=self.config.tenant)
+        if self.assignment is not None:
+            self._assign_explicit(initial=True)
+            return
+        self.consumer.subscribe(
+            list(self.config.inputs),
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
 
     def required_topics(self) -> list[str]:
         """Inputs, their DLQs and every stream the registry says this service writes: all must
@@ -528,7 +400,10 @@ class Processor:
         c = self.config
         wait = c.max_wait_ms / 1000
         next_lag = time.monotonic()
+        refresh = self.assignment.refresh_s if self.assignment is not None else 0.0
+        next_refresh = time.monotonic() + refresh
         while not self.stopping.is_set():
+            self.paused.resume_due(self._c(), self.assigned)
             if self.before_batch is not None:
                 self.before_batch()  # e.g. swap models: atomic from the batch's point of view
             if self.tick is not None:
@@ -541,9 +416,16 @@ class Processor:
             if messages:
                 self.process(messages)
             if self.last_poll >= next_lag:
-                self._update_lag()
+                update_lag(self._c(), self.assigned, self.config.service)
                 metrics.READY.labels(c.service).set(1 if self.ready()[0] else 0)
                 next_lag = self.last_poll + 5.0
+            if refresh and self.last_poll >= next_refresh:
+                with contextlib.suppress(KafkaException, TopicError):
+                    self._assign_explicit(initial=False)
+                next_refresh = self.last_poll + refresh
+
+    def _next_batch(self, wait: float) -> list[Message]:
+        return self.intake.next_batch(self._c(), wait, self.assigned)
 
     def _run_tick(self, tick: Callable[[], Result | None]) -> None:
         result = tick()
@@ -568,79 +450,14 @@ class Processor:
         elif result.on_abort is not None:
             result.on_abort()
 
-    def _take_eofs(self, messages: Sequence[Message]) -> Sequence[Message]:
-        """End-of-partition events (``enable.partition.eof``) go to ``on_eof``, not into the
-        batch: "this input partition has nothing more to read right now"."""
-        if not any(m.error() is not None for m in messages):
-            return messages
-        kept = []
-        for msg in messages:
-            err = msg.error()
-            if err is not None and err.code() == KafkaError._PARTITION_EOF:
-                if self.on_eof is not None:
-                    self.on_eof(msg.topic() or "", msg.partition() or 0)
-                continue
-            kept.append(msg)
-        return kept
-
-    def _next_batch(self, wait: float) -> list[Message]:
-        """The next batch; never a record of a partition revoked while it was being fetched.
-
-        Adaptive batching: block up to ``max_wait`` for the first record only, then take what
-        is already fetched without waiting (low load: no batching delay; under load the queue
-        fills while a batch is processed, so batches grow to ``max_batch``).
-        ``consume(max_batch, wait)`` instead holds every record back for the whole wait unless
-        a full batch is queued (measured: ~20 ms per hop).
-
-        Exactly-once needs care here: rebalance callbacks run inside ``consume()``. Within one
-        call librdkafka drops from the batch it builds the records of a partition revoked
-        during that call, but the record returned by the *first* call cannot be recalled when a
-        callback of the *second* revokes its partition. Processing it anyway committed it twice
-        (its new owner, or this consumer re-assigned, re-read it from the committed offset).
-        So the callbacks record what they revoke while the batch is assembled, and those
-        partitions' records are dropped (``_drop_revoked``;
-        docs/adr/0002-no-record-of-a-revoked-partition.md)."""
-        c = self.config
-        consumer = self._c()
-        self._revoked_during_consume.clear()
-        if c.adaptive_batching:
-            messages = consumer.consume(num_messages=1, timeout=wait)
-            if messages and c.max_batch > 1:
-                messages += consumer.consume(num_messages=c.max_batch - 1, timeout=0)
-        else:
-            messages = consumer.consume(num_messages=c.max_batch, timeout=wait)
-        if self._revoked_during_consume and messages:
-            messages = self._drop_revoked(messages)
-        return messages
-
-    def _drop_revoked(self, messages: list[Message]) -> list[Message]:
-        """Leave out the records of partitions revoked or lost while this batch was fetched:
-        they are not ours to process (their owner reads them from the committed offset). A
-        partition re-assigned to us meanwhile is rewound to its committed offset, so that
-        nothing of it is skipped."""
-        revoked = self._revoked_during_consume
-        kept = [m for m in messages if (m.topic() or "", m.partition() or 0) not in revoked]
-        dropped = {(m.topic() or "", m.partition() or 0) for m in messages} & revoked
-        log.warning(
-            "dropped %d record(s) of %s: revoked while the batch was fetched",
-            len(messages) - len(kept),
-            sorted(f"{t}[{p}]" for t, p in dropped),
-        )
-        again = [TopicPartition(t, p) for t, p in sorted(dropped & self.assigned)]
-        if again:
-            for tp in self._c().committed(again, timeout=30):
-                offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
-                self._c().seek(TopicPartition(tp.topic, tp.partition, offset))
-        return kept
-
     def process(self, messages: Sequence[Message]) -> bool:
         """Decode, handle, produce and commit one batch. False if it was aborted and rewound."""
-        messages = self._take_eofs(messages)
+        messages = self.intake.take_eofs(messages)
         if not messages:
             return True
         started = time.perf_counter()
         spans = tracing.batch(self.config.inputs, self.config.group_id, len(messages))
-        batch = self._decode(messages, spans)
+        batch = self.intake.decode(messages, spans)
         metrics.EVENTS_IN.labels(self.config.service, self.config.tenant).inc(len(messages))
         committed = False
         self._spans = spans
@@ -651,6 +468,8 @@ class Processor:
             result = self.handle(batch.decoded) if batch.decoded else result
             self._phase["handle"].observe(time.perf_counter() - t_handle)
             result.dead_letters[:0] = batch.dead
+            if self.assignment is not None:  # read again from before the committed offset
+                result.dead_letters = self.marks.keep(result.dead_letters)
             offsets = [TopicPartition(t, p, o + 1) for (t, p), o in batch.last.items()]
             if self.config.delivery == "exactly_once":
                 committed = self._commit_transaction(result, offsets, batch.first)
@@ -672,171 +491,8 @@ class Processor:
         if committed:
             log_dead_letters(self.config.service, result.dead_letters)
             self.batches += 1
-            self._count(result, len(messages), started)
+            count_batch(self.config, result, len(messages), started)
         return committed
-
-    def _decode(self, messages: Sequence[Message], spans: tracing.BatchTrace | None) -> _Batch:
-        batch = _Batch()
-        first, last = batch.first, batch.last
-        for msg in messages:
-            err = msg.error()
-            if err is not None:
-                raise KafkaException(err)
-            tp = (msg.topic() or "", msg.partition() or 0)
-            if tp not in first:
-                first[tp] = msg.offset() or 0
-            last[tp] = msg.offset() or 0
-        batch.decoded, batch.dead, positions = self.decoder.decode(messages)
-        if spans is not None:
-            for env, i in zip(batch.decoded, positions, strict=True):
-                msg = messages[i]
-                spans.consumed(
-                    env.trace,
-                    topic=msg.topic(),
-                    partition=msg.partition(),
-                    offset=msg.offset(),
-                    key=msg.key(),
-                    message_id=env.id,
-                )
-        return batch
-
-    # -- producing ---------------------------------------------------------------------------------
-    def _produce(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: list[Any],
-        partition: int | None = None,
-        timestamp_ms: int | None = None,
-    ) -> None:
-        extra: dict[str, Any] = {} if partition is None else {"partition": partition}
-        if timestamp_ms is not None:
-            extra["timestamp"] = timestamp_ms
-        if self._on_delivery is not None:
-            extra["on_delivery"] = self._on_delivery
-        try:
-            self._p().produce(topic, value=value, key=key, headers=headers, **extra)
-        except BufferError:
-            paused = self._c().assignment()
-            self._c().pause(paused)  # stop fetching while the queue drains
-            try:
-                while True:
-                    self._p().poll(0.05)
-                    try:
-                        self._p().produce(topic, value=value, key=key, headers=headers, **extra)
-                        break
-                    except BufferError:
-                        continue
-            finally:
-                self._c().resume(paused)
-
-    def _dr(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
-            self._delivery_errors.append(f"{msg.topic()}: {err.str()}")
-
-    def _produce_result(self, result: Result) -> None:
-        """Encode every output first, then hand them to the producer in one tight loop: the
-        producer registers a transaction's partitions with the coordinator when the first
-        record of a partition arrives and allows one registration request in flight, so
-        partitions that trickle in while records are still being encoded cost a second
-        registration round trip (on which ``send_offsets_to_transaction`` then waits)."""
-        source = self.config.source
-        spans = self._spans
-        when = utc_time()  # the batch's events are stamped (ce_time) once
-        emits = result.emits
-        if spans is None:
-            items: list[Outgoing] = [(e.event, e.trace, e.extensions, e.value) for e in emits]
-        else:  # a send span under the message each output derives from
-            items = [
-                (
-                    e.event,
-                    spans.sending(
-                        e.topic,
-                        e.trace,
-                        key=e.event.partition_key().encode(),
-                        partition=e.partition,
-                    ),
-                    e.extensions,
-                    e.value,
-                )
-                for e in emits
-            ]
-        out: list[tuple[str, bytes | None, bytes | None, list[Any], int | None, int | None]] = [
-            (e.topic, m.key, m.value, m.headers, e.partition, None)
-            for e, m in zip(emits, encode_many(items, source=source, time=when), strict=True)
-        ]
-        service = self.config.service
-        max_bytes = self.config.max_message_bytes
-        records = self._divert_oversized(result)
-        dead: dict[int, DeadLetter] = {}
-        for dl in result.dead_letters:
-            topic = self._dlq_topic(dl)
-            if spans is not None:
-                spans.dead_letter(dl.raw.headers, topic, dl.reason)
-            copy = dl.record(service, max_bytes=max_bytes)
-            dead[len(out)] = dl
-            out.append((topic, copy.key, copy.value, copy.headers, None, None))
-        for rec in records:
-            if rec.fallback is not None:
-                dead[len(out)] = rec.fallback
-            out.append(
-                (rec.topic, rec.key, rec.value, list(rec.headers), rec.partition, rec.timestamp_ms)
-            )
-        for store in self.stores:
-            for ch in store.changelog_records():
-                out.append((ch.topic, ch.key, ch.value, [], ch.partition, None))
-        self._produce_all(out, dead, result)
-
-    def _divert_oversized(self, result: Result) -> list[OutRecord]:
-        """The raw outputs to produce; one too large for its topic, with a fallback, is replaced
-        by that dead letter (added to ``result.dead_letters``)."""
-        max_bytes = self.config.max_message_bytes
-        records: list[OutRecord] = []
-        for rec in result.records:
-            if rec.fallback is not None and not fits(rec.key, rec.value, rec.headers, max_bytes):
-                result.dead_letters.append(rec.fallback)
-            else:
-                records.append(rec)
-        result.records = records
-        return records
-
-    def _produce_all(
-        self,
-        out: list[tuple[str, bytes | None, bytes | None, list[Any], int | None, int | None]],
-        dead: dict[int, DeadLetter],
-        result: Result,
-    ) -> None:
-        service = self.config.service
-        max_bytes = self.config.max_message_bytes
-        produce = self._produce
-        # the common record (partitioned by key, no timestamp, no delivery callback) goes to
-        # the client directly; a full queue and every other record take ``_produce``
-        direct = self._p().produce if self._on_delivery is None else None
-        for i, record in enumerate(out):
-            try:
-                if direct is not None and record[4] is None and record[5] is None:
-                    try:
-                        direct(record[0], value=record[2], key=record[1], headers=record[3])
-                    except BufferError:
-                        produce(*record)
-                else:
-                    produce(*record)
-            except KafkaException as exc:
-                # a dead letter must never fail its batch: should the producer still find the
-                # copy (or an output with a fallback) too large, write the pointer
-                refused = dead.get(i)
-                if refused is None or exc.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
-                    raise
-                ptr = refused.pointer(service, max_bytes=max_bytes)
-                produce(self._dlq_topic(refused), ptr.key, ptr.value, ptr.headers)
-                if refused not in result.dead_letters:
-                    result.dead_letters.append(refused)
-
-    def _dlq_topic(self, dl: DeadLetter) -> str:
-        return self.config.dlq_topics.get(dl.raw.topic or "") or next(
-            iter(self.config.dlq_topics.values())
-        )
 
     def _rewind(self, first: dict[tuple[str, int], int]) -> None:
         for (topic, partition), offset in first.items():
@@ -854,7 +510,7 @@ class Processor:
         try:
             t0 = time.perf_counter()
             self._p().begin_transaction()
-            self._produce_result(result)
+            self.output.write(self._p(), self._c(), result, self._spans)
             t1 = time.perf_counter()
             with self.stall_guard.call("send_offsets_to_transaction", timeout):
                 self._p().send_offsets_to_transaction(
@@ -932,38 +588,14 @@ class Processor:
         offsets: list[TopicPartition],
         first: dict[tuple[str, int], int],
     ) -> bool:
-        self._delivery_errors.clear()
-        self._produce_result(result)
+        self.output.delivery_errors.clear()
+        self.output.write(self._p(), self._c(), result, self._spans)
         remaining = self._p().flush(self.config.transaction_timeout_s)
-        if remaining or self._delivery_errors:
-            log.warning("delivery failed (%s); replaying the batch", self._delivery_errors[:3])
+        if remaining or self.output.delivery_errors:
+            log.warning(
+                "delivery failed (%s); replaying the batch", self.output.delivery_errors[:3]
+            )
             self._rewind(first)
             return False
         self._c().commit(offsets=offsets, asynchronous=False)
         return True
-
-    # -- metrics -----------------------------------------------------------------------------------
-    def _count(self, result: Result, n: int, started: float) -> None:
-        c = self.config
-        metrics.BATCH_SIZE.labels(c.service).observe(n)
-        metrics.BATCH_SECONDS.labels(c.service).observe(time.perf_counter() - started)
-        per_topic: dict[str, int] = {}
-        for emit in result.emits:
-            per_topic[emit.topic] = per_topic.get(emit.topic, 0) + 1
-        for topic, count in per_topic.items():
-            stream = topic.removeprefix(f"{c.tenant}.")
-            metrics.EVENTS_OUT.labels(c.service, c.tenant, stream).inc(count)
-        for dl in result.dead_letters:
-            metrics.DLQ.labels(c.service, c.tenant, dl.reason).inc()
-
-    def _update_lag(self) -> None:
-        try:
-            positions = self._c().position([TopicPartition(t, p) for t, p in self.assigned])
-        except KafkaException:
-            return
-        for tp in positions:
-            _, high = self._c().get_watermark_offsets(tp, cached=True)
-            if tp.offset >= 0 and high >= 0:
-                metrics.CONSUMER_LAG.labels(self.config.service, tp.topic, str(tp.partition)).set(
-                    max(0, high - tp.offset)
-                )

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, KafkaError, Message, Producer
 
 from schemas.cloudevents import Envelope, decode, encode
 from schemas.errors import FieldError, KeyMismatchError, RawRecord
@@ -42,7 +42,14 @@ def raw_from_message(msg: Message) -> RawRecord:
         topic=msg.topic(),
         partition=msg.partition(),
         offset=msg.offset(),
+        timestamp_ms=timestamp_ms(msg),
     )
+
+
+def timestamp_ms(msg: Message) -> int | None:
+    """The record's Kafka timestamp (ms since the epoch); None when it has none."""
+    kind, ms = msg.timestamp()
+    return ms if kind != TIMESTAMP_NOT_AVAILABLE and ms >= 0 else None
 
 
 MAX_KEY_IN_ERROR = 64

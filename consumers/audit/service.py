@@ -26,6 +26,7 @@ from consumers.audit.join import (
     PartName,
 )
 from consumers.audit.join_table import JoinTable
+from consumers.audit.replay import main as replay_main
 from schemas.cloudevents import Envelope, encode
 from schemas.errors import RawRecord
 from schemas.events import (
@@ -38,7 +39,7 @@ from schemas.events import (
 from schemas.fast import dump_json
 from scorestream import metrics
 from scorestream.dlq import DeadLetter
-from scorestream.errors import ScorestreamError
+from scorestream.entrypoint import run_service
 from scorestream.processor import (
     OutRecord,
     Processor,
@@ -75,7 +76,9 @@ AUDIT_STATE_ENTRIES = Gauge(
 class AuditSettings(ProcessingSettings):
     """Env: ``SCORESTREAM_AUDIT_*`` (plus ``SCORESTREAM_KAFKA_*``)."""
 
-    model_config = SettingsConfigDict(env_prefix="SCORESTREAM_AUDIT_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        use_attribute_docstrings=True, env_prefix="SCORESTREAM_AUDIT_", frozen=True, extra="ignore"
+    )
 
     service: ClassVar[str] = "audit"
 
@@ -110,14 +113,6 @@ class JoinStateCodec:
             return JoinState.model_validate_json(data)
         except ValidationError as exc:
             raise ValueError(str(exc)) from exc
-
-
-def _dead(env: Envelope[Any], reason: str, error: str, message: str) -> DeadLetter:
-    raw = env.raw
-    if raw is None:  # built in-process rather than decoded
-        event: Contract = env.event
-        raw = RawRecord(key=event.partition_key().encode(), value=event.model_dump_json().encode())
-    return DeadLetter(raw, reason, error, message)
 
 
 _PART_OUTCOMES = {
@@ -249,15 +244,8 @@ class Audit:
         self._begin()
         for env in batch:
             arrival = Arrival.from_envelope(env)
-            if arrival.tenant_id != self.tenant:
-                result.dead_letters.append(
-                    _dead(
-                        env,
-                        "unknown_tenant",
-                        "TenantMismatch",
-                        f"tenant {arrival.tenant_id!r} on a topic of tenant {self.tenant!r}",
-                    )
-                )
+            if (dead := DeadLetter.other_tenant(env, arrival.tenant_id, self.tenant)) is not None:
+                result.dead_letters.append(dead)
                 continue
             p = env.raw.partition if env.raw is not None and env.raw.partition is not None else 0
             table = self.tables[p]  # the store and the table were built on assignment
@@ -268,7 +256,7 @@ class Audit:
             prev = added.previous
             if added.outcome is AddOutcome.LATE and prev is not None:
                 result.dead_letters.append(
-                    _dead(
+                    DeadLetter.for_envelope(
                         env,
                         "late_for_audit",
                         "LateAuditPart",
@@ -280,7 +268,7 @@ class Audit:
                 continue
             if added.outcome is AddOutcome.CONFLICT and prev is not None:
                 result.dead_letters.append(
-                    _dead(
+                    DeadLetter.for_envelope(
                         env,
                         "transaction_id_reused",
                         "ConflictingAuditPart",
@@ -478,40 +466,10 @@ class Audit:
 
 
 def main(argv: list[str] | None = None, *, on_ready: Callable[[Audit], None] | None = None) -> int:
-    """Entry point of ``scorestream audit`` (and ``scorestream audit replay ...``)."""
-    import argparse  # noqa: PLC0415
-
-    from scorestream import tracing  # noqa: PLC0415
-    from scorestream.logs import configure_logging  # noqa: PLC0415
-
-    args_in = list(sys.argv[1:] if argv is None else argv)
-    if args_in[:1] == ["replay"]:
-        from consumers.audit.replay import main as replay_main  # noqa: PLC0415
-
-        return replay_main(args_in[1:])
-    parser = argparse.ArgumentParser(
-        prog="scorestream audit",
-        description="Join transactions, predictions and decisions into audit records. "
-        "Settings come from SCORESTREAM_AUDIT_* / SCORESTREAM_KAFKA_* env; flags override. "
-        "'scorestream audit replay --help' re-scores recorded features.",
-    )
-    parser.add_argument("--tenant")
-    parser.add_argument("--instance-id")
-    parser.add_argument("--join-timeout-s", type=float)
-    parser.add_argument("--amend-window-s", type=float)
-    parser.add_argument("--max-batch", type=int)
-    parser.add_argument("--max-wait-ms", type=int)
-    parser.add_argument("--health-port", type=int)
-    args = parser.parse_args(args_in)
-    overrides = {k: v for k, v in vars(args).items() if v is not None}
-    settings = AuditSettings(**overrides)
-    configure_logging(SERVICE, settings.tenant)
-    tracing.setup(SERVICE, settings.tenant)
-    try:
-        service = Audit(settings)
-    except ScorestreamError as exc:
-        log.error("cannot start: %s", exc)
-        return 2
-    if on_ready is not None:
-        on_ready(service)
-    return service.run()
+    """Entry point of ``scorestream audit`` and of the container: every setting of
+    :class:`AuditSettings` from ``SCORESTREAM_AUDIT_*`` or as a flag.
+    ``scorestream audit replay ...`` re-scores recorded features (:mod:`consumers.audit.replay`)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["replay"]:
+        return replay_main(args[1:])
+    return run_service(SERVICE, AuditSettings, Audit, args, on_ready=on_ready)

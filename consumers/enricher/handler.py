@@ -161,15 +161,8 @@ class EnrichHandler:
     ) -> bool:
         """Another tenant's transaction, or one keyed by something else than its account (the
         processor's decode step checks the key too; ``enrich`` called alone checks it here)."""
-        if tx.tenant_id != self.tenant:
-            result.dead_letters.append(
-                DeadLetter.for_envelope(
-                    env,
-                    "unknown_tenant",
-                    "TenantMismatch",
-                    f"tenant {tx.tenant_id!r} on a topic of tenant {self.tenant!r}",
-                )
-            )
+        if (dead := DeadLetter.other_tenant(env, tx.tenant_id, self.tenant)) is not None:
+            result.dead_letters.append(dead)
             return True
         if env.raw is not None and env.raw.key != key:
             result.dead_letters.append(

@@ -3,11 +3,9 @@ merchant table followed between batches, :class:`EnrichHandler` per batch; ``mai
 
 from __future__ import annotations
 
-import argparse
 import logging
-import time
+from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from confluent_kafka import TopicPartition
@@ -17,9 +15,8 @@ from consumers.enricher.handler import AccountCodec, EnrichHandler
 from consumers.enricher.merchant_table import MerchantTable
 from consumers.enricher.settings import SERVICE, EnricherSettings
 from schemas.events import TransactionEvent
-from scorestream import tracing
 from scorestream.admin import require_topics
-from scorestream.errors import ScorestreamError
+from scorestream.entrypoint import run_service
 from scorestream.event_time import EventTimeSettings
 from scorestream.features import (
     ENGINE,
@@ -158,35 +155,12 @@ class Enricher:
         self.processor.stop()
 
 
-def main(argv: list[str] | None = None) -> int:
-    from scorestream.logs import configure_logging  # noqa: PLC0415
-
-    parser = argparse.ArgumentParser(
-        prog="scorestream enricher",
-        description="Serve features: <tenant>.transactions → <tenant>.transactions.enriched. "
-        "Settings come from SCORESTREAM_ENRICHER_* / SCORESTREAM_KAFKA_* env; flags override.",
-    )
-    parser.add_argument("--tenant", help="the tenant whose topics to read and write")
-    parser.add_argument("--instance-id", help="stable per instance (transactional.id suffix)")
-    parser.add_argument("--max-batch", type=int, help="most input records per transaction")
-    parser.add_argument(
-        "--max-wait-ms", type=int, help="longest wait for the first record of a batch"
-    )
-    parser.add_argument("--health-port", type=int, help="/livez, /readyz, /metrics (0: off)")
-    parser.add_argument("--state-dir", type=Path, help="where clean shutdowns checkpoint state")
-    args = parser.parse_args(argv)
-    settings = EnricherSettings(**{k: v for k, v in vars(args).items() if v is not None})
-    configure_logging(SERVICE, settings.tenant)
-    tracing.setup(SERVICE, settings.tenant)
-    started = time.monotonic()
-    try:
-        return Enricher(settings).run()
-    except ScorestreamError as exc:
-        log.error("cannot run: %s", exc)
-        return 2
-    finally:
-        log.info("stopped after %.0fs", time.monotonic() - started)
-        tracing.shutdown()
+def main(
+    argv: list[str] | None = None, *, on_ready: Callable[[Enricher], None] | None = None
+) -> int:
+    """Entry point of ``scorestream enricher`` and of the container: every setting of
+    :class:`EnricherSettings` from ``SCORESTREAM_ENRICHER_*`` or as a flag."""
+    return run_service(SERVICE, EnricherSettings, Enricher, argv, on_ready=on_ready)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from schemas.cloudevents import Envelope
 from schemas.errors import RawRecord
 from schemas.events import DecisionEvent
 from scorestream import tracing
-from scorestream.dlq import DeadLetter
+from scorestream.dlq import DeadLetter, raw_of
 from scorestream.processor import OutRecord
 
 log = logging.getLogger("scorestream.notifier")
@@ -47,13 +47,6 @@ class NotifyOutput:
     exhausted: int = 0
 
 
-def _raw(env: Envelope[DecisionEvent]) -> RawRecord:
-    if env.raw is not None:
-        return env.raw
-    event = env.event
-    return RawRecord(key=event.partition_key().encode(), value=event.model_dump_json().encode())
-
-
 def notify_batch(
     batch: list[Envelope[DecisionEvent]],
     *,
@@ -74,15 +67,8 @@ def notify_batch(
     due: list[tuple[Envelope[DecisionEvent], RetryState]] = []
     for env in batch:
         d = env.event
-        if d.tenant_id != tenant:
-            out.dead_letters.append(
-                DeadLetter(
-                    _raw(env),
-                    "unknown_tenant",
-                    "TenantMismatch",
-                    f"tenant {d.tenant_id!r} on a topic of tenant {tenant!r}",
-                )
-            )
+        if (dead := DeadLetter.other_tenant(env, d.tenant_id, tenant)) is not None:
+            out.dead_letters.append(dead)
         elif retry is not None and env.raw is not None and env.raw.topic == retry.topic:
             state = _triage_retry(out, env.raw, retry, now_s)
             if state is not None:
@@ -157,7 +143,7 @@ def _after_failure(
     now_s: float,
 ) -> None:
     """A failed round: schedule the next one, or dead-letter (with the history, if any)."""
-    raw = _raw(env)
+    raw = raw_of(env)
     error_type = r.error_type or "WebhookError"
     if retry is None or (state is FIRST and not (r.transient and retry.attempts > 0)):
         # permanent (or no retries configured): the input's DLQ, as it always was

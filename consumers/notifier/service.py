@@ -4,12 +4,9 @@ batch logic, produce in one transaction; ``main``."""
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-
-from confluent_kafka import TopicPartition
 
 from consumers.decision import carried_extensions
 from consumers.notifier.handler import NotifyOutput, notify_batch
@@ -18,7 +15,8 @@ from consumers.notifier.settings import ALERTS, SERVICE, WEBHOOK_RETRIES, Notifi
 from consumers.notifier.webhook import Webhook
 from schemas.cloudevents import Envelope
 from schemas.events import DecisionEvent
-from scorestream import __version__, tracing
+from scorestream import __version__
+from scorestream.entrypoint import run_service
 from scorestream.processor import Emit, Processor, ProcessorConfig, Result
 from scorestream.settings import KafkaSettings
 from scorestream.topics import REGISTRY
@@ -75,8 +73,6 @@ class Notifier:
                 max_delay_s=s.retry_max_delay_s,
             )
         )
-        self._paused: dict[int, float] = {}
-        """Retry-topic partitions paused until their earliest parked record is due (epoch s)."""
         inputs = (self.input_topic,) if self.retry is None else (self.input_topic, self.retry_topic)
         config = ProcessorConfig.for_service(
             s,
@@ -93,9 +89,6 @@ class Notifier:
             self.handle,
             kafka=self.kafka,
             ready=self._ready,
-            before_batch=self._resume_due,
-            on_revoked=self._forget_paused,
-            on_lost=self._forget_paused,
         )
 
     def _ready(self) -> tuple[bool, str]:
@@ -118,51 +111,14 @@ class Notifier:
             Emit(self.alerts_topic, env.event, env.trace, carried_extensions(env))
             for env in out.alerts
         ]
-        self._pause(out.resume_at)
+        # the retry partitions whose parked records are not due yet: not fetched until then
+        self.processor.pause_until(self.retry_topic, out.resume_at)
         return Result(
             emits=emits,
             dead_letters=out.dead_letters,
             records=[*out.retries, *out.parked],
             on_commit=lambda: self._count(out),
         )
-
-    # -- waiting for the retry topic's records to be due, without blocking anything else -------
-    def _pause(self, resume_at: Mapping[int, float]) -> None:
-        """Stop fetching a retry partition whose records are not due yet (the parked ones are
-        written back to it in this batch's transaction; should it abort, the processor rewinds
-        the partition and the same records come back once it is resumed)."""
-        consumer = self.processor.consumer
-        if not resume_at or consumer is None:
-            return
-        for p, until in resume_at.items():
-            self._paused[p] = min(self._paused.get(p, until), until)
-        consumer.pause([TopicPartition(self.retry_topic, p) for p in resume_at])
-
-    def _resume_due(self) -> None:
-        """Before each batch: resume the retry partitions whose earliest record is due."""
-        if not self._paused:
-            return
-        now = time.time()
-        due = [p for p, until in self._paused.items() if until <= now]
-        consumer = self.processor.consumer
-        if not due or consumer is None:
-            return
-        for p in due:
-            del self._paused[p]
-        owned = [
-            TopicPartition(self.retry_topic, p)
-            for p in due
-            if (self.retry_topic, p) in self.processor.assigned
-        ]
-        if owned:
-            consumer.resume(owned)
-
-    def _forget_paused(self, partitions: list[TopicPartition]) -> None:
-        """A revoked or lost partition is not ours to resume (if it comes back, it comes back
-        unpaused and its not-yet-due records are parked again)."""
-        for tp in partitions:
-            if tp.topic == self.retry_topic:
-                self._paused.pop(tp.partition, None)
 
     def _count(self, out: NotifyOutput) -> None:
         per_outcome: dict[str, int] = {}
@@ -206,29 +162,6 @@ class Notifier:
 def main(
     argv: list[str] | None = None, *, on_ready: Callable[[Notifier], None] | None = None
 ) -> int:
-    """Entry point of ``scorestream notifier`` and of the container."""
-    import argparse  # noqa: PLC0415
-
-    from scorestream.logs import configure_logging  # noqa: PLC0415
-
-    parser = argparse.ArgumentParser(
-        prog="scorestream notifier",
-        description="Review / decline decisions to the alerts topic and the tenant's webhook. "
-        "Settings come from SCORESTREAM_NOTIFIER_* / SCORESTREAM_KAFKA_* env; flags override.",
-    )
-    parser.add_argument("--tenant")
-    parser.add_argument("--instance-id")
-    parser.add_argument("--webhook-url")
-    parser.add_argument("--delivery", choices=("exactly_once", "at_least_once"))
-    parser.add_argument("--max-batch", type=int)
-    parser.add_argument("--max-wait-ms", type=int)
-    parser.add_argument("--health-port", type=int)
-    args = parser.parse_args(argv)
-    overrides = {k: v for k, v in vars(args).items() if v is not None}
-    settings = NotifierSettings(**overrides)
-    configure_logging(SERVICE, settings.tenant)
-    tracing.setup(SERVICE, settings.tenant)
-    service = Notifier(settings)
-    if on_ready is not None:
-        on_ready(service)
-    return service.run()
+    """Entry point of ``scorestream notifier`` and of the container: every setting of
+    :class:`NotifierSettings` from ``SCORESTREAM_NOTIFIER_*`` or as a flag."""
+    return run_service(SERVICE, NotifierSettings, Notifier, argv, on_ready=on_ready)

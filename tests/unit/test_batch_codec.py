@@ -15,6 +15,7 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
+from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_NOT_AVAILABLE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -74,10 +75,16 @@ class _Msg:
     def offset(self) -> int | None:
         return self.raw.offset
 
+    def timestamp(self) -> tuple[int, int]:
+        ms = self.raw.timestamp_ms
+        return (TIMESTAMP_NOT_AVAILABLE, -1) if ms is None else (TIMESTAMP_CREATE_TIME, ms)
+
 
 def _record(event: Contract, offset: int, **trace: str) -> RawRecord:
     msg = encode(event, source="tests/codec", trace=trace or {"traceparent": TRACEPARENT})
-    return RawRecord(msg.key, msg.value, list(msg.headers), "in", 0, offset)
+    return RawRecord(
+        msg.key, msg.value, list(msg.headers), "in", 0, offset, 1_764_000_000_000 + offset
+    )
 
 
 def _reference(raws: list[RawRecord]) -> list[Envelope[Any] | DeadLetter]:

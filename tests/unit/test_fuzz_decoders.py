@@ -158,6 +158,10 @@ class _Record:
     def offset(self) -> int:
         return 42
 
+    def timestamp(self) -> tuple[int, int]:
+
+        return (1, 1_764_000_000_000)  # TIMESTAMP_CREATE_TIME, a fixed time
+
 
 @FUZZ
 @given(

@@ -40,6 +40,10 @@ class FakeMessage:
     def offset(self) -> int:
         return 41
 
+    def timestamp(self) -> tuple[int, int]:
+
+        return (1, 1_764_000_000_000)  # TIMESTAMP_CREATE_TIME, a fixed time
+
 
 def _enriched() -> EnrichedTransaction:
     return next(e for e in every_contract() if isinstance(e, EnrichedTransaction))

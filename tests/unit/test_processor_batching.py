@@ -34,6 +34,10 @@ class Msg:
     def offset(self) -> int:
         return self._offset
 
+    def timestamp(self) -> tuple[int, int]:
+
+        return (1, 1_764_000_000_000)  # TIMESTAMP_CREATE_TIME, a fixed time
+
     def error(self) -> None:
         return None
 

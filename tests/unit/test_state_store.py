@@ -65,6 +65,10 @@ class FakeMessage:
     def offset(self) -> int:
         return self._offset
 
+    def timestamp(self) -> tuple[int, int]:
+
+        return (1, 1_764_000_000_000)  # TIMESTAMP_CREATE_TIME, a fixed time
+
     def key(self) -> bytes | None:
         return self._key
 
