@@ -83,6 +83,11 @@ audit: $(STAMP)
 docs-metrics: $(STAMP)
 	$(BIN)/python -m scorestream.dev.metrics_catalog
 
+## docs/configuration.md from the settings classes (tests/unit/test_config_reference.py)
+.PHONY: docs-config
+docs-config: $(STAMP)
+	$(BIN)/python -m scorestream.dev.config_reference
+
 test-integration: $(STAMP)
 	$(BIN)/pytest tests/integration tests/e2e $(PYTEST_ARGS)
 

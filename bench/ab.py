@@ -10,7 +10,7 @@ first, then new first) so that drift in the machine's load hits both. The pure P
 them, else a decode and an encode per event) of each tree is timed in a subprocess of its own.
 
 Writes ``bench/results/<out>.json`` and ``.png``: medians per arm and batch size and the ratio
-new / old. This is how an optimisation's before/after figure in the README is measured.
+new / old. This is how an optimisation's before/after figure in docs/performance.md is measured.
 """
 
 from __future__ import annotations

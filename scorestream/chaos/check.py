@@ -435,7 +435,7 @@ def check(bootstrap: str, tenant: str, inputs: Inputs, *, settle_s: float = 180.
 
 
 def report_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
-    """The table ``scorestream chaos`` prints (and the README shows)."""
+    """The table ``scorestream chaos`` prints (and docs/reliability.md shows)."""
     return [
         ("faults injected", str(report["faults_injected"])),
         ("faults survived", str(report["faults_survived"])),

@@ -4,7 +4,7 @@ Every consuming service runs, the merchant stage included (a SIGKILL target like
 The runner starts its own 3-node cluster (own home directories, free ports), so the shared
 broker of the test session is never touched; it runs as a subprocess exactly as an operator
 would run it, and the test reads the JSON report it writes. The full run (100k events, >= 20
-faults) is the same command with its defaults; its table is in the README's Reliability section.
+faults) is the same command with its defaults; its table is in docs/reliability.md.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ here talks to Kubernetes.
 * credentials: the SCRAM password from the Secret Strimzi's User Operator writes for the
   ``<tenant>-<service>`` ``KafkaUser`` (key ``password``) and the cluster CA from
   ``scorestream-cluster-ca-cert``; both live in the Kafka namespace and must be mirrored into the
-  tenant namespace (see the README), because a pod can only reference Secrets of its own
+  tenant namespace (see docs/deploy.md), because a pod can only reference Secrets of its own
   namespace.
 * ``POD_NAME`` (downward API) is the instance id, hence the ``transactional.id`` suffix
   ``<tenant>.<service>.<pod>`` of the exactly-once services.
@@ -45,7 +45,8 @@ POLICY_DIR = ROOT / "config" / "policies"
 IMAGE = f"ghcr.io/scorestream/scorestream:{__version__}"
 RUN_AS = 10001
 API_KEYS_SECRET = "scorestream-gateway-api-keys"  # noqa: S105  (the name of a Secret)
-"""Created by the operator from `scorestream gateway-keys add` lines (key ``keys``); see README."""
+"""Created by the operator from `scorestream gateway-keys add` lines (key ``keys``); see
+docs/deploy.md."""
 API_KEYS_FILE = "/etc/scorestream/api-keys/keys"
 GRACE_MARGIN_S = 15
 METRICS_LABEL = "scorestream.io/metrics"

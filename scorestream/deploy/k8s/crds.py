@@ -305,7 +305,7 @@ def violations(obj: dict[str, Any]) -> list[str]:
 
 
 def pins() -> dict[str, str]:
-    """Where each CRD comes from (for the README and reports)."""
+    """Where each CRD comes from (for docs/deploy.md and reports)."""
     out = {"strimzi": f"io.strimzi:api:{STRIMZI_VERSION} + crd-generator (Maven Central)"}
     for spec in GO_MODULE_CRDS:
         out[spec.module] = f"{spec.module}@{spec.version} (Go module proxy)"

@@ -7,8 +7,8 @@ Secret ``<tenant>-retrain``, S3 keys from ``scorestream-models-s3`` (optional, a
 the cluster CA mounted from ``scorestream-cluster-ca-cert``; and the pod label
 :data:`~scorestream.deploy.k8s.config.KAFKA_CLIENT_LABEL`, which the Kafka listener's NetworkPolicy
 admits in the KFP namespace (:data:`~scorestream.deploy.k8s.config.KFP_NAMESPACE`). Those Secrets
-must exist in the namespace the pipeline runs in (copied like the tenant namespace's, see the
-README).
+must exist in the namespace the pipeline runs in (copied like the tenant namespace's, see
+docs/deploy.md).
 """
 
 from __future__ import annotations
