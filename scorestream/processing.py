@@ -197,7 +197,7 @@ def freeze_startup_heap() -> None:
     the garbage collector's reach. Each batch allocates thousands of short-lived containers, so
     full collections run often, and each walked this whole start-up heap although none of it is
     garbage; after ``gc.freeze()`` (documented for pre-fork servers) they walk only what was
-    created since. Measured in bench/: see the README's Performance section."""
+    created since. Measured in bench/: see docs/performance.md."""
     gc.collect()
     gc.freeze()
 
@@ -210,7 +210,7 @@ def fetch_settings(c: ProcessorConfig) -> dict[str, int]:
     waits for): at once, with whatever arrived. Fixed batches (a service off the request's
     path): when 1 MiB is there or ``max_wait_ms`` passed, so the broker sends one response per
     batch interval instead of one per transaction committed upstream (measured: broker CPU and
-    every hop's commit time drop; README, Performance)."""
+    every hop's commit time drop; docs/performance.md)."""
     if c.adaptive_batching:
         return {"fetch.wait.max.ms": min(100, c.max_wait_ms * 2)}
     return {"fetch.wait.max.ms": c.max_wait_ms, "fetch.min.bytes": BACKGROUND_FETCH_MIN_BYTES}

@@ -156,7 +156,7 @@ class Processor:
             name: metrics.PHASE_SECONDS.labels(config.service, name)
             for name in ("wait", "decode", "handle", "produce", "send_offsets", "commit")
         }
-        """Where a batch's time goes (the per-hop latency budget of the README)."""
+        """Where a batch's time goes (the per-hop latency budget of docs/performance.md)."""
         self.decoder = BatchDecoder(config.accept, keyed=config.keyed)
         """The batch codec: envelopes and dead letters from a consumed batch."""
         self.intake = Intake(config, self.decoder, on_eof)

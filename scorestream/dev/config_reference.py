@@ -182,11 +182,25 @@ def description_cell(s: Setting) -> str:
     return _cell(s.doc)
 
 
+@functools.cache
+def _service_classes() -> frozenset[type[BaseSettings]]:
+    return frozenset(s.settings_class() for s in SERVICES)
+
+
+def flag_cell(s: Setting) -> str:
+    """A service's settings are flags of ``scorestream <service>`` too (flags override the
+    environment; :mod:`scorestream.entrypoint`); other classes are read from the environment."""
+    if s.owner not in _service_classes():
+        return ""
+    return f"`--{s.name.replace('_', '-')}`"
+
+
 COLUMNS: tuple[Column, ...] = (
     ("Environment variable", env_cell),
     ("Type", type_cell),
     ("Default", default_cell),
     ("Description", description_cell),
+    ("Flag", flag_cell),
 )
 
 
@@ -357,9 +371,10 @@ def render(sections: tuple[Section, ...] = SECTIONS, columns: tuple[Column, ...]
         "",
         "Every setting scorestream reads, from its pydantic-settings classes: each is an",
         "environment variable (names are case-insensitive; a Kubernetes ConfigMap or Secret",
-        "supplies them, see [deploy.md](deploy.md)). A command's flags, where it has them,",
-        "override the environment. Secret defaults are never shown. Durations given as a number",
-        "are seconds.",
+        "supplies them, see [deploy.md](deploy.md)). Every setting of a service is also a flag",
+        "of `scorestream <service>` (the Flag column; `scorestream <service> --help` lists them),",
+        "and flags override the environment. Secret defaults are never shown. Durations given",
+        "as a number are seconds.",
         "",
     ]
     for section in sections:

@@ -177,12 +177,16 @@ def test_every_numeric_setting_is_read_from_its_variable(
         setting.owner(**required)
 
 
-def test_a_column_is_one_entry() -> None:
-    """A later flag column (every setting as a ``--flag``) is one more entry in COLUMNS."""
-    flag = ("Flag", lambda s: f"`--{s.name.replace('_', '-')}`")
-    text = render(columns=(*COLUMNS, flag))
+def test_service_settings_have_their_flag_and_others_none() -> None:
+    """Every setting of a service is a flag of ``scorestream <service>`` (the Flag column, the
+    last entry of COLUMNS); the shared classes are environment only."""
+    text = render()
     assert "| Environment variable | Type | Default | Description | Flag |" in text
-    assert "| `--max-batch` |" in text
+    assert "| `SCORESTREAM_DECISION_MAX_BATCH` | `int`" in text
+    row = next(line for line in text.splitlines() if "`SCORESTREAM_DECISION_MAX_BATCH`" in line)
+    assert row.endswith("| `--max-batch` |")
+    kafka = next(line for line in text.splitlines() if "`SCORESTREAM_KAFKA_SECURITY_PROTOCOL`" in line)
+    assert kafka.endswith("|  |")
 
 
 def test_markdown_of_docstrings() -> None:
