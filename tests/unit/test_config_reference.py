@@ -14,7 +14,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from scorestream.dev import config_reference
 from scorestream.dev.config_reference import (
     ABSTRACT,
-    COLUMNS,
     SECTIONS,
     Entry,
     Section,
@@ -185,7 +184,8 @@ def test_service_settings_have_their_flag_and_others_none() -> None:
     assert "| `SCORESTREAM_DECISION_MAX_BATCH` | `int`" in text
     row = next(line for line in text.splitlines() if "`SCORESTREAM_DECISION_MAX_BATCH`" in line)
     assert row.endswith("| `--max-batch` |")
-    kafka = next(line for line in text.splitlines() if "`SCORESTREAM_KAFKA_SECURITY_PROTOCOL`" in line)
+    lines = text.splitlines()
+    kafka = next(line for line in lines if "`SCORESTREAM_KAFKA_SECURITY_PROTOCOL`" in line)
     assert kafka.endswith("|  |")
 
 
