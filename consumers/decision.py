@@ -182,25 +182,15 @@ def decide_batch(
     return out
 
 
-def carried_extensions(env: Envelope[Any]) -> dict[str, str]:
-    """The CloudEvents extensions to carry on: those ``encode`` accepts (lower-case alphanumeric).
-
-    ``decode`` keeps any ``ce_*`` header; re-encoding a malformed name would raise inside the
-    transaction on every replay, so such a header is dropped here instead.
-    """
-    return {k: v for k, v in env.extensions.items() if k.isalnum() and k.islower()}
-
-
 def to_result(out: DecisionOutput, decisions_topic: str) -> list[Emit]:
     """The emits of a batch: every decision, plus its reply copy when one was asked for."""
     emits: list[Emit] = []
     for d in out.decided:
         env = d.envelope
-        ext = carried_extensions(env)
-        emits.append(Emit(decisions_topic, d.decision, env.trace, ext))
+        emits.append(Emit.derived(decisions_topic, d.decision, env))
         if d.reply is not None:
             topic, partition = d.reply
-            emits.append(Emit(topic, d.decision, env.trace, ext, partition))
+            emits.append(Emit.derived(topic, d.decision, env, partition=partition))
     return emits
 
 

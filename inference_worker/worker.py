@@ -119,14 +119,8 @@ class Worker:
             batch, tenant=self.settings.tenant, champion=champion, challenger=challenger
         )
         # trace context and CloudEvents extensions (e.g. ``replyto``) travel on with the event
-        emits = [
-            Emit(self.output_topic, s.prediction, s.envelope.trace, s.envelope.extensions)
-            for s in out.predictions
-        ]
-        emits += [
-            Emit(self.shadow_topic, s.prediction, s.envelope.trace, s.envelope.extensions)
-            for s in out.shadow
-        ]
+        emits = [Emit.derived(self.output_topic, s.prediction, s.envelope) for s in out.predictions]
+        emits += [Emit.derived(self.shadow_topic, s.prediction, s.envelope) for s in out.shadow]
         return Result(
             emits=emits,
             dead_letters=out.dead_letters,

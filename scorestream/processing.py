@@ -42,6 +42,32 @@ class Emit:
     value: bytes | None = None
     """The event's JSON when the service built it already (must decode to ``event``)."""
 
+    @classmethod
+    def derived(
+        cls,
+        topic: str,
+        event: Contract,
+        source: Envelope[Any],
+        *,
+        partition: int | None = None,
+        value: bytes | None = None,
+        extensions: Mapping[str, str] | None = None,
+    ) -> Emit:
+        """An event made from ``source``: its trace context and its CloudEvents extensions
+        travel on (request-reply's ``replyto`` and ``requestid`` among them, so the decision
+        finds its way back to the gateway that asked), with ``extensions`` added."""
+        carried = carried_extensions(source)
+        if extensions:
+            carried |= extensions
+        return cls(topic, event, source.trace, carried, partition, value)
+
+
+def carried_extensions(env: Envelope[Any]) -> dict[str, str]:
+    """The CloudEvents extensions to carry on: those ``encode`` accepts (lower-case alphanumeric).
+    An envelope built in-process may hold any name; re-encoding a malformed one would raise
+    inside the transaction on every replay, so it is dropped here instead."""
+    return {k: v for k, v in env.extensions.items() if k.isalnum() and k.islower()}
+
 
 @dataclass(frozen=True, slots=True)
 class OutRecord:

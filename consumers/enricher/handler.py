@@ -251,8 +251,8 @@ class EnrichHandler:
                 )
             )
         # the transaction's own ce_time travels on, so the audit can measure the enrich hop
-        ext = {**env.extensions, "ingesttime": env.time.isoformat()}
-        return Emit(self.out_topic, enriched, trace=env.trace, extensions=ext, value=value)
+        ext = {"ingesttime": env.time.isoformat()}
+        return Emit.derived(self.out_topic, enriched, env, value=value, extensions=ext)
 
     def _reroute(self, env: Envelope[Any], home: int, result: Result) -> None:
         raw = env.raw

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from consumers.decision import carried_extensions
 from consumers.notifier.handler import NotifyOutput, notify_batch
 from consumers.notifier.retry import RetryPolicy
 from consumers.notifier.settings import ALERTS, SERVICE, WEBHOOK_RETRIES, NotifierSettings
@@ -107,10 +106,7 @@ class Notifier:
             budget_s=self.settings.webhook_batch_budget_s,
             retry=self.retry,
         )
-        emits = [
-            Emit(self.alerts_topic, env.event, env.trace, carried_extensions(env))
-            for env in out.alerts
-        ]
+        emits = [Emit.derived(self.alerts_topic, env.event, env) for env in out.alerts]
         # the retry partitions whose parked records are not due yet: not fetched until then
         self.processor.pause_until(self.retry_topic, out.resume_at)
         return Result(

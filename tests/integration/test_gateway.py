@@ -24,10 +24,10 @@ import tritonclient.http as triton
 from confluent_kafka import Consumer, Message, Producer
 from tritonclient.utils import InferenceServerException
 
-from consumers.decision import carried_extensions
 from schemas.cloudevents import decode, encode
 from schemas.events import DecisionEvent, ModelAlias, ModelPromoted, Outcome, TransactionEvent
 from scorestream.model_events import publish_model_event
+from scorestream.processing import carried_extensions
 from scorestream.serde import decode_message, raw_from_message
 from tests.factories import transaction_json
 from tests.gateway_process import gateway_process
