@@ -19,22 +19,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Message
 
 from inference_worker.model import ServingModel, load_serving_model
 from pipelines.repository import ModelRepository
 from schemas.errors import DecodeError
 from schemas.events import AuditRecord, ModelAlias, latest_revisions
-from scorestream.errors import ConfigError, KafkaClientError, ScorestreamError
+from scorestream.errors import ConfigError, ScorestreamError
 from scorestream.kafka_config import consumer_config
-from scorestream.reader import offsets_for_times, watermarks
+from scorestream.reader import read_ranges, time_window_ranges
 from scorestream.serde import decode_message
 from scorestream.settings import KafkaSettings
 from scorestream.topics import REGISTRY
@@ -64,65 +63,12 @@ def read_window(
 ) -> Iterator[Message]:
     """Records of ``topic`` stamped in ``[start, end)``, found with ``offsets_for_times``."""
     start_ms, end_ms = _ms(start), _ms(end)
-    stop_ms = end_ms + int(lateness_s * 1000)
+    stop_ms = end_ms + int(lateness_s * 1000)  # a late record may follow one past the window
     conf = consumer_config(kafka, group_id="scorestream-audit-replay", client_id="audit-replay")
-    consumer = Consumer(conf)
-    try:
-        ends, assignment = _window_starts(consumer, topic, start_ms, timeout)
-        if not assignment:
-            return
-        consumer.assign(assignment)
-        deadline = time.monotonic() + timeout
-        while ends:
-            if time.monotonic() > deadline:
-                raise KafkaClientError(f"reading {topic} took longer than {timeout}s")
-            for msg in consumer.consume(num_messages=1000, timeout=0.5):
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        continue
-                    raise KafkaClientError(f"reading {topic}: {err}")
-                p = msg.partition() or 0
-                if p not in ends:
-                    continue  # already past the window; paused below
-                ts = msg.timestamp()[1]
-                if ts >= stop_ms:
-                    ends.pop(p)
-                    consumer.pause([TopicPartition(topic, p)])
-                    continue
-                if start_ms <= ts < end_ms:
-                    yield msg
-            done = [
-                tp.partition
-                for tp in consumer.position([TopicPartition(topic, p) for p in ends])
-                if tp.offset >= ends[tp.partition]
-            ]
-            for p in done:
-                ends.pop(p)
-    finally:
-        consumer.close()
-
-
-def _window_starts(
-    consumer: Consumer, topic: str, start_ms: int, timeout: float
-) -> tuple[dict[int, int], list[TopicPartition]]:
-    """Per partition: the first offset stamped ``start_ms`` or later, and the current end."""
-    meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-    if meta is None or meta.error is not None:
-        raise KafkaClientError(f"topic {topic} does not exist")
-    wanted = [TopicPartition(topic, p, start_ms) for p in sorted(meta.partitions)]
-    ends: dict[int, int] = {}
-    assignment: list[TopicPartition] = []
-    for tp in offsets_for_times(consumer, wanted, timeout=timeout):
-        if tp.error is not None:
-            raise KafkaClientError(f"offsets_for_times({topic}[{tp.partition}]): {tp.error}")
-        if tp.offset < 0:  # no record at or after ``start`` in this partition
-            continue
-        _, high = watermarks(consumer, TopicPartition(topic, tp.partition), timeout=timeout)
-        if high > tp.offset:
-            ends[tp.partition] = high
-            assignment.append(TopicPartition(topic, tp.partition, tp.offset))
-    return ends, assignment
+    ranges = time_window_ranges(conf, topic, since_ms=start_ms, until_ms=stop_ms, timeout=timeout)
+    for msg in read_ranges(conf, ranges, timeout=timeout):
+        if start_ms <= msg.timestamp()[1] < end_ms:
+            yield msg
 
 
 @dataclass(slots=True)

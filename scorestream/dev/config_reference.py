@@ -13,7 +13,6 @@ each setting's command-line flag, is one entry there.
 
 from __future__ import annotations
 
-import argparse
 import ast
 import functools
 import importlib
@@ -36,6 +35,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings
 
+from scorestream.dev.generated_doc import doc_main
 from scorestream.services import SERVICES
 
 DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
@@ -397,21 +397,13 @@ def slug(heading: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--check", action="store_true", help="fail if the document is stale")
-    parser.add_argument("--output", type=Path, default=DOC_PATH)
-    args = parser.parse_args(argv)
-    text = render()
-    output: Path = args.output
-    if args.check:
-        current = output.read_text(encoding="utf-8") if output.exists() else ""
-        if current != text:
-            sys.stderr.write(f"{output} is stale: run python -m scorestream.dev.config_reference\n")
-            return 1
-        return 0
-    output.write_text(text, encoding="utf-8")
-    sys.stdout.write(f"wrote {output}\n")
-    return 0
+    return doc_main(
+        argv,
+        render=render,
+        default=DOC_PATH,
+        module="scorestream.dev.config_reference",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
 
 
 if __name__ == "__main__":

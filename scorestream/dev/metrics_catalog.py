@@ -8,7 +8,6 @@ copy is stale.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 from dataclasses import dataclass
@@ -16,6 +15,8 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY
 from prometheus_client.metrics import MetricWrapperBase
+
+from scorestream.dev.generated_doc import doc_main
 
 PREFIX = "scorestream_"
 
@@ -134,21 +135,13 @@ def render(catalog: list[MetricDef]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--check", action="store_true", help="fail if the document is stale")
-    parser.add_argument("--output", type=Path, default=DOC_PATH)
-    args = parser.parse_args(argv)
-    text = render(collect())
-    output: Path = args.output
-    if args.check:
-        current = output.read_text(encoding="utf-8") if output.exists() else ""
-        if current != text:
-            sys.stderr.write(f"{output} is stale: run python -m scorestream.dev.metrics_catalog\n")
-            return 1
-        return 0
-    output.write_text(text, encoding="utf-8")
-    sys.stdout.write(f"wrote {output}\n")
-    return 0
+    return doc_main(
+        argv,
+        render=lambda: render(collect()),
+        default=DOC_PATH,
+        module="scorestream.dev.metrics_catalog",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
 
 
 if __name__ == "__main__":
