@@ -32,7 +32,7 @@ METRIC_MODULES: tuple[str, ...] = (
     "consumers.notifier.settings",
     "consumers.policy",
     "producers.gateway.http",
-    "producers.publisher",
+    "producers.publisher.client",
 )
 
 DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"

@@ -1,289 +1,44 @@
-"""The publisher library: how upstream Python services put ``TransactionEvent``s on Kafka.
-
-::
-
-    from producers.publisher import Publisher
-
-    with Publisher(tenant="acme", source="payments-api") as pub:
-        report = pub.publish(event, traceparent=incoming_traceparent)   # blocks until acks=all
-        reports = pub.publish_many(events)                               # one wait for a batch
-        future = pub.send(event)                                         # concurrent.futures
-        report = await pub.apublish(event)                               # asyncio
-
-What it guarantees:
-
-* **Contract**: every event is validated against ``TransactionEvent`` exactly as a consumer will
-  decode it (JSON, strict types), and its ``tenant_id`` must be the publisher's tenant. A
-  violation raises :class:`ContractViolationError` naming the fields; nothing is sent.
-* **Envelope**: CloudEvents binary mode (``ce_*`` headers, ``content-type``), key =
-  ``account_id`` (one account's events stay ordered), W3C ``traceparent`` passed through or,
-  without a valid one, a new trace started (:func:`trace_headers`).
-* **Delivery**: idempotent producer with ``acks=all`` (no duplicates or reordering from
-  retries); a :class:`DeliveryReport` (topic, partition, offset) only once the broker has the
-  record, or a typed :class:`DeliveryFailedError` / :class:`PublishTimeoutError`.
-* **Back-pressure**: at most ``max_pending`` unacknowledged records; beyond that ``send`` waits
-  up to ``enqueue_timeout_s`` and then raises :class:`QueueFullError` instead of growing memory.
-
-The gateway publishes through this same class.
-"""
+"""The :class:`Publisher` (:mod:`producers.publisher`): an idempotent ``acks=all`` producer with a
+bounded number of records awaiting acknowledgement; its settings and metrics."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import re
-import secrets
 import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeoutError
-from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from prometheus_client import Counter, Gauge, Histogram
-from pydantic import Field, ValidationError
-from pydantic_core import PydanticSerializationError, to_json
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from producers.publisher.contract import TransactionInput, validate_extensions, validate_transaction
+from producers.publisher.outcomes import (
+    BatchPublishError,
+    ContractViolationError,
+    DeliveryFailedError,
+    DeliveryReport,
+    PublisherClosedError,
+    PublisherError,
+    PublishTimeoutError,
+    QueueFullError,
+)
+from producers.publisher.trace_context import trace_headers
 from schemas.cloudevents import encode
-from schemas.errors import FieldError
-from schemas.events import TransactionEvent
-from scorestream.errors import ConfigError, DeliveryError, KafkaClientError, ScorestreamError
+from scorestream.errors import ConfigError, KafkaClientError
 from scorestream.kafka_config import producer_config
 from scorestream.metrics import LATENCY_BUCKETS
 from scorestream.settings import KafkaSettings
 from scorestream.topics import REGISTRY, validate_tenant
 
 log = logging.getLogger("scorestream.publisher")
-
-# -- errors ------------------------------------------------------------------------------------
-
-
-class PublisherError(ScorestreamError):
-    """Root of the publisher's errors."""
-
-
-class ContractViolationError(PublisherError):
-    """The event is not a valid ``TransactionEvent`` for this publisher; nothing was sent."""
-
-    def __init__(self, message: str, errors: tuple[FieldError, ...] = ()) -> None:
-        self.errors = errors
-        detail = "; ".join(str(e) for e in errors)
-        super().__init__(f"{message}: {detail}" if detail else message)
-
-    @property
-    def fields(self) -> tuple[str, ...]:
-        """Dotted paths of the offending fields (``amount_minor``, ``tenant_id`` ...)."""
-        return tuple(e.path for e in self.errors)
-
-
-class QueueFullError(PublisherError):
-    """``max_pending`` records already await acknowledgement: the broker is slow or away."""
-
-
-class PublishTimeoutError(PublisherError):
-    """No delivery report in time. The record may still be delivered: do not assume either."""
-
-
-class DeliveryFailedError(PublisherError, DeliveryError):
-    """The broker did not accept the record (after the producer's own retries)."""
-
-    def __init__(self, message: str, *, code: str, retriable: bool) -> None:
-        super().__init__(message)
-        self.code = code
-        self.retriable = retriable
-
-
-class PublisherClosedError(PublisherError):
-    """The publisher is closed (or failed fatally) and sends nothing more."""
-
-
-class BatchPublishError(PublisherError):
-    """Some records of a ``publish_many`` batch failed; ``reports[i]`` is None for those."""
-
-    def __init__(
-        self, reports: list[DeliveryReport | None], failures: dict[int, PublisherError]
-    ) -> None:
-        self.reports = reports
-        self.failures = failures
-        first = next(iter(failures.items()))
-        super().__init__(
-            f"{len(failures)} of {len(reports)} record(s) not delivered; "
-            f"first: #{first[0]}: {first[1]}"
-        )
-
-
-# -- trace context (W3C Trace Context, level 1) ------------------------------------------------
-
-_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
-_ZERO_TRACE = "0" * 32
-_ZERO_SPAN = "0" * 16
-
-
-@dataclass(frozen=True, slots=True)
-class TraceParent:
-    version: str
-    trace_id: str
-    span_id: str
-    flags: str
-
-    def __str__(self) -> str:
-        return f"{self.version}-{self.trace_id}-{self.span_id}-{self.flags}"
-
-
-def parse_traceparent(value: str | None) -> TraceParent | None:
-    """The parsed header, or None when it is absent or invalid (W3C: then start a new trace)."""
-    if not value:
-        return None
-    m = _TRACEPARENT.match(value.strip())
-    if m is None:
-        return None
-    version, trace_id, span_id, flags, rest = m.groups()
-    if version == "ff" or trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
-        return None
-    if version == "00" and rest is not None:
-        return None  # version 00 has exactly four fields
-    return TraceParent("00", trace_id, span_id, flags)
-
-
-def _random_hex(nbytes: int, zero: str) -> str:
-    while True:
-        value = secrets.token_hex(nbytes)
-        if value != zero:
-            return value
-
-
-def new_traceparent(*, sampled: bool = True) -> str:
-    """A new root context: ``00-<32 hex trace id>-<16 hex span id>-<01|00>``."""
-    flags = "01" if sampled else "00"
-    return f"00-{_random_hex(16, _ZERO_TRACE)}-{_random_hex(8, _ZERO_SPAN)}-{flags}"
-
-
-def child_traceparent(parent: str | None) -> str:
-    """A new span of ``parent``'s trace (same trace id and flags), or a new trace."""
-    parsed = parse_traceparent(parent)
-    if parsed is None:
-        return new_traceparent()
-    return f"00-{parsed.trace_id}-{_random_hex(8, _ZERO_SPAN)}-{parsed.flags}"
-
-
-def trace_headers(traceparent: str | None, tracestate: str | None = None) -> dict[str, str]:
-    """The trace headers to send: a valid ``traceparent`` as given, else a new one.
-
-    ``tracestate`` is kept only with a valid ``traceparent`` (W3C: never parse it otherwise).
-    """
-    parsed = parse_traceparent(traceparent)
-    if parsed is None:
-        return {"traceparent": new_traceparent()}
-    headers = {"traceparent": str(parsed)}
-    if tracestate:
-        headers["tracestate"] = tracestate.strip()
-    return headers
-
-
-def trace_id_of(traceparent: str) -> str:
-    parsed = parse_traceparent(traceparent)
-    return parsed.trace_id if parsed else ""
-
-
-# -- contract validation -----------------------------------------------------------------------
-
-TransactionInput = TransactionEvent | Mapping[str, Any] | str | bytes
-
-
-def _field_errors(exc: ValidationError) -> tuple[FieldError, ...]:
-    return tuple(
-        FieldError(
-            path=".".join(str(p) for p in err["loc"]) or "<root>",
-            code=err["type"],
-            message=err["msg"],
-        )
-        for err in exc.errors(include_url=False)
-    )
-
-
-def validate_transaction(event: TransactionInput, *, tenant: str) -> TransactionEvent:
-    """``event`` as a ``TransactionEvent`` that consumers will decode, or ContractViolationError.
-
-    Accepts a ``TransactionEvent`` (re-validated: ``model_construct`` skips validation), a
-    JSON-ready mapping (datetimes and enums allowed) or JSON text. Validation runs on the JSON
-    form, as the consumers' decoder does, so strictness is identical on both ends.
-    """
-    try:
-        if isinstance(event, TransactionEvent):
-            data = event.model_dump_json(warnings=False).encode()
-        elif isinstance(event, Mapping):
-            data = to_json(dict(event))
-        elif isinstance(event, str | bytes):
-            data = event.encode() if isinstance(event, str) else event
-        else:
-            raise ContractViolationError(
-                f"expected a TransactionEvent, a mapping or JSON, got {type(event).__name__}"
-            )
-        validated = TransactionEvent.model_validate_json(data)
-    except ValidationError as exc:
-        raise ContractViolationError(
-            "not a valid scorestream.transaction.v1", _field_errors(exc)
-        ) from exc
-    except PydanticSerializationError as exc:
-        raise ContractViolationError(f"event cannot be serialised: {exc}") from exc
-    if validated.tenant_id != tenant:
-        raise ContractViolationError(
-            "wrong tenant",
-            (
-                FieldError(
-                    "tenant_id",
-                    "tenant_mismatch",
-                    f"{validated.tenant_id!r} is not this publisher's tenant {tenant!r}",
-                ),
-            ),
-        )
-    return validated
-
-
-_REPLYTO = re.compile(r"^[A-Za-z0-9._-]{1,249}/[0-9]{1,6}$")
-
-
-def validate_extensions(extensions: Mapping[str, str] | None) -> dict[str, str]:
-    """Extension names are lower-case alphanumeric; ``replyto`` is ``<topic>/<partition>``."""
-    out: dict[str, str] = {}
-    for name, value in (extensions or {}).items():
-        if not (name.isascii() and name.isalnum() and name.islower()) or len(name) > 20:
-            raise ContractViolationError(
-                "invalid CloudEvents extension",
-                (FieldError(f"extensions.{name}", "name", "use 1-20 lower-case a-z0-9"),),
-            )
-        if name == "replyto" and not _REPLYTO.match(value):
-            raise ContractViolationError(
-                "invalid replyto",
-                (FieldError("extensions.replyto", "format", "expected '<topic>/<partition>'"),),
-            )
-        out[name] = value
-    return out
-
-
-# -- delivery ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryReport:
-    """The broker has the record (acks=all): where it is, and which event and trace it is."""
-
-    event_id: str
-    transaction_id: str
-    topic: str
-    partition: int
-    offset: int
-    traceparent: str
-    latency_s: float
-
-    @property
-    def trace_id(self) -> str:
-        return trace_id_of(self.traceparent)
 
 
 PUBLISHED = Counter(
@@ -661,23 +416,3 @@ class Publisher:
                 self._producer.poll(0.05)
         with contextlib.suppress(KafkaException):
             self._producer.poll(0)
-
-
-__all__ = [
-    "BatchPublishError",
-    "ContractViolationError",
-    "DeliveryFailedError",
-    "DeliveryReport",
-    "PublishTimeoutError",
-    "Publisher",
-    "PublisherClosedError",
-    "PublisherError",
-    "PublisherSettings",
-    "QueueFullError",
-    "child_traceparent",
-    "new_traceparent",
-    "parse_traceparent",
-    "trace_headers",
-    "validate_extensions",
-    "validate_transaction",
-]
