@@ -1,4 +1,4 @@
-"""The pure parts of ``scorestream dlq`` (scorestream/ops/dlq.py): selection, what a re-drive
+"""The pure parts of ``scorestream dlq`` (scorestream/ops/dlq/): selection, what a re-drive
 publishes for a dead letter (built by the kernel's own :class:`~scorestream.dlq.DeadLetter`),
 refusals, and redacted rendering."""
 
