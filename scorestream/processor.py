@@ -7,13 +7,12 @@ confluent-kafka's ``eos_transactions.py``: batch consume with cooperative-sticky
 the consumer offsets; abort and rewind on abortable errors; recreate the producer when fenced.
 At-least-once is a setting (idempotent producer, offsets committed after delivery).
 
-Exactly one batch is in flight, so the producer queue is bounded by one batch; should it fill
-anyway, the assigned partitions are paused until it drains. Records that cannot be decoded (or
-whose key is not their event's key, for the contracts a service declares ``keyed``) never reach
-the handler: they go to the input's DLQ with the reason. A dead letter never fails its batch:
-one too large to be copied is written as a pointer to the original (:mod:`scorestream.dlq`).
-``/livez``, ``/readyz`` and ``/metrics`` are served when a health port is set. SIGTERM finishes
-and commits the current batch, leaves the group and returns.
+One batch is in flight, so the producer queue is bounded by one batch (should it fill anyway,
+the assigned partitions are paused until it drains). Records that cannot be decoded (or keyed
+otherwise than their event, for the contracts a service declares ``keyed``) go to the input's
+DLQ with the reason, never to the handler; a dead letter too large to be copied is written as a
+pointer (:mod:`scorestream.dlq`): it never fails its batch. ``/livez``, ``/readyz``, ``/metrics``
+are served on the health port. SIGTERM commits the current batch, leaves the group, returns.
 
 Services extend it through public hooks only (no subclass overrides a private method):
 ``stores`` (keyed state stores restored on assignment, whose changes join each transaction),
