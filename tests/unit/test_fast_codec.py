@@ -316,12 +316,12 @@ def test_a_far_future_event_time_is_declined_where_pydantic_rejects_it() -> None
 
 
 @pytest.mark.parametrize("payload", [b"{}\x00", b'{"a": 1} x', b"{}}", b"[] 1"])
-@pytest.mark.parametrize("model", CONTRACTS, ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "model", [m for m in CONTRACTS if fast_decoder(m) is not None], ids=lambda m: m.__name__
+)
 def test_trailing_garbage_is_invalid_json_like_pydantic(
     model: type[Contract], payload: bytes
 ) -> None:
     """msgspec checks the fields while it parses, so ``{}\\x00`` failed on a missing field where
     pydantic reports malformed JSON (found by the property test above)."""
-    if fast_decoder(model) is None:
-        pytest.skip(f"{model.__name__}: no fast path")
     assert check_agreement(model, payload) == "both reject"
