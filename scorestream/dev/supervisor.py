@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -201,7 +202,23 @@ def _alive(pid: int) -> bool:
     return stat.split(") ", 1)[1][:1] != "Z"  # a zombie has exited
 
 
+PORTS_BELOW_EPHEMERAL = (20_000, 32_767)
+"""Where :func:`free_port` looks: below Linux's ephemeral range (32768 to 60999 by default), so
+that no outgoing connection (a Kafka client's, say) takes the port between the check and the
+service's bind, as one did to an audit's health port under load."""
+
+
 def free_port() -> int:
+    """A port free on 127.0.0.1 now, outside the ephemeral range (see above) when one is."""
+    low, high = PORTS_BELOW_EPHEMERAL
+    for _ in range(100):
+        port = random.randint(low, high)  # noqa: S311  (a port number, not a secret)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
