@@ -26,25 +26,14 @@ from confluent_kafka import (
     OFFSET_BEGINNING,
     OFFSET_END,
     Consumer,
-    KafkaError,
-    KafkaException,
     TopicPartition,
 )
 
 from scorestream.dlq import DeadLetter
 from scorestream.errors import KafkaClientError, TopicError
-from scorestream.reader import offsets_for_times
+from scorestream.reader import committed, offsets_for_times
 
 log = logging.getLogger("scorestream.partitions")
-
-_COORDINATOR_NOT_READY = frozenset(
-    {
-        KafkaError.NOT_COORDINATOR,
-        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-        KafkaError.COORDINATOR_NOT_AVAILABLE,
-        KafkaError._TIMED_OUT,
-    }
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,28 +63,6 @@ class Marks:
         if not self.below:
             return list(dead)
         return [dl for dl in dead if not self.written_before(dl)]
-
-
-def committed(
-    consumer: Consumer, partitions: list[TopicPartition], timeout: float
-) -> list[TopicPartition]:
-    """``committed()``, retried while the group coordinator is still being elected or loaded
-    (NOT_COORDINATOR and friends on a freshly started broker) instead of failing."""
-    deadline = time.monotonic() + max(timeout, 30.0)
-    while True:
-        try:
-            result: list[TopicPartition] = consumer.committed(partitions, timeout=timeout)
-        except KafkaException as exc:
-            err = exc.args[0] if exc.args else None
-            retriable = isinstance(err, KafkaError) and (
-                err.retriable() or err.code() in _COORDINATOR_NOT_READY
-            )
-            if not retriable or time.monotonic() > deadline:
-                raise
-            log.warning("committed offsets not available yet (%s); retrying", err)
-            time.sleep(0.5)
-            continue
-        return result
 
 
 def partitions_of(consumer: Consumer, topic: str, timeout: float) -> list[int]:
@@ -137,7 +104,7 @@ def assign_new(
             raise KafkaClientError(f"offsets_for_times {tp.topic}[{tp.partition}]: {tp.error}")
         if tp.offset < 0 and tp.offset != OFFSET_BEGINNING:
             tp.offset = OFFSET_END  # nothing at or after the start time yet
-    for tp in committed(consumer, new, timeout):
+    for tp in committed(consumer, new, timeout=max(timeout, 30.0)):
         if tp.offset >= 0:
             marks.below[(tp.topic, tp.partition)] = tp.offset
     consumer.incremental_assign(start)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
@@ -12,6 +13,7 @@ from scorestream.errors import KafkaClientError, MissingTopicError
 from scorestream.kafka_config import ClientConfig
 
 _T = TypeVar("_T")
+log = logging.getLogger("scorestream.reader")
 
 
 def read_to_end(conf: ClientConfig, topic: str, *, timeout: float = 30.0) -> Iterator[Message]:
@@ -61,21 +63,57 @@ _TRANSIENT = {
 }
 
 
-def _riding_transients(call: Callable[[float], _T], timeout: float) -> _T:
-    """``call(per_try_timeout)`` retried while leadership is still settling (a new topic, a
-    broker restart): NOT_LEADER, LEADER_NOT_AVAILABLE, … within ``timeout``."""
+# the group coordinator still being elected or loaded (a freshly started broker)
+_COORDINATOR_NOT_READY = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError._TIMED_OUT,
+    }
+)
+
+
+def _leadership_settling(err: KafkaError) -> bool:
+    return err.code() in _TRANSIENT
+
+
+def _coordinator_settling(err: KafkaError) -> bool:
+    return err.retriable() or err.code() in _COORDINATOR_NOT_READY
+
+
+def _riding_transients(
+    call: Callable[[float], _T],
+    timeout: float,
+    transient: Callable[[KafkaError], bool] = _leadership_settling,
+) -> _T:
+    """``call(per_try_timeout)`` retried while ``transient(error)`` holds (by default:
+    leadership still settling on a new topic or after a broker restart, NOT_LEADER,
+    LEADER_NOT_AVAILABLE, …) within ``timeout``."""
     deadline = time.monotonic() + timeout
     delay = 0.05
     while True:
         try:
             return call(min(10.0, timeout))
         except KafkaException as exc:
-            err = exc.args[0]
-            transient = isinstance(err, KafkaError) and err.code() in _TRANSIENT
-            if not transient or time.monotonic() + delay > deadline:
+            err = exc.args[0] if exc.args else None
+            if not (isinstance(err, KafkaError) and transient(err)):
                 raise
+            if time.monotonic() + delay > deadline:
+                raise
+            log.debug("retrying after a transient error: %s", err)
             time.sleep(delay)
             delay = min(1.0, delay * 2)
+
+
+def committed(
+    consumer: Consumer, partitions: list[TopicPartition], *, timeout: float = 30.0
+) -> list[TopicPartition]:
+    """The group's committed offsets of ``partitions``, retried while the group coordinator is
+    still being elected or loaded (NOT_COORDINATOR and friends on a freshly started broker)."""
+    return _riding_transients(
+        lambda t: consumer.committed(partitions, timeout=t), timeout, _coordinator_settling
+    )
 
 
 def watermarks(consumer: Consumer, tp: TopicPartition, *, timeout: float = 30.0) -> tuple[int, int]:
