@@ -102,15 +102,27 @@ class KafkaSettings(BaseSettings):
         description="host:port[,host:port]; unset means the local development broker",
     )
     security_protocol: SecurityProtocol = "PLAINTEXT"
+    """How clients talk to the brokers: plain, TLS (``SSL``), or SASL over either; a ``SASL_*``
+    protocol needs the SASL user name and password, the ``SSL_*`` settings apply to TLS only."""
     sasl_mechanism: SaslMechanism = "SCRAM-SHA-512"
+    """SASL mechanism (with a ``SASL_*`` protocol)."""
     sasl_username: str | None = None
+    """SASL user name (required with a ``SASL_*`` protocol)."""
     sasl_password: SecretStr | None = None
+    """SASL password (a secret; required with a ``SASL_*`` protocol)."""
     ssl_ca_location: Path | None = Field(default=None, description="PEM bundle of trusted CAs")
     ssl_certificate_location: Path | None = None
+    """PEM client certificate, for mutual TLS."""
     ssl_key_location: Path | None = None
+    """PEM private key of the client certificate."""
     ssl_key_password: SecretStr | None = None
+    """Password of that private key when it is encrypted (a secret)."""
     ssl_endpoint_identification: bool = True
+    """Check that the broker's certificate names the host connected to
+    (``ssl.endpoint.identification.algorithm=https``); false turns the check off."""
     client_id: str = "scorestream"
+    """Kafka ``client.id`` (broker logs, quotas) of the clients that do not set their own, e.g.
+    the commands; a service's processing loop uses its instance id."""
 
     @model_validator(mode="after")
     def _sasl_needs_credentials(self) -> KafkaSettings:
@@ -143,18 +155,36 @@ class BrokerSettings(BaseSettings):
         default_factory=default_cache_dir, description="where the Kafka jars are cached"
     )
     plaintext_port: int = Field(default=9092, ge=0, le=65535)
+    """The PLAINTEXT listener on 127.0.0.1 (the bootstrap address; no authentication). 0 or
+    taken: a free port. Read when the storage is created; later starts reuse the ports recorded
+    then (``--clean`` re-creates it)."""
     sasl_port: int = Field(default=9094, ge=0, le=65535)
+    """The SASL_PLAINTEXT listener (SCRAM-SHA-512, ACLs enforced: the security tests); chosen and
+    recorded like the PLAINTEXT port."""
     controller_port: int = Field(default=9093, ge=0, le=65535)
+    """The KRaft controller listener; recorded in the storage, so a later start fails while
+    another process holds it."""
     heap: str = Field(default="768m", pattern=r"^[0-9]+[mMgG]$")
+    """The broker JVM's heap (``-Xmx`` and ``-Xms``), e.g. ``768m`` or ``2g``."""
     admin_user: str = "admin"
+    """SCRAM-SHA-512 super user added when the storage is formatted, for the SASL listener."""
     admin_password: SecretStr = SecretStr("admin-secret")
+    """The admin user's password (a secret; development only). Set when the storage is
+    formatted: changing it later takes ``--clean``."""
     ready_timeout_s: float = Field(default=90.0, gt=0)
+    """How long a start waits for the broker to answer metadata requests before it fails."""
     num_partitions: int = Field(default=3, ge=1)
+    """The broker's ``num.partitions``: partitions of a topic created without a count
+    (scorestream's own topics take theirs from the registry; auto-creation is off)."""
     node_id: int = Field(default=1, ge=1)
+    """This node's ``node.id`` in a local multi-node cluster (with ``quorum_voters``); a
+    standalone broker is always node 1."""
     quorum_voters: str = ""
     """Static ``controller.quorum.voters`` of a local multi-node cluster (``scorestream chaos``,
     :class:`scorestream.dev.broker.cluster.LocalCluster`); empty: a standalone single node."""
     cluster_nodes: int = Field(default=1, ge=1)
+    """Nodes of the local cluster (with ``quorum_voters``): internal and default topics are
+    replicated to all of them, with a majority in sync."""
     cluster_id: str = ""
     """The id to format a node of a local cluster with (every node the same); empty: random."""
     extra_config: dict[str, str] = Field(default_factory=dict)
@@ -174,7 +204,11 @@ class TopicSettings(BaseSettings):
     )
 
     replication_factor: int = Field(default=1, ge=1)
+    """Replicas of each topic created (at most the number of brokers); existing topics keep
+    theirs."""
     min_insync_replicas: int = Field(default=1, ge=1)
+    """``min.insync.replicas`` of every topic, existing ones included: an ``acks=all`` write
+    fails while fewer replicas are in sync. Below the replication factor, a broker may be down."""
     partitions_scale: float = Field(
         default=1.0, gt=0, description="multiply the registry's partition counts (e.g. 0.5 in dev)"
     )
@@ -197,11 +231,21 @@ class ModelRepoSettings(BaseSettings):
     )
 
     url: str = Field(default_factory=lambda: str(scorestream_home() / "models"))
+    """The model repository: a directory or ``s3://bucket/prefix`` (versions under
+    ``<url>/<model>/<version>/``)."""
     name: str = Field(default="fraud-gbt", pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    """A model name; no command reads it: the worker and the gateway take theirs from their own
+    ``MODEL_NAME`` setting, the model commands from ``--model``."""
     s3_endpoint_url: str | None = None
+    """Endpoint of an S3-compatible store (e.g. MinIO); unset: AWS S3. S3 settings apply to an
+    ``s3://`` URL only."""
     s3_access_key: str | None = None
+    """S3 access key id, used together with the secret key; without both, the standard AWS
+    credential chain applies."""
     s3_secret_key: SecretStr | None = None
+    """S3 secret access key (a secret)."""
     s3_region: str = "us-east-1"
+    """Region of the bucket."""
 
     def storage_options(self) -> dict[str, object]:
         if not self.url.startswith("s3://"):
@@ -237,18 +281,36 @@ class ProcessingSettings(BaseSettings):
     service: ClassVar[str] = "service"
 
     tenant: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
+    """The tenant served: its topics are ``<tenant>.*``, its consumer group
+    ``<tenant>.<service>``."""
     instance_id: str = Field(default_factory=default_instance_id, min_length=1, max_length=200)
+    """Names this instance: its ``transactional.id`` is ``<tenant>.<service>.<instance_id>``.
+    Unique per running instance and stable across restarts (a restart fences the previous
+    one's open transaction); Kubernetes sets the pod name."""
     delivery: Literal["exactly_once", "at_least_once"] = "exactly_once"
+    """``exactly_once``: a batch's outputs, dead letters, state and input offsets commit in one
+    Kafka transaction. ``at_least_once``: offsets are committed after the outputs are
+    acknowledged, so a crash can repeat outputs. The audit service always runs exactly once."""
     max_batch: int = Field(default=500, ge=1, le=10_000)
+    """Most records handled per batch (one transaction per batch)."""
     max_wait_ms: int = Field(default=20, ge=1, le=10_000)
+    """How long a poll waits, in ms: for the first record with adaptive batching, else for a
+    full batch. Also bounds how long the broker holds a fetch (``fetch.wait.max.ms``)."""
     adaptive_batching: bool = True
     """Block up to max_wait_ms for the first record only, then take what is already fetched
     (low latency when idle, full batches under load); False waits for a full batch."""
     health_port: int = Field(default=8080, ge=0, le=65535)
     """0 disables the HTTP endpoints (tests run several services in one process)."""
     transaction_timeout_s: float = Field(default=30.0, gt=0)
+    """Kafka's ``transaction.timeout.ms`` and the timeout of each transaction call (a call stuck
+    30 s past it ends the process); a dead instance's open transaction holds readers back this
+    long. At least once: the wait for a batch's acknowledgements."""
     max_poll_interval_ms: int = Field(default=120_000, ge=10_000)
+    """Kafka's ``max.poll.interval.ms``: a batch (handling and commit) that keeps the loop from
+    polling longer gets the member evicted from the group; its partitions move to another."""
     session_timeout_ms: int = Field(default=10_000, ge=6_000)
+    """Kafka's ``session.timeout.ms``: a member without a heartbeat this long (they are sent
+    every fifth of it) is removed and its partitions reassigned; lower fails over faster."""
     live_after_s: float = Field(default=60.0, gt=0)
     """/livez fails when the loop has not polled for this long."""
 
