@@ -24,6 +24,8 @@ class TracingSettings(BaseSettings):
     )
 
     enabled: bool | None = None
+    """Record and export spans; unset: on when an endpoint is configured (this one or
+    ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``)."""
     endpoint: str | None = Field(
         default=None,
         validation_alias=AliasChoices(
@@ -34,8 +36,11 @@ class TracingSettings(BaseSettings):
     sampler_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
     """Share of *new* traces recorded; downstream hops follow the sampled flag of the parent."""
     schedule_delay_ms: int = Field(default=1000, ge=10)
+    """How often finished spans are sent to the collector, in ms (sooner once 512 wait)."""
     max_queue_size: int = Field(default=8192, ge=128)
+    """Most finished spans held for export; a span that finds the queue full is dropped."""
     export_timeout_s: float = Field(default=10.0, gt=0)
+    """Timeout of one export to the collector."""
     max_links: int = Field(default=1024, ge=0)
     """Links per batch span (the SDK's default of 128 would cut a 500-message batch)."""
 
