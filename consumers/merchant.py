@@ -111,7 +111,12 @@ class MerchantSettings(ProcessingSettings):
     state_dir: Path = Field(
         default_factory=lambda: Path(tempfile.gettempdir()) / "scorestream" / "merchant-state"
     )
+    """Where checkpoints of the merchant store are written on a clean shutdown (optional:
+    without one, the store is rebuilt from its changelog)."""
     restore_timeout_s: float = Field(default=120.0, gt=0)
+    """Longest a restore of the merchant store from its changelog may take on assignment, then
+    the service stops with an error. Keep it above ``transaction_timeout_s``: a dead instance's
+    open transaction can hold the restore back that long."""
 
 
 @dataclass(slots=True)

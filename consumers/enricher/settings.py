@@ -77,5 +77,8 @@ class EnricherSettings(ProcessingSettings):
     """Where checkpoints of the account store are written on a clean shutdown (optional:
     without one, the store is rebuilt from its changelog)."""
     restore_timeout_s: float = Field(default=120.0, gt=0)
+    """Longest a restore of the account store from its changelog may take on assignment, then
+    the service stops with an error. Keep it above ``transaction_timeout_s``: a dead instance's
+    open transaction can hold the restore back that long."""
     table_timeout_s: float = Field(default=120.0, gt=0)
     """Reading the merchant table to its end at start."""
