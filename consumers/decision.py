@@ -80,7 +80,10 @@ class DecisionSettings(ProcessingSettings):
     policy_version: str = Field(default="env-default", min_length=1, max_length=64)
     """Without a policy file: the version stamped on decisions made by the env thresholds."""
     review_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    """Without a policy file: a score at or above it (and below the decline threshold) is
+    ``review``; below it, ``approve``. Must not exceed the decline threshold."""
     decline_threshold: float = Field(default=0.9, ge=0.0, le=1.0)
+    """Without a policy file: a score at or above it is ``decline``."""
 
     def policy_source(self) -> PolicySource:
         if self.policy_file is not None:
