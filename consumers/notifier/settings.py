@@ -94,18 +94,26 @@ class NotifierSettings(ProcessingSettings):
     credentials (user-info, a path token, a query signature), so it is never echoed, and logs
     and spans show ``scheme://host:port/***?***`` only (:func:`scorestream.logs.redact_url`)."""
     webhook_connect_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    """Per attempt: the wait to connect to the webhook (and for a free pooled connection)."""
     webhook_read_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    """Per attempt: the wait for each write of the request and each read of the answer."""
     webhook_attempts: int = Field(default=3, ge=1, le=10)
+    """HTTP attempts per delivery round, the first included; only transient failures (no
+    answer, 408, 425, 429, 5xx) are tried again."""
     webhook_backoff_s: float = Field(default=0.2, ge=0, le=30)
     """Delay before the 2nd attempt; doubles per attempt (with jitter), capped below."""
     webhook_backoff_max_s: float = Field(default=2.0, ge=0, le=60)
+    """Cap on the delay between attempts; a receiver's ``Retry-After`` is honoured up to it."""
     webhook_concurrency: int = Field(default=8, ge=1, le=128)
+    """Webhook requests in flight at once (delivery threads and pooled connections)."""
     webhook_batch_budget_s: float = Field(default=15.0, gt=0)
     """No webhook attempt starts later than this after a batch began. SIGTERM lets the current
     batch finish, so keep budget + timeouts below the pod's termination grace period."""
     webhook_circuit_threshold: int = Field(default=5, ge=0)
     """Consecutive failed deliveries that open the circuit; 0 disables it."""
     webhook_circuit_cooldown_s: float = Field(default=10.0, ge=0)
+    """How long an open circuit fails deliveries at once (to the retry topic); then deliveries
+    are tried again, and the next failure opens it again."""
 
     retry_attempts: int = Field(default=5, ge=0, le=10)
     """Delivery rounds through ``<tenant>.alerts.retry`` after a transient failure (0: such a
@@ -113,6 +121,8 @@ class NotifierSettings(ProcessingSettings):
     retry_backoff_s: float = Field(default=20.0, gt=0, le=3600)
     """Wait before the first retry round; doubles per round (20, 40, 80, 160, 320 s: ~10 min)."""
     retry_backoff_max_s: float = Field(default=320.0, gt=0, le=3600)
+    """Cap on the wait before a retry round. A parked record due more than this (plus 60 s for
+    clock skew) from now is dead-lettered: lowering it can send waiting records to the DLQ."""
     retry_max_delay_s: float = Field(default=900.0, gt=0, le=24 * 3600)
     """No retry round starts later than this after the first failure (the retry topic keeps
     records 7 days)."""
