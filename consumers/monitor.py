@@ -126,13 +126,19 @@ class MonitorSettings(BaseSettings):
     )
 
     tenant: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
+    """The tenant monitored: its predictions (shadow ones too) and labels, ``<tenant>.*``."""
     instance_id: str = Field(default="monitor", min_length=1, max_length=200)
+    """Names this instance: its ``transactional.id`` is ``<tenant>.monitor.<instance_id>``. The
+    monitor runs as one replica (it reads every partition itself)."""
     window_s: float = Field(default=24 * 3600.0, gt=0)
     """Rolling window in record time; also how far back a (re)start reads."""
     threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     """Decision threshold for precision and recall: a score at or above it flags fraud."""
     max_predictions: int = Field(default=500_000, ge=1)
+    """Most predictions held in the window (memory bound); beyond it the oldest by record time
+    are dropped early."""
     max_labels: int = Field(default=500_000, ge=1)
+    """Most labels held in the window, likewise."""
     psi_min_samples: int = Field(default=100, ge=1)
     """Fewer live scores than this in the window: no PSI (too noisy to mean anything)."""
     publish_interval_s: float = Field(default=10.0, gt=0)
@@ -140,10 +146,15 @@ class MonitorSettings(BaseSettings):
     model_retry_s: float = Field(default=300.0, gt=0)
     """A model version missing from the repository is looked up again after this long."""
     max_batch: int = Field(default=1000, ge=1, le=100_000)
+    """Most records per batch; a batch is also cut after 200 ms."""
     health_port: int = Field(default=8080, ge=0, le=65535)
+    """Port of ``/livez``, ``/readyz`` and ``/metrics`` (the gauges); 0 disables them."""
     live_after_s: float = Field(default=60.0, gt=0)
+    """/livez fails when the loop has not polled for this long."""
     metadata_timeout_s: float = Field(default=15.0, gt=0)
+    """Timeout of the metadata and offset look-ups that assign the inputs' partitions."""
     partition_refresh_s: float = Field(default=60.0, gt=0)
+    """How often the inputs' partitions are listed again; added ones are read from the start."""
     transaction_timeout_s: float = Field(default=30.0, gt=0)
     """Timeout of each batch's transaction calls."""
 
