@@ -65,9 +65,16 @@ class GatewayAuthSettings(BaseSettings):
     auth_mode: Literal["api_key", "disabled"] = "api_key"
     """``disabled`` is for local development only (logged as a warning)."""
     api_keys_file: Path | None = None
+    """File of stored key lines (``<key id> <tenant> sha256:<salt>:<digest>``, as ``scorestream
+    gateway-keys add`` makes them), e.g. a mounted Secret; read at start."""
     api_keys: SecretStr | None = None
+    """The same lines in one variable (a secret), added to the file's."""
     rate_limit_per_s: float = Field(default=200.0, gt=0)
+    """Requests per second one API key may make on each replica (a token bucket); beyond it 429
+    with ``Retry-After``."""
     rate_limit_burst: int = Field(default=400, ge=1)
+    """The token bucket's size: how many requests one key may send in a quick burst after an
+    idle spell."""
     max_in_flight_per_key: int = Field(default=64, ge=1)
     """Requests of one API key in progress at once (reading the body included); keep it well
     under the gateway's ``max_in_flight`` (512 by default)."""
