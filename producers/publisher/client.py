@@ -65,15 +65,21 @@ class PublisherSettings(BaseSettings):
     )
 
     tenant: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
+    """The tenant published for: records go to ``<tenant>.transactions``."""
     source: str = Field(default="scorestream/publisher", min_length=1, max_length=200)
     """CloudEvents ``source``: who publishes (a URI-reference such as ``payments-api``)."""
     max_pending: int = Field(default=10_000, ge=1, le=1_000_000)
+    """Most records sent and not yet acknowledged; ``send`` then waits up to
+    ``enqueue_timeout_s`` for room, else raises ``QueueFullError``."""
     enqueue_timeout_s: float = Field(default=0.0, ge=0)
     """How long ``send`` waits for room when ``max_pending`` is reached (0: fail at once)."""
     delivery_timeout_s: float = Field(default=30.0, gt=0, le=600)
     """The producer gives up on a record after this long (librdkafka ``delivery.timeout.ms``)."""
     linger_ms: int = Field(default=5, ge=0, le=1000)
+    """The producer's ``linger.ms``: how long it waits to fill a batch before sending (more
+    throughput, up to this much more latency)."""
     client_id: str | None = None
+    """Kafka ``client.id``; unset: the ``source``."""
 
 
 class Publisher:
