@@ -234,8 +234,9 @@ class ModelRepoSettings(BaseSettings):
     """The model repository: a directory or ``s3://bucket/prefix`` (versions under
     ``<url>/<model>/<version>/``)."""
     name: str = Field(default="fraud-gbt", pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
-    """A model name; no command reads it: the worker and the gateway take theirs from their own
-    ``MODEL_NAME`` setting, the model commands from ``--model``."""
+    """A model name; nothing reads it: the worker and the gateway take theirs from
+    ``SCORESTREAM_WORKER_MODEL_NAME`` / ``SCORESTREAM_GATEWAY_MODEL_NAME``, commands from
+    ``--model``."""
     s3_endpoint_url: str | None = None
     """Endpoint of an S3-compatible store (e.g. MinIO); unset: AWS S3. S3 settings apply to an
     ``s3://`` URL only."""
@@ -292,7 +293,7 @@ class ProcessingSettings(BaseSettings):
     Kafka transaction. ``at_least_once``: offsets are committed after the outputs are
     acknowledged, so a crash can repeat outputs. The audit service always runs exactly once."""
     max_batch: int = Field(default=500, ge=1, le=10_000)
-    """Most records handled per batch (one transaction per batch)."""
+    """Most records handled and committed together as one batch."""
     max_wait_ms: int = Field(default=20, ge=1, le=10_000)
     """How long a poll waits, in ms: for the first record with adaptive batching, else for a
     full batch. Also bounds how long the broker holds a fetch (``fetch.wait.max.ms``)."""
@@ -307,7 +308,7 @@ class ProcessingSettings(BaseSettings):
     long. At least once: the wait for a batch's acknowledgements."""
     max_poll_interval_ms: int = Field(default=120_000, ge=10_000)
     """Kafka's ``max.poll.interval.ms``: a batch (handling and commit) that keeps the loop from
-    polling longer gets the member evicted from the group; its partitions move to another."""
+    polling longer gets the member evicted from the group; its partitions go to another."""
     session_timeout_ms: int = Field(default=10_000, ge=6_000)
     """Kafka's ``session.timeout.ms``: a member without a heartbeat this long (they are sent
     every fifth of it) is removed and its partitions reassigned; lower fails over faster."""
