@@ -92,14 +92,22 @@ class MerchantSettings(ProcessingSettings):
 
     service: ClassVar[str] = "merchant"
 
-    # off the decision's path: commit a transaction at most every max_wait_ms under light load
-    # (each transaction costs the broker markers on every partition it touched; the services a
-    # request waits for get the CPU), full batches under heavy load
     max_wait_ms: int = Field(default=200, ge=1, le=10_000)
+    """How long a poll waits for a full batch, in ms. This service is off the decision's path, so
+    under light load it commits a transaction at most this often (each transaction costs the
+    broker markers on every partition it touched; the services a request waits for get the
+    CPU)."""
     adaptive_batching: bool = False
+    """False here: wait up to max_wait_ms for a full batch (fewer, larger transactions). True
+    takes what is already fetched as soon as the first record arrives."""
     max_batch: int = Field(default=2000, ge=1, le=10_000)
+    """Most records handled and committed together as one batch (full batches under heavy
+    load)."""
 
     instance_id: str = "merchant-0"
+    """Names this instance: its ``transactional.id`` is ``<tenant>.merchant.<instance_id>``.
+    Unique per running instance and stable across restarts (a restart fences the previous
+    one's open transaction)."""
     allowed_lateness_s: float = Field(default=5.0, ge=0)
     """How far behind the slowest input an event may arrive and still be in time (clock skew
     between upstream producers writing one partition)."""

@@ -82,12 +82,17 @@ class NotifierSettings(ProcessingSettings):
 
     service: ClassVar[str] = "notifier"
 
-    # off the decision's path: commit a transaction at most every max_wait_ms under light load
-    # (each transaction costs the broker markers on every partition it touched; the services a
-    # request waits for get the CPU), full batches under heavy load
     max_wait_ms: int = Field(default=200, ge=1, le=10_000)
+    """How long a poll waits for a full batch, in ms. This service is off the decision's path, so
+    under light load it commits a transaction at most this often (each transaction costs the
+    broker markers on every partition it touched; the services a request waits for get the
+    CPU)."""
     adaptive_batching: bool = False
+    """False here: wait up to max_wait_ms for a full batch (fewer, larger transactions). True
+    takes what is already fetched as soon as the first record arrives."""
     max_batch: int = Field(default=2000, ge=1, le=10_000)
+    """Most records handled and committed together as one batch (full batches under heavy
+    load)."""
 
     webhook_url: SecretStr | None = None
     """The tenant's webhook (http or https); unset: alerts only. A secret: webhook URLs carry

@@ -402,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         render=render,
         default=DOC_PATH,
         module="scorestream.dev.config_reference",
-        description=__doc__.splitlines()[0] if __doc__ else None,
+        description=__doc__,
     )
 
 

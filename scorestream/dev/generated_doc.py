@@ -17,8 +17,10 @@ def doc_main(
     module: str,
     description: str | None,
 ) -> int:
-    """0: written (or current with ``--check``); 1: stale with ``--check``."""
-    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=description)
+    """0: written (or current with ``--check``); 1: stale with ``--check``. ``description``: the
+    generator's module docstring (``--help`` shows its first paragraph)."""
+    summary = " ".join(description.split("\n\n")[0].split()) if description else None
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=summary)
     parser.add_argument("--check", action="store_true", help="fail if the document is stale")
     parser.add_argument("--output", type=Path, default=default)
     args = parser.parse_args(argv)

@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         render=lambda: render(collect()),
         default=DOC_PATH,
         module="scorestream.dev.metrics_catalog",
-        description=__doc__.splitlines()[0] if __doc__ else None,
+        description=__doc__,
     )
 
 

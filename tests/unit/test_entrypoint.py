@@ -21,6 +21,15 @@ def test_every_setting_is_a_flag(svc: Service, capsys: pytest.CaptureFixture[str
         assert f"--{name.replace('_', '-')}" in usage, name
 
 
+@pytest.mark.parametrize("svc", SERVICES, ids=lambda s: s.name)
+def test_every_flag_is_explained(svc: Service) -> None:
+    """``--help`` shows each field's description (its attribute docstring): a field redefined
+    in a subclass without one would show a bare flag."""
+    cls = svc.settings_class()
+    bare = [name for name, field in cls.model_fields.items() if not field.description]
+    assert bare == [], f"{cls.__name__}: no description for {bare}"
+
+
 def test_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     cls = next(s for s in SERVICES if s.name == "decision").settings_class()
     monkeypatch.setenv("SCORESTREAM_DECISION_TENANT", "acme")
