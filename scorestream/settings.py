@@ -213,6 +213,17 @@ class TopicSettings(BaseSettings):
         default=1.0, gt=0, description="multiply the registry's partition counts (e.g. 0.5 in dev)"
     )
 
+    @model_validator(mode="after")
+    def _insync_fits_the_replicas(self) -> TopicSettings:
+        # more in-sync replicas required than a new topic has: every acks=all write would fail
+        if self.min_insync_replicas > self.replication_factor:
+            msg = (
+                f"min_insync_replicas ({self.min_insync_replicas}) exceeds replication_factor "
+                f"({self.replication_factor}): every acks=all write to a new topic would fail"
+            )
+            raise ValueError(msg)
+        return self
+
 
 class ModelRepoSettings(BaseSettings):
     """Where model versions live. Env: ``SCORESTREAM_MODELS_*``.

@@ -10,7 +10,7 @@ from scorestream.kafka_config import (
     redacted,
     transactional_producer_config,
 )
-from scorestream.settings import BrokerSettings, KafkaSettings
+from scorestream.settings import BrokerSettings, KafkaSettings, TopicSettings
 
 
 def test_env_prefix_and_frozen(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -70,3 +70,9 @@ def test_broker_settings_validate(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SCORESTREAM_BROKER_HEAP", "lots")
     with pytest.raises(ValidationError, match="heap"):
         BrokerSettings()
+
+
+def test_min_insync_replicas_above_the_replication_factor_is_refused() -> None:
+    with pytest.raises(ValidationError, match="exceeds replication_factor"):
+        TopicSettings(replication_factor=1, min_insync_replicas=2)
+    assert TopicSettings(replication_factor=3, min_insync_replicas=2).min_insync_replicas == 2
