@@ -30,6 +30,10 @@ IMAGE_VENV = "/opt/scorestream"
 
 
 def cache_dir() -> Path:
+    """``SCORESTREAM_IMAGE_VENV_CACHE`` (a directory the image's user can traverse: a cold build
+    measured on its own, say), else outside root's 0700 home for root."""
+    if env := os.environ.get("SCORESTREAM_IMAGE_VENV_CACHE"):
+        return Path(env)
     if os.geteuid() == 0:
         return Path("/var/cache/scorestream")
     return Path.home() / ".cache" / "scorestream"
