@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo check lint typecheck test test-unit test-integration format schemas broker-start broker-stop clean promtool kustomize kubeconform podsecurity image-venv jaeger vegeta docs-metrics
+.PHONY: install demo check lint typecheck test test-unit test-integration format schemas broker-start broker-stop clean tools promtool kustomize kubeconform podsecurity image-venv jaeger vegeta docs-metrics
 
 ## promtool for the alert-rule and dashboard tests: Debian's `prometheus` package (apt-get, seconds;
 ## as root), else built once with `go install` (~10 min cold) and cached in ~/.cache/scorestream/bin
@@ -31,13 +31,20 @@ podsecurity:
 image-venv: $(STAMP)
 	@$(BIN)/python -c "from tests.image_venv import image_venv; image_venv()"
 
-## Jaeger v2 for the tracing end-to-end test: built once with Go (10-25 min cold), cached the same way
+## Jaeger v2 for the tracing end-to-end test: built once with Go (about 8 min on 2 idle cores),
+## cached the same way
 jaeger:
 	@.ci/jaeger.sh >/dev/null
 
 ## vegeta (open-loop HTTP load) for the gateway overload test, cached the same way
 vegeta:
 	@.ci/vegeta.sh >/dev/null
+
+## everything `make test` needs, prepared concurrently (.ci/setup.sh: the Go builds on the CPU
+## while the downloads of the venvs, the jars and the CRDs wait on the network; progress on the
+## way, each failing step named with its log)
+tools:
+	@.ci/setup.sh
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -67,11 +74,12 @@ typecheck: $(STAMP)
 PYTEST_WORKERS ?= 2
 XDIST := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
 
-test: $(STAMP) promtool kustomize kubeconform podsecurity image-venv jaeger vegeta
+test: $(STAMP) tools
 	@$(BIN)/pytest $(XDIST) --durations=15 $(PYTEST_ARGS) || { rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; fi; exit $$rc; }
 
-test-unit: $(STAMP) promtool kustomize kubeconform podsecurity image-venv
+test-unit: $(STAMP)
+	@.ci/setup.sh promtool kustomize kubeconform podsecurity image-venv
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 ## known vulnerabilities in the installed dependencies: pip-audit + the dated allow-list
