@@ -123,7 +123,8 @@ def image_venv() -> Path:
                 elif keyword == "COPY":
                     _copy(rest, context)
                 elif keyword == "RUN" and "apt-get" not in rest:
-                    script = rest.replace(IMAGE_VENV, str(venv)).replace("/tmp/", f"{tmp}/")
+                    # /tmp/ first: the venv's own path may be under /tmp too
+                    script = rest.replace("/tmp/", f"{tmp}/").replace(IMAGE_VENV, str(venv))
                     _run(script, context, env)
         except BaseException:
             shutil.rmtree(venv, ignore_errors=True)
