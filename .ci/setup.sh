@@ -49,10 +49,12 @@ lane_of() {
   esac
 }
 
-# CPU seconds (user + system) of this shell's finished children so far
+# CPU seconds (user + system) of this shell's finished children so far (`times` in this shell:
+# in a subshell it would count the subshell's children)
 children_cpu() {
-  times | awk 'NR == 2 { for (i = 1; i <= 2; i++) { split($i, t, "m"); s += t[1] * 60 + t[2] } }
-                END { printf "%.0f", s }'
+  times >"${logs}/.$1.times"
+  awk 'NR == 2 { for (i = 1; i <= 2; i++) { split($i, t, "m"); s += t[1] * 60 + t[2] } }
+       END { printf "%.0f", s }' "${logs}/.$1.times"
 }
 
 # internal: run one lane's steps in order, recording each step's exit status, wall and CPU seconds
@@ -61,12 +63,14 @@ if [ "${1:-}" = --lane ]; then
   shift 2
   for step in "$@"; do
     start=$(date +%s)
-    cpu0=$(children_cpu)
+    children_cpu "${step}" >"${logs}/.${step}.cpu0"
     set +e
     run_step "${step}" >"${logs}/${step}.log" 2>&1 </dev/null
     rc=$?
     set -e
-    echo "${rc} $(( $(date +%s) - start )) $(( $(children_cpu) - cpu0 ))" >"${logs}/${step}.done"
+    children_cpu "${step}" >"${logs}/.${step}.cpu1"
+    echo "${rc} $(( $(date +%s) - start )) $(( $(cat "${logs}/.${step}.cpu1") - $(cat "${logs}/.${step}.cpu0") ))" \
+      >"${logs}/${step}.done"
     [ "${rc}" -eq 0 ] || exit 0   # the lane stops; the parent reports
   done
   exit 0
