@@ -28,7 +28,8 @@ python="${PYTHON:-python3}"
 # script again (cached: instant) for them.
 run_step() {
   case "$1" in
-    venv) make --no-print-directory install PYTHON="${python}" ;;
+    venv) make --no-print-directory install PYTHON="${python}" \
+            && echo "venv: .venv ($(.venv/bin/python --version 2>&1))" ;;
     jars) .venv/bin/python -c "from scorestream.dev.broker.jars import ensure_jars; from scorestream.settings import BrokerSettings; print('kafka jars:', ensure_jars(BrokerSettings().cache_dir, print))" ;;
     crds) .venv/bin/python -W ignore -c "from scorestream.deploy.k8s.crds import crd_schemas, pins; print('CRDs:', len(crd_schemas()), pins())" ;;
     # tests/image_venv.py needs only the standard library: it does not wait for .venv
