@@ -49,13 +49,15 @@ mkdir -p "${work}"
 ) 9>"${work}.lock"
 [ "${fetch_only}" = 0 ] || exit 0
 
-echo "jaeger.sh: building jaeger ${version} with $(go version) (about 8 min on 2 idle cores, once)" >&2
+echo "jaeger.sh: building jaeger ${version} with $(go version) (about 3 min on 2 idle cores, once)" >&2
 start=$(date +%s)
-# No cgo (the released binaries are static too), no symbol table or DWARF (less to link), paths
-# trimmed (the same binary on every machine).
+# Without the compiler's optimisations and inlining (-N -l): the tests' Jaeger stores a few traces
+# in memory, and its 2,300 packages then compile with about 30% less CPU (measured: 291 against
+# 408 CPU seconds); no cgo (the released binaries are static too), no symbol table or DWARF (less
+# to link), paths trimmed (the same binary on every machine).
 (
   cd "${work}"
-  CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "${jaeger}.tmp" \
+  CGO_ENABLED=0 go build -trimpath -gcflags='all=-N -l' -ldflags='-s -w' -o "${jaeger}.tmp" \
     github.com/jaegertracing/jaeger/cmd/jaeger >&2
 )
 mv "${jaeger}.tmp" "${jaeger}"

@@ -8,10 +8,12 @@
 #                           promtool kustomize kubeconform podsecurity vegeta jaeger
 #
 # Lanes run side by side; the steps of one lane run one after another:
-#   go      kubeconform, podsecurity, vegeta, jaeger: the CPU-bound Go builds, one at a time (two
-#           `go build`s at once would each compile the standard library and the shared modules:
-#           the Go build cache does not coordinate processes), on both cores
-#   fetch   Jaeger's Go modules downloaded while the go lane compiles the small tools
+#   jaeger  Jaeger's Go modules (44 s of downloads), then its build: the critical path (its ~2,300
+#           packages are most of the set-up's CPU), so it starts first and alone in its lane
+#   go      kubeconform, the Pod Security checker, vegeta: the small Go builds, one at a time,
+#           mostly waiting on module downloads; they share the Go build cache with Jaeger's (two
+#           `go build`s at once may both compile the same standard packages: the cache does not
+#           coordinate processes; measured, starting Jaeger early pays for that)
 #   python  the venv (make install), then the Kafka jars and the CRDs (both Maven, one at a time)
 #   image   the venv replaying the Dockerfile's build stage (PyPI downloads)
 #   system  promtool (Debian's package) and kustomize (kubectl's)
@@ -42,8 +44,8 @@ run_step() {
 
 lane_of() {
   case "$1" in
-    kubeconform | podsecurity | vegeta | jaeger) echo go ;;
-    jaeger-fetch) echo fetch ;;
+    kubeconform | podsecurity | vegeta) echo go ;;
+    jaeger-fetch | jaeger) echo jaeger ;;
     venv | jars | crds) echo python ;;
     image-venv) echo image ;;
     promtool | kustomize) echo system ;;
@@ -91,7 +93,7 @@ logs="${SCORESTREAM_SETUP_LOGS:-$(mktemp -d "${TMPDIR:-/tmp}/scorestream-setup.X
 mkdir -p "${logs}"
 rm -f "${logs}"/*.done
 
-# the lanes, each step in its lane's order (the order of all_steps, jaeger last in the go lane)
+# the lanes, each step in its lane's order
 declare -A lane_steps=()
 for step in venv jars crds image-venv promtool kustomize jaeger-fetch kubeconform podsecurity vegeta jaeger; do
   want "${step}" || continue
@@ -108,7 +110,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 t0=$(date +%s)
-for lane in go fetch python image system; do
+for lane in jaeger go python image system; do
   [ -n "${lane_steps[${lane}]:-}" ] || continue
   # its own process group (setsid), so that an interrupt stops the lane's builds too
   # shellcheck disable=SC2086
@@ -142,7 +144,7 @@ while :; do
   if [ $(( $(date +%s) - last_status )) -ge 60 ]; then
     last_status=$(date +%s)
     busy=()
-    for lane in go fetch python image system; do
+    for lane in jaeger go python image system; do
       for step in ${lane_steps[${lane}]:-}; do
         if [ -z "${reported[${step}]:-}" ] && [ -e "${logs}/${step}.log" ]; then busy+=("${step}"); break; fi
       done
