@@ -31,8 +31,8 @@ podsecurity:
 image-venv: $(STAMP)
 	@$(BIN)/python -c "from tests.image_venv import image_venv; image_venv()"
 
-## Jaeger v2 for the tracing end-to-end test: built once with Go (about 8 min on 2 idle cores),
-## cached the same way
+## Jaeger v2 for the tracing end-to-end test: built once with Go (about 4 min on 2 cores, without
+## the compiler's optimisations), cached the same way
 jaeger:
 	@.ci/jaeger.sh >/dev/null
 

@@ -49,7 +49,7 @@ mkdir -p "${work}"
 ) 9>"${work}.lock"
 [ "${fetch_only}" = 0 ] || exit 0
 
-echo "jaeger.sh: building jaeger ${version} with $(go version) (about 3 min on 2 idle cores, once)" >&2
+echo "jaeger.sh: building jaeger ${version} with $(go version) (about 4 min on 2 cores, once)" >&2
 start=$(date +%s)
 # Without the compiler's optimisations and inlining (-N -l): the tests' Jaeger stores a few traces
 # in memory, and its 2,300 packages then compile with about 30% less CPU (measured: 291 against
