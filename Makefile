@@ -58,8 +58,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/scorestream demo
 
-## every check: lint, format, types, schemas, tests (starts the broker if needed)
-check: lint typecheck test
+## every check: lint, format, types, schemas, tests (starts the broker if needed). The tools come
+## first: .ci/setup.sh makes the venv in one of its lanes while Jaeger compiles in another, so a
+## cold run does not install the venv alone before it
+check: tools lint typecheck test
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
