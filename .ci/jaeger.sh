@@ -51,14 +51,14 @@ mkdir -p "${work}"
 
 echo "jaeger.sh: building jaeger ${version} with $(go version) (about 4 min on 2 cores, once)" >&2
 start=$(date +%s)
-# Without the compiler's optimisations and inlining (-N -l): the tests' Jaeger stores a few traces
-# in memory, and its 2,300 packages then compile with about 30% less CPU (measured: 291 against
-# 408 CPU seconds); no cgo (the released binaries are static too), no symbol table or DWARF (less
-# to link), paths trimmed (the same binary on every machine).
+# With the tools' shared flags (.ci/go-flags.sh: no optimisations, inlining, cgo, symbols):
+# the tests' Jaeger stores a few traces in memory, and its 2,300 packages compile with about 30%
+# less CPU (measured: 291 against 408 CPU seconds).
+# shellcheck source=go-flags.sh
+source "$(dirname "$0")/go-flags.sh"
 (
   cd "${work}"
-  CGO_ENABLED=0 go build -trimpath -gcflags='all=-N -l' -ldflags='-s -w' -o "${jaeger}.tmp" \
-    github.com/jaegertracing/jaeger/cmd/jaeger >&2
+  go build "${GO_TOOL_FLAGS[@]}" -o "${jaeger}.tmp" github.com/jaegertracing/jaeger/cmd/jaeger >&2
 )
 mv "${jaeger}.tmp" "${jaeger}"
 echo "${version}" >"${stamp}"

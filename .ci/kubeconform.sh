@@ -23,7 +23,9 @@ command -v go >/dev/null || { echo "kubeconform.sh: go is required to build kube
 mkdir -p "${bin_dir}"
 echo "kubeconform.sh: building kubeconform ${version} with $(go version)" >&2
 start=$(date +%s)
-GOBIN="${bin_dir}" go install "github.com/yannh/kubeconform/cmd/kubeconform@${version}" >&2
+# shellcheck source=go-flags.sh
+source "$(dirname "$0")/go-flags.sh"
+GOBIN="${bin_dir}" go install "${GO_TOOL_FLAGS[@]}" "github.com/yannh/kubeconform/cmd/kubeconform@${version}" >&2
 echo "${version}" >"${stamp}"
 echo "kubeconform.sh: built in $(( $(date +%s) - start ))s" >&2
 echo "${kubeconform}"

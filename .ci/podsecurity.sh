@@ -17,7 +17,9 @@ command -v go >/dev/null || { echo "podsecurity.sh: go is required" >&2; exit 1;
 mkdir -p "${bin_dir}"
 echo "podsecurity.sh: building the Pod Security checker with $(go version)" >&2
 start=$(date +%s)
-go build -mod=readonly -trimpath -o "${binary}.tmp" . >&2
+# shellcheck source=../../.ci/go-flags.sh
+source ../../.ci/go-flags.sh
+go build -mod=readonly "${GO_TOOL_FLAGS[@]}" -o "${binary}.tmp" . >&2
 mv "${binary}.tmp" "${binary}"
 echo "podsecurity.sh: built in $(( $(date +%s) - start ))s" >&2
 echo "${binary}"

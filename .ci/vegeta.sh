@@ -24,7 +24,9 @@ command -v go >/dev/null || { echo "vegeta.sh: go is required to build vegeta" >
 mkdir -p "${bin_dir}"
 echo "vegeta.sh: building vegeta ${version} with $(go version) (takes a few minutes once)" >&2
 start=$(date +%s)
-GOBIN="${bin_dir}" go install "github.com/tsenart/vegeta/v12@${version}" >&2
+# shellcheck source=go-flags.sh
+source "$(dirname "$0")/go-flags.sh"
+GOBIN="${bin_dir}" go install "${GO_LOADGEN_FLAGS[@]}" "github.com/tsenart/vegeta/v12@${version}" >&2
 echo "${version}" >"${stamp}"
 echo "vegeta.sh: built in $(( $(date +%s) - start ))s" >&2
 echo "${vegeta}"
