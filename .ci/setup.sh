@@ -11,11 +11,11 @@
 #   jaeger  Jaeger's Go modules (44 s of downloads), then its build: the critical path (its ~2,300
 #           packages are most of the set-up's CPU), so it starts first and alone in its lane
 #   go      kubeconform, the Pod Security checker, vegeta: the small Go builds, one at a time,
-#           mostly waiting on module downloads; they share the Go build cache with Jaeger's (two
-#           `go build`s at once may both compile the same standard packages: the cache does not
-#           coordinate processes; Jaeger starting at 50 s instead of after these, at 150 s, gains
-#           more than that costs)
-#   python  the venv (make install), then the Kafka jars and the CRDs (both Maven, one at a time)
+#           mostly waiting on module downloads; built with Jaeger's flags (.ci/go-flags.sh), they
+#           compile the standard library and the shared modules into the Go build cache while
+#           Jaeger's modules download, and Jaeger's build then reuses them (the cache does not
+#           coordinate processes: what both need at the same moment may compile twice)
+#   python  the venv (make install: uv), then the Kafka jars and the CRDs (both Maven, one at a time)
 #   image   the venv replaying the Dockerfile's build stage (PyPI downloads)
 #   system  promtool (Debian's package) and kustomize (kubectl's)
 # A failing step stops its own lane only; the others finish, then every failure is reported with
