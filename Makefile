@@ -7,38 +7,17 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo check lint typecheck test test-unit test-integration format schemas broker-start broker-stop clean tools promtool kustomize kubeconform podsecurity image-venv jaeger vegeta docs-metrics
 
-## promtool for the alert-rule and dashboard tests: Debian's `prometheus` package (apt-get, seconds;
-## as root), else built once with `go install` (~10 min cold) and cached in ~/.cache/scorestream/bin
-promtool:
-	@.ci/promtool.sh >/dev/null
-
-## kustomize for the k8s/ overlay tests: `kubectl kustomize` where kubectl is installed, else
-## built once with `go install` and cached the same way
-kustomize:
-	@.ci/kustomize.sh >/dev/null
-
-## kubeconform (strict schema validation of the overlays): `go install`, ~15 s cold, cached
-kubeconform:
-	@.ci/kubeconform.sh >/dev/null
-
-## the Pod Security checker (tests/podsecurity, k8s.io/pod-security-admission): `go build`,
-## about a minute cold, cached
-podsecurity:
-	@.ci/podsecurity.sh >/dev/null
-
-## the Dockerfile's build stage replayed into a venv (tests/image_venv.py: the lock, its hashes,
-## no pip) for the Kubeflow launcher tests; about a minute cold (PyPI downloads), cached
-image-venv: $(STAMP)
-	@$(BIN)/python -c "from tests.image_venv import image_venv; image_venv()"
-
-## Jaeger v2 for the tracing end-to-end test: built once with Go (about 4 min on 2 cores, without
-## the compiler's optimisations), cached the same way
-jaeger:
-	@.ci/jaeger.sh >/dev/null
-
-## vegeta (open-loop HTTP load) for the gateway overload test, cached the same way
-vegeta:
-	@.ci/vegeta.sh >/dev/null
+## The test tools one at a time, each a step of .ci/setup.sh (below; cached after the first run):
+##   promtool     Debian's `prometheus` package (apt-get, as root), else built with `go install`
+##   kustomize    `kubectl kustomize` where kubectl is installed, else built with `go install`
+##   kubeconform  strict schema validation of the overlays, built with Go
+##   podsecurity  the Pod Security checker (tests/podsecurity, k8s.io/pod-security-admission)
+##   image-venv   the Dockerfile's build stage replayed into a venv (tests/image_venv.py: the lock,
+##                its hashes, no pip) for the Kubeflow launcher tests
+##   jaeger       Jaeger v2 for the tracing end-to-end test (about 4 min of Go on 2 cores)
+##   vegeta       open-loop HTTP load for the gateway overload test
+promtool kustomize kubeconform podsecurity image-venv jaeger vegeta:
+	@.ci/setup.sh $@
 
 ## everything `make test` needs, prepared concurrently (.ci/setup.sh: the Go builds on the CPU
 ## while the downloads of the venvs, the jars and the CRDs wait on the network; progress on the
@@ -47,10 +26,10 @@ tools:
 	@.ci/setup.sh
 
 ## the venv: uv (from PyPI, into the venv) installs the package, its dev extra and an up-to-date
-## pip (pip-audit audits it too), with the image's versions (requirements.lock, without its hashes, as constraints):
-## about 8 CPU seconds cold against about 60 with pip, most of which went on compiling every
-## installed module's bytecode (Python compiles what is imported instead). pip installs it all
-## where uv cannot be installed.
+## pip (pip-audit audits it too), with the image's versions (requirements.lock, without its
+## hashes, as constraints): about 8 CPU seconds cold against about 60 with pip, most of which
+## went on compiling every installed module's bytecode (Python compiles what is imported
+## instead). pip installs it all where uv cannot be installed.
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@sed -e '/--hash=/d' -e 's/ *\\$$//' requirements.lock >$(VENV)/constraints.txt
