@@ -27,29 +27,47 @@ from scorestream.topics import REGISTRY, StreamSpec, TopicRegistry
 TIMEOUT_S = 30.0
 
 
+APPEAR_WITHIN_S = 5.0
+"""How long :func:`require_topics` asks again for a topic it does not see yet."""
+
+
 def require_topics(
     client: Consumer | Producer | AdminClient,
     topics: Sequence[str],
     *,
     tenant: str,
     denied: Callable[[str], ScorestreamError] | None = None,
+    appear_within_s: float = APPEAR_WITHIN_S,
 ) -> None:
     """Raise :class:`MissingTopicError` (naming the provisioning command) unless every topic
     exists, or ``denied(topic)`` (default: a :class:`TopicError` naming the ACLs) when the client
     may not see one. Nothing at runtime creates a topic: a missing one is a deployment error,
-    and subscribing to it would only surface later as an opaque UNKNOWN_TOPIC_OR_PART."""
-    missing = []
-    for topic in topics:
-        meta = client.list_topics(topic, timeout=TIMEOUT_S).topics.get(topic)
-        err = None if meta is None else meta.error
-        if err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
-            if denied is not None:
-                raise denied(topic)
-            raise TopicError(f"not authorized to describe {topic}: check the principal's ACLs")
-        if meta is None or err is not None:
-            missing.append(topic)
-    if missing:
-        raise MissingTopicError(missing, tenant)
+    and subscribing to it would only surface later as an opaque UNKNOWN_TOPIC_OR_PART.
+
+    A topic created a moment ago may not be in the broker's metadata yet: the controller commits
+    the creation and the brokers apply it to their metadata caches after the create call has
+    returned (seen under load: a service started right after its topics were created refused
+    to start). So missing topics are asked for again, every 0.25 s for up to
+    ``appear_within_s``, before the error; a denied one fails at once."""
+    deadline = time.monotonic() + appear_within_s
+    pending = list(topics)
+    while True:
+        missing = []
+        for topic in pending:
+            meta = client.list_topics(topic, timeout=TIMEOUT_S).topics.get(topic)
+            err = None if meta is None else meta.error
+            if err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+                if denied is not None:
+                    raise denied(topic)
+                raise TopicError(f"not authorized to describe {topic}: check the principal's ACLs")
+            if meta is None or err is not None:
+                missing.append(topic)
+        if not missing:
+            return
+        if time.monotonic() >= deadline:
+            raise MissingTopicError(missing, tenant)
+        time.sleep(0.25)
+        pending = missing
 
 
 class Action(StrEnum):
