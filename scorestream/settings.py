@@ -244,10 +244,6 @@ class ModelRepoSettings(BaseSettings):
     url: str = Field(default_factory=lambda: str(scorestream_home() / "models"))
     """The model repository: a directory or ``s3://bucket/prefix`` (versions under
     ``<url>/<model>/<version>/``)."""
-    name: str = Field(default="fraud-gbt", pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
-    """A model name; nothing reads it: the worker and the gateway take theirs from
-    ``SCORESTREAM_WORKER_MODEL_NAME`` / ``SCORESTREAM_GATEWAY_MODEL_NAME``, commands from
-    ``--model``."""
     s3_endpoint_url: str | None = None
     """Endpoint of an S3-compatible store (e.g. MinIO); unset: AWS S3. S3 settings apply to an
     ``s3://`` URL only."""

@@ -103,7 +103,7 @@ def common_env() -> dict[str, str]:
 
 def models_env(tenant: str) -> dict[str, str]:
     """Where the tenant's model versions live (credentials come from a Secret)."""
-    return env_map(MODELS, {"url": f"s3://scorestream-models/{tenant}", "name": "fraud-gbt"})
+    return env_map(MODELS, {"url": f"s3://scorestream-models/{tenant}"})
 
 
 def service_env(service: str, tenant: str) -> dict[str, str]:
