@@ -1,11 +1,12 @@
 """The compiled Kubeflow pipeline, every step through its compiled command line the way the KFP
 launcher runs it (tests/kfp_launcher.py): as the image's user (UID 10001 when the tests run as
 root) in a venv installed like the image's (tests/image_venv.py), publish included, against a
-real broker. The unit tests run the steps before publish without a broker."""
+real broker. tests/unit/test_kfp_pipeline.py checks the compiled YAML itself."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -33,6 +34,9 @@ def test_every_compiled_step_runs_as_the_image_user_and_publishes(kafka_bootstra
         timeout=120,
     )
     image = image_venv.image_venv()
+    if os.geteuid() == 0:  # as CI runs: the venv is root's and the steps run as UID 10001
+        assert image.stat().st_uid == 0
+        assert not image.stat().st_mode & 0o022, "the venv must not be writable by the image user"
     path = ROOT / "k8s" / k8s_kfp.pipeline_file("demo")
     spec, _platform = yaml.safe_load_all(path.read_text())
     steps = kfp_launcher.executors(spec)

@@ -1,12 +1,11 @@
 """The committed Kubeflow pipeline YAML is what the code compiles to, its components install
-nothing at start, the Kafka-facing steps get their settings and secrets from kfp.kubernetes, and
-the compiled command lines run as the image's non-root user in a root-owned venv, the way the KFP
-launcher runs them (tests/kfp_launcher.py)."""
+nothing at start, and the Kafka-facing steps get their settings and secrets from kfp.kubernetes.
+The compiled command lines run as the image's non-root user in a root-owned venv, the way the KFP
+launcher runs them, in tests/e2e/test_kfp_launcher.py."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from pipelines.kfp_pipeline import PIPELINE_NAME
 from scorestream.deploy.k8s import apps as k8s_apps
 from scorestream.deploy.k8s import config as k8s_config
 from scorestream.deploy.k8s import kfp as k8s_kfp
-from tests import image_venv, kfp_launcher
+from tests import image_venv
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPILED = ROOT / "k8s" / k8s_kfp.pipeline_file("demo")
@@ -108,36 +107,6 @@ def test_the_image_venv_has_kfp_and_no_pip(image: Path) -> None:
     assert {"kfp", "scorestream", "onnxruntime", "lightgbm"} <= installed
     assert not installed & {"pip", "setuptools", "wheel"}
     assert not (image / "bin" / "pip").exists()
-
-
-def test_compiled_commands_run_as_the_image_user_in_a_root_owned_venv(image: Path) -> None:
-    """build-dataset → train → export-onnx → evaluate through their compiled command lines, as
-    UID 10001 (when the tests run as root, as CI does) in the image-like venv; publish needs a
-    broker and runs in tests/e2e/test_kfp_launcher.py."""
-    spec, _ = _documents()
-    steps = kfp_launcher.executors(spec)
-    if os.geteuid() == 0:
-        assert image.stat().st_uid == 0
-        assert not image.stat().st_mode & 0o022, "the venv must not be writable by the image user"
-    env: dict[str, str | None] = {"SCORESTREAM_MODELS_URL": "memory://unused"}
-
-    def run(task: str, params: dict[str, Any], artifacts: dict[str, str]) -> dict[str, Any]:
-        proc, outputs = kfp_launcher.run(steps[task], work, params, artifacts, env, image)
-        assert proc.returncode == 0, f"{task}:\n{proc.stdout[-2000:]}{proc.stderr[-3000:]}"
-        return outputs
-
-    with kfp_launcher.scratch() as work:
-        data = run(
-            "build-dataset", {"tenant": "demo", "seed": 7, "days": 45, "source": "simulator"}, {}
-        )
-        assert data["Output"], "the step's description"
-        trained = run("train", {"n_estimators": 20}, {"dataset": data["dataset"]})
-        onnx = run("export-onnx", {}, {"model": trained["model"], "dataset": data["dataset"]})
-        assert float(onnx["Output"]) <= 1e-5
-        scored = run("evaluate", {}, {"onnx_model": onnx["onnx_model"], "dataset": data["dataset"]})
-        assert 0.0 < float(scored["Output"]) <= 1.0
-        metrics = json.loads(Path(scored["metrics"]).read_text())
-        assert 0.0 < metrics["metrics"]["average_precision"] <= 1.0
 
 
 @pytest.mark.parametrize("tenant", ["demo", "acme"])
