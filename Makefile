@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo check lint typecheck test test-tools test-unit test-integration format schemas broker-start broker-stop clean tools promtool kustomize kubeconform podsecurity image-venv jaeger vegeta docs-metrics
+.PHONY: install demo check lint typecheck test test-unit test-integration format schemas broker-start broker-stop clean tools promtool kustomize kubeconform podsecurity image-venv jaeger vegeta docs-metrics
 
 ## The test tools one at a time, each a step of .ci/setup.sh (below; cached after the first run):
 ##   promtool     Debian's `prometheus` package (apt-get, as root), else built with `go install`
@@ -19,17 +19,11 @@ STAMP := $(VENV)/.installed
 promtool kustomize kubeconform podsecurity image-venv jaeger vegeta:
 	@.ci/setup.sh $@
 
-## every tool, prepared concurrently (.ci/setup.sh: the Go builds on the CPU while the downloads
-## of the venvs, the jars and the CRDs wait on the network; progress on the way, each failing
-## step named with its log)
+## everything `make test` needs, prepared concurrently (.ci/setup.sh: the Go builds on the CPU
+## while the downloads of the venvs, the jars and the CRDs wait on the network; progress on the
+## way, each failing step named with its log)
 tools:
 	@.ci/setup.sh
-
-## what `make test` needs: the same, but Jaeger (for the tracing test only, and most of a cold
-## set-up's CPU) goes on building in the background at the lowest priority while the tests run;
-## the tracing test runs late and `.ci/jaeger.sh` waits for the build. Cached: seconds
-test-tools:
-	@.ci/setup.sh --background jaeger
 
 ## the venv: uv (from PyPI, into the venv) installs the package, its dev extra and an up-to-date
 ## pip (pip-audit audits it too), with the image's versions (requirements.lock, without its
@@ -57,9 +51,9 @@ demo: $(STAMP)
 	$(BIN)/scorestream demo
 
 ## every check: lint, format, types, schemas, tests (starts the broker if needed). The tools come
-## first: .ci/setup.sh makes the venv in one of its lanes while the Go tools compile in others, so
-## a cold run does not install the venv alone before them
-check: test-tools lint typecheck test
+## first: .ci/setup.sh makes the venv in one of its lanes while Jaeger compiles in another, so a
+## cold run does not install the venv alone before it
+check: tools lint typecheck test
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -76,7 +70,7 @@ typecheck: $(STAMP)
 PYTEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) * 2 )))
 XDIST := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
-test: $(STAMP) test-tools
+test: $(STAMP) tools
 	@$(BIN)/pytest $(XDIST) --durations=15 $(PYTEST_ARGS) || { rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; fi; exit $$rc; }
 

@@ -49,18 +49,6 @@ mkdir -p "${work}"
 ) 9>"${work}.lock"
 [ "${fetch_only}" = 0 ] || exit 0
 
-# One build at a time: `.ci/setup.sh --background jaeger` (make test) leaves the build running
-# while the tests start, and the tracing test's call then waits here for it and uses its binary.
-exec 8>"${work}.build.lock"
-if ! flock -n 8; then
-  echo "jaeger.sh: waiting for the Jaeger build already running (.ci/setup.sh --background)" >&2
-  flock 8
-fi
-if [ -x "${jaeger}" ] && [ "$(cat "${stamp}" 2>/dev/null)" = "${version}" ]; then
-  echo "${jaeger}"
-  exit 0
-fi
-
 echo "jaeger.sh: building jaeger ${version} with $(go version) (about 4 min on 2 cores, once)" >&2
 start=$(date +%s)
 # With the tools' shared flags (.ci/go-flags.sh: no optimisations, inlining, cgo, symbols):

@@ -6,13 +6,6 @@
 #   .ci/setup.sh            every step
 #   .ci/setup.sh STEP...    only these (and the steps they need): venv jars crds image-venv
 #                           promtool kustomize kubeconform podsecurity vegeta jaeger
-#   .ci/setup.sh --background jaeger [STEP...]
-#                           the same, but returns once the other steps are ready: Jaeger's build
-#                           goes on in the background at the lowest CPU priority (nice 19), and
-#                           `.ci/jaeger.sh` waits for it (make test: only the tracing test needs
-#                           Jaeger, and its build is most of a cold set-up's CPU; the tests leave
-#                           part of the 2 cores idle, which the build then uses). Its log and the
-#                           pid of its process group: in the logs directory (background.pids)
 #
 # Lanes run side by side; the steps of one lane run one after another:
 #   jaeger  Jaeger's Go modules (44 s of downloads), then its build: the critical path (its ~2,300
@@ -73,8 +66,6 @@ if [ "${1:-}" = --lane ]; then
   logs="$2"
   shift 2
   for step in "$@"; do
-    # a background step (and everything it starts) at the lowest priority: the tests come first
-    case " ${SETUP_BACKGROUND:-} " in *" ${step} "*) renice -n 19 -p $$ >/dev/null ;; esac
     start=$(date +%s)
     children_cpu "${step}" >"${logs}/.${step}.cpu0"
     set +e
@@ -89,21 +80,12 @@ if [ "${1:-}" = --lane ]; then
   exit 0
 fi
 
-background=()
-if [ "${1:-}" = --background ]; then
-  [ "${2:-}" = jaeger ] || { echo "setup.sh: only jaeger can build in the background" >&2; exit 2; }
-  background=(jaeger)
-  shift 2
-fi
-is_background() { [ "${#background[@]}" -gt 0 ] && [ "${background[0]}" = "$1" ]; }
-
 wanted=("$@")
 [ "${#wanted[@]}" -gt 0 ] || wanted=("${all_steps[@]}")
 for step in "${wanted[@]}"; do
   [ -n "$(lane_of "${step}")" ] || { echo "setup.sh: unknown step ${step} (steps: ${all_steps[*]})" >&2; exit 2; }
 done
 want() { local s; for s in "${wanted[@]}"; do [ "${s}" = "$1" ] && return 0; done; return 1; }
-if [ "${#background[@]}" -gt 0 ] && ! want "${background[0]}"; then wanted+=("${background[0]}"); fi
 # steps that others need
 if want jars || want crds; then wanted+=(venv); fi
 if want jaeger; then wanted+=(jaeger-fetch); fi
@@ -121,19 +103,12 @@ for step in venv jars crds image-venv promtool kustomize jaeger-fetch kubeconfor
 done
 
 pids=()
-declare -A lane_pid=()
-interrupted=0
 cleanup() {
   local pid
   for pid in "${pids[@]}"; do kill -- "-${pid}" 2>/dev/null || true; done
-  # interrupted: the background build stops too (after a normal return it goes on)
-  if [ "${interrupted}" = 1 ] && [ -s "${logs}/background.pids" ]; then
-    kill -- "-$(cat "${logs}/background.pids")" 2>/dev/null || true
-  fi
 }
-export SETUP_BACKGROUND="${background[*]:-}"
 trap cleanup EXIT
-trap 'interrupted=1; exit 130' INT TERM
+trap 'exit 130' INT TERM
 
 t0=$(date +%s)
 for lane in jaeger go python image system; do
@@ -141,12 +116,7 @@ for lane in jaeger go python image system; do
   # its own process group (setsid), so that an interrupt stops the lane's builds too
   # shellcheck disable=SC2086
   setsid "$0" --lane "${logs}" ${lane_steps[${lane}]} &
-  lane_pid[${lane}]=$!
-  if [ "${lane}" = jaeger ] && is_background jaeger; then
-    echo "$!" >"${logs}/background.pids"   # not stopped when this script returns
-  else
-    pids+=("$!")
-  fi
+  pids+=("$!")
   echo "setup: lane ${lane}:${lane_steps[${lane}]}"
 done
 echo "setup: logs in ${logs}"
@@ -155,14 +125,8 @@ declare -A reported=()
 failed=()
 last_status=${t0}
 while :; do
-  # running: a step still to come (not a background one) whose lane is alive
   running=0
-  for step in "${wanted[@]}"; do
-    is_background "${step}" && continue
-    [ -z "${reported[${step}]:-}" ] || continue
-    [ -e "${logs}/${step}.done" ] && { running=1; continue; }   # reported in this round
-    kill -0 "${lane_pid[$(lane_of "${step}")]}" 2>/dev/null && running=1
-  done
+  for pid in "${pids[@]}"; do kill -0 "${pid}" 2>/dev/null && running=1; done
   for done_file in "${logs}"/*.done; do
     [ -e "${done_file}" ] || continue
     step="$(basename "${done_file}" .done)"
@@ -183,7 +147,6 @@ while :; do
     busy=()
     for lane in jaeger go python image system; do
       for step in ${lane_steps[${lane}]:-}; do
-        is_background "${step}" && continue
         if [ -z "${reported[${step}]:-}" ] && [ -e "${logs}/${step}.log" ]; then busy+=("${step}"); break; fi
       done
     done
@@ -196,18 +159,6 @@ pids=()
 
 # a lane that died without recording its step (killed) is a failure too
 for step in "${wanted[@]}"; do
-  if is_background "${step}" && [ -z "${reported[${step}]:-}" ]; then
-    if [ -e "${logs}/${step}.done" ]; then   # it was ready (cached) before the others
-      read -r rc secs cpu <"${logs}/${step}.done"
-      [ "${rc}" -eq 0 ] || failed+=("${step}")
-      echo "setup: ${step} $([ "${rc}" -eq 0 ] && echo ready || echo FAILED) (${secs}s, CPU ${cpu}s)"
-      rm -f "${logs}/background.pids"
-    else
-      echo "setup: [$(( $(date +%s) - t0 ))s] ${step} goes on building in the background (nice 19," \
-        "log ${logs}/${step}.log); .ci/${step}.sh waits for it"
-    fi
-    continue
-  fi
   if [ -z "${reported[${step}]:-}" ]; then
     if [ -e "${logs}/${step}.log" ]; then
       failed+=("${step}")
@@ -228,7 +179,5 @@ if [ "${#failed[@]}" -gt 0 ]; then
   echo "setup: FAILED: ${failed[*]} (after $(( $(date +%s) - t0 ))s; logs kept in ${logs})"
   exit 1
 fi
-echo "setup: ${#reported[@]} steps ready in $(( $(date +%s) - t0 ))s (load average $(cut -d' ' -f1-3 /proc/loadavg))"
-[ ! -e "${logs}/jaeger.done" ] || rm -f "${logs}/background.pids"
-# kept while a background step writes to it
-[ -n "${SCORESTREAM_SETUP_LOGS:-}" ] || [ -e "${logs}/background.pids" ] || rm -rf "${logs}"
+echo "setup: all ${#reported[@]} steps ready in $(( $(date +%s) - t0 ))s (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+[ -n "${SCORESTREAM_SETUP_LOGS:-}" ] || rm -rf "${logs}"

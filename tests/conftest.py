@@ -114,13 +114,9 @@ def _machine_share(exclusive: bool) -> Iterator[None]:
 def _file_rank(items: list[pytest.Item]) -> int:
     """Where a file's tests go in the run: the longest kinds first, so that no worker is still
     in a three-minute chaos run when the others have nothing left; ``exclusive`` ones last, so
-    that they wait for short tests only (waiting for a long one leaves every worker idle);
-    ``late`` ones just before them, so that a tool built in the background has the whole run to
-    finish."""
+    that they wait for short tests only (waiting for a long one leaves every worker idle)."""
     marks = {m.name for item in items for m in item.iter_markers()}
     if "exclusive" in marks:
-        return 5
-    if "late" in marks:
         return 4
     if "chaos" in marks:
         return 0

@@ -31,9 +31,7 @@ from tests.jaeger import Jaeger, start_jaeger
 from tests.webhook_server import WebhookServer
 from tests.worker_support import Tenant, free_port, http_get, wait_until
 
-# late: `make test` builds Jaeger in the background (.ci/setup.sh --background jaeger) while the
-# other tests run, and `.ci/jaeger.sh` waits for that build; the timeout leaves room for the wait
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.late, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 POLICY = """\
 version: "tracing-e2e"

@@ -1,5 +1,5 @@
 """The order the xdist workers take the test files in (tests/conftest.py): the longest kinds
-first, ``late`` then ``exclusive`` files last, path order kept within a kind."""
+first, ``exclusive`` files last, path order kept within a kind."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ class _Item:
 
 def test_files_are_ordered_by_kind_and_kept_whole() -> None:
     items = [
-        _Item("tests/e2e/test_tracing.py::test_a", ("e2e", "slow", "late")),
+        _Item("tests/e2e/test_tracing.py::test_a", ("e2e", "slow")),
         _Item("tests/integration/test_a.py::test_x", ("integration",)),
         _Item("tests/integration/test_b.py::test_slow", ("integration", "slow")),
         _Item("tests/integration/test_b.py::test_fast", ("integration",)),
@@ -42,12 +42,12 @@ def test_files_are_ordered_by_kind_and_kept_whole() -> None:
     assert [cast("Any", i).nodeid for i in items] == [
         "tests/chaos/test_chaos_run.py::test_schedule",  # a file is ranked by all its tests
         "tests/chaos/test_chaos_run.py::test_run",
+        "tests/e2e/test_tracing.py::test_a",
         "tests/e2e/test_demo.py::test_demo",
         "tests/integration/test_b.py::test_slow",
         "tests/integration/test_b.py::test_fast",
         "tests/integration/test_a.py::test_x",
         "tests/unit/test_u.py::test_1",
         "tests/unit/test_u.py::test_2",
-        "tests/e2e/test_tracing.py::test_a",
         "tests/integration/test_overload.py::test_o",
     ]
