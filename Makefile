@@ -65,7 +65,7 @@ typecheck: $(STAMP)
 ## the suite on two processes per core, whole files per process (module fixtures start their
 ## stacks once), the longest files first (tests/conftest.py), the 15 slowest tests listed at the
 ## end. Two per core because the tests spend much of their time waiting on the broker and on the
-## processes they start: on 2 cores, 2 workers took 954 s, 4 took 587-600 s, 6 took 584 s with
+## processes they start: on 2 cores, 2 workers took 875 s, 4 took 564-600 s, 6 took 584 s with
 ## the CPU saturated (docs/development.md). PYTEST_WORKERS=0 runs it in one process
 PYTEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) * 2 )))
 XDIST := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder)
