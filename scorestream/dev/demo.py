@@ -64,6 +64,9 @@ class Stats:
     outcome_by_tx: dict[str, str] = field(default_factory=dict)
     fraud_labelled: set[str] = field(default_factory=set)
     swap_at: float | None = None
+    swap_to: str = "-"
+    """The version promoted mid-run: a freshly retrained one on the first run, then the other of
+    the two the home already has."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def fraud_table(self) -> tuple[int, int, int]:
@@ -281,7 +284,8 @@ def _view(
         + ", ".join(f"v{k}: {v:,}" for k, v in sorted(versions.items())),
     ]
     if stats.swap_at is not None:
-        lines.append(f"[yellow]hot swap: retrained model promoted at {stats.swap_at:.0f}s[/]")
+        swap = f"fraud-gbt/{stats.swap_to} promoted at {stats.swap_at:.0f}s"
+        lines.append(f"[yellow]hot swap: {swap}[/]")
     return Group(table, Panel("\n".join(lines), title="scorestream live", expand=False))
 
 
@@ -378,7 +382,7 @@ def run_live_demo(
                         version=candidate,
                         reason="demo: retrained model, hot swap mid-run",
                     )
-                    stats.swap_at = elapsed
+                    stats.swap_at, stats.swap_to = elapsed, candidate
                 live.update(_view(stats, rates, elapsed, duration, champion))
         stop.set()
         for t in threads:
